@@ -1,0 +1,8 @@
+"""latent-edit-bench: compare latent-space face editors by how much they disturb expression."""
+
+__version__ = "0.1.0"
+
+from .registry import Entry  # noqa: E402  (the two names a plugin author needs)
+from .plugins import hookimpl  # noqa: E402
+
+__all__ = ["Entry", "hookimpl", "__version__"]

@@ -1,0 +1,1 @@
+"""Generator backbones: StyleGAN2 (pure PyTorch) and the embedded DigiFace DCGAN."""

@@ -1,0 +1,56 @@
+"""The instrument contract: measuring networks shared by methods (as losses) and metrics.
+
+An instrument takes a batch of images in [-1, 1] — any size, device and dtype — and returns a
+dict of named tensors, each with batch as the first dimension. It is differentiable wherever
+``differentiable`` is True, so methods can train against it. Each instrument declares what it
+outputs (:class:`Output`) and where its weights came from (asset names in the register,
+``bench/assets/register.toml``).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import BenchError
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str              # key in the returned dict
+    shape: tuple           # per-sample shape, e.g. (68, 2) or (7,)
+    range: tuple           # (low, high) of the values; None for unbounded
+    unit: str              # e.g. "probability", "fraction of image width", "years"
+    labels: tuple = ()     # names along the last dimension, when it is categorical
+    description: str = ""
+
+
+class Instrument(nn.Module, abc.ABC):
+    name: str = "instrument"
+    outputs: tuple[Output, ...] = ()
+    assets: tuple[str, ...] = ()         # asset names in the register
+    differentiable: bool = True
+
+    @abc.abstractmethod
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """images [B, 3, H, W] in [-1, 1] -> {output name: tensor [B, ...]}."""
+
+    def output(self, name: str) -> Output:
+        for o in self.outputs:
+            if o.name == name:
+                return o
+        raise BenchError(f"instrument {self.name!r} has no output {name!r}; it has: "
+                         + ", ".join(o.name for o in self.outputs))
+
+    @torch.no_grad()
+    def measure(self, images: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+        """Batched no-grad measurement on the instrument's device; CPU float32 results."""
+        device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        parts: dict[str, list] = {}
+        for i in range(0, images.shape[0], batch_size):
+            for k, v in self(images[i:i + batch_size].to(device)).items():
+                parts.setdefault(k, []).append(v.float().cpu())
+        return {k: torch.cat(v) for k, v in parts.items()}

@@ -1,0 +1,1 @@
+"""Measuring networks ("instruments"): landmarks, emotions, attributes, identity, perceptual features."""

@@ -1,0 +1,51 @@
+"""Build the plugin manager: every plugin, built-in or not, is found through the ``bench`` entry-point group."""
+
+from __future__ import annotations
+
+import functools
+
+import pluggy
+
+from . import hookspecs
+from .registry import Registry
+
+hookimpl = pluggy.HookimplMarker("bench")
+
+
+def make_plugin_manager(extra_plugins=()) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("bench")
+    pm.add_hookspecs(hookspecs)
+    pm.load_setuptools_entrypoints("bench")
+    for plugin in extra_plugins:  # for tests and notebooks: register a module or object directly
+        pm.register(plugin)
+    return pm
+
+
+def _collect(pm: pluggy.PluginManager, hook_name: str):
+    """Per-plugin results of a register_* hook, in registration order, with the plugin's name."""
+    out = []
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):  # pluggy calls LIFO; keep FIFO
+        out.append((pm.get_name(impl.plugin) or repr(impl.plugin), impl.function()))
+    return out
+
+
+class Plugins:
+    """The registries of one plugin manager: ``plugins.backbones.create("dcgan")`` and so on."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self.pm = pm
+        self.backbones = Registry("backbone", _collect(pm, "register_backbones"))
+        self.instruments = Registry("instrument", _collect(pm, "register_instruments"))
+        self.methods = Registry("method", _collect(pm, "register_methods"))
+        self.metrics = Registry("metric", _collect(pm, "register_metrics"))
+
+    def attributes(self) -> list[str]:
+        names: list[str] = []
+        for _, attrs in _collect(self.pm, "register_attributes"):
+            names.extend(a for a in attrs or [] if a not in names)
+        return names
+
+
+@functools.lru_cache(maxsize=1)
+def get_plugins() -> Plugins:
+    return Plugins(make_plugin_manager())

@@ -1,0 +1,59 @@
+"""What plugins register, and name lookup with errors that list the valid names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import BenchError, UnknownName
+
+KINDS = ("backbone", "instrument", "method", "metric")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One named thing a plugin provides. ``factory`` is only called when the name is used."""
+
+    name: str
+    factory: Callable[..., Any]
+    summary: str = ""
+
+
+class Registry:
+    """All entries of one kind collected from every plugin, by name."""
+
+    def __init__(self, kind: str, entries_by_plugin: list[tuple[str, list[Entry]]]):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+        self._origin: dict[str, str] = {}
+        for plugin, entries in entries_by_plugin:
+            for entry in entries or []:
+                if not isinstance(entry, Entry):
+                    raise BenchError(f"plugin {plugin!r} registered a {kind} that is not a bench.Entry: {entry!r}")
+                if entry.name in self._entries:
+                    raise BenchError(
+                        f"{kind} {entry.name!r} is registered twice: by {self._origin[entry.name]!r} and {plugin!r}"
+                    )
+                self._entries[entry.name] = entry
+                self._origin[entry.name] = plugin
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def origin(self, name: str) -> str:
+        return self._origin[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def __iter__(self):
+        return iter(self._entries[n] for n in self.names())
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownName(self.kind, name, self._entries) from None
+
+    def create(self, name: str, **options) -> Any:
+        return self.get(name).factory(**options)

@@ -1,0 +1,1 @@
+"""Metric plugins (top-k change ratio, gesture, emotion disturbance, landmarks, identity)."""

@@ -1,0 +1,1 @@
+"""Report rendering: image grids now; HTML comparison reports (jinja2 + seaborn) build on it."""
