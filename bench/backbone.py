@@ -28,7 +28,6 @@ class Backbone(nn.Module, abc.ABC):
     latent_dim: int          # width of one edit-space layer
     n_layers: int            # number of editable layers (W+ layers; 1 for z-space)
     edit_space: str          # "w+" or "z"
-    discriminator: nn.Module | None = None
 
     # -- sampling -----------------------------------------------------------------------------
     def sample_z(self, n: int, seed: int) -> torch.Tensor:
@@ -52,6 +51,12 @@ class Backbone(nn.Module, abc.ABC):
     def early_activation(self, latents: torch.Tensor) -> torch.Tensor | None:
         """An early feature map [B, ...] for GANSpace on backbones without W (None if unsupported)."""
         return None
+
+    @property
+    def discriminator(self) -> nn.Module | None:
+        """The backbone's discriminator when it has one. Subclasses assign ``self.discriminator = module``
+        (nn.Module registers it as a submodule, so it follows ``.to()``); unassigned means None."""
+        return self._modules.get("discriminator")
 
     # -- conveniences -------------------------------------------------------------------------
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -12,11 +13,21 @@ KINDS = ("backbone", "instrument", "method", "metric")
 
 @dataclass(frozen=True)
 class Entry:
-    """One named thing a plugin provides. ``factory`` is only called when the name is used."""
+    """One named thing a plugin provides.
+
+    ``factory`` is a callable, or a ``"package.module:function"`` string imported on first use, so
+    that listing plugins stays cheap (no torch import, no weights loaded).
+    """
 
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[..., Any] | str
     summary: str = ""
+
+    def load(self) -> Callable[..., Any]:
+        if callable(self.factory):
+            return self.factory
+        module, _, attr = self.factory.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
 
 class Registry:
@@ -56,4 +67,4 @@ class Registry:
             raise UnknownName(self.kind, name, self._entries) from None
 
     def create(self, name: str, **options) -> Any:
-        return self.get(name).factory(**options)
+        return self.get(name).load()(**options)

@@ -50,7 +50,6 @@ class DCGANBackbone(Backbone):
         self.name = name
         self.generator = generator.eval()
         self.z_dim = self.latent_dim = generator.blocks[0].conv.in_channels
-        self.discriminator = None
 
     def train(self, mode: bool = True):
         # batch-norm statistics are part of the frozen model: never switch them to batch mode

@@ -1,0 +1,134 @@
+"""The ``bench`` command line. User errors exit with code 2 and a message, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import BenchError
+
+
+class BenchGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BenchError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+def _plugins():
+    from .plugins import get_plugins
+
+    return get_plugins()
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def writable_output(path: Path) -> Path:
+    """Create the parent folder now, so a bad -o fails before any work is done."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".bench-write-test-{path.name}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise BenchError(f"cannot write to {str(path.parent)!r}: {e.strerror or e}") from None
+    return path
+
+
+@click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="latent-edit-bench")
+def cli():
+    """Compare latent-space face editors by how much they disturb expression."""
+
+
+@cli.command("list")
+def list_cmd():
+    """List backbones, instruments, methods, metrics and known attribute names."""
+    plugins = _plugins()
+    for title, reg in [("backbones", plugins.backbones), ("instruments", plugins.instruments),
+                       ("methods", plugins.methods), ("metrics", plugins.metrics)]:
+        click.echo(f"{title}:")
+        if not reg.names():
+            click.echo("  (none)")
+        for entry in reg:
+            click.echo(f"  {entry.name:<28} {entry.summary}  [{reg.origin(entry.name)}]")
+    attrs = plugins.attributes()
+    click.echo(f"attributes ({len(attrs)}):")
+    click.echo("  " + ", ".join(attrs))
+
+
+@cli.command()
+@click.option("--backbone", "backbone_name", default="dcgan", show_default=True, help="name from `bench list`")
+@click.option("--weights", default=None, help="checkpoint path or zoo name, for backbones that take one")
+@click.option("-n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="number of images")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--ncol", type=click.IntRange(min=1), default=None, help="images per row (default: square)")
+@click.option("--scale", type=click.IntRange(min=1, max=16), default=1, show_default=True, help="nearest upscaling")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("grid.png"),
+              show_default=True)
+def sample(backbone_name, weights, n, seed, ncol, scale, device, output):
+    """Render a grid of n samples from a backbone."""
+    from reports.images import make_grid, save_png
+
+    writable_output(output)
+    options = {"weights": weights} if weights else {}
+    backbone = _plugins().backbones.create(backbone_name, **options).to(resolve_device(device))
+    images = backbone.sample(n, seed, progress=n > 64)
+    save_png(make_grid(images, ncol=ncol), output, scale=scale)
+    click.echo(f"wrote {output} ({n} samples of {backbone_name}, seed {seed}, "
+               f"{backbone.resolution}px, edit space {backbone.edit_space} "
+               f"[{backbone.n_layers}x{backbone.latent_dim}])")
+
+
+@cli.group(cls=BenchGroup)
+def zoo():
+    """Pretrained weights you fetch yourself (URLs, checksums, cache)."""
+
+
+@zoo.command("list")
+def zoo_list():
+    """Show zoo entries and whether each is in the cache."""
+    from . import zoo as zoo_mod
+
+    click.echo(f"cache: {zoo_mod.cache_dir()}")
+    for e in zoo_mod.ZOO.values():
+        state = "present" if e.path.exists() else "missing"
+        click.echo(f"{e.name:<30} {state:<8} {e.format:<16} {e.filename}")
+        click.echo(f"    url: {e.url}")
+        click.echo(f"    licence: {e.licence}; sha256: {e.sha256 or 'not published'}")
+        if e.notes:
+            click.echo(f"    {e.notes}")
+
+
+@zoo.command("fetch")
+@click.argument("name")
+def zoo_fetch(name):
+    """Download a zoo entry into the cache and verify its checksum."""
+    from . import zoo as zoo_mod
+
+    click.echo(f"saved {zoo_mod.fetch(name)}")
+
+
+def main():  # console-script entry point
+    sys.exit(cli.main(standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()
