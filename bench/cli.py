@@ -126,6 +126,30 @@ def zoo_fetch(name):
     click.echo(f"saved {zoo_mod.fetch(name)}")
 
 
+@zoo.command("train-regressor")
+@click.option("--celeba", "celeba_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="CelebA-layout folder (img_align_celeba/, list_attr_celeba.txt)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("celeba_r50.model"), show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--image-size", type=click.IntRange(min=32), default=128, show_default=True)
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="stop this call early; rerun resumes")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def zoo_train_regressor(celeba_dir, output, epochs, batch_size, lr, image_size, max_steps, seed, device):
+    """Train the 40-attribute ResNet-50 regressor R on CelebA (resumes after a kill)."""
+    from .train_regressor import train_regressor
+
+    writable_output(output)
+    result = train_regressor(celeba_dir, output, epochs=epochs, batch_size=batch_size, lr=lr,
+                             image_size=image_size, device=str(resolve_device(device)), seed=seed,
+                             max_steps=max_steps)
+    state = "finished" if result.finished else "stopped early (rerun to resume)"
+    click.echo(f"{state} at epoch {result.epoch}, step {result.step}: {result.out_path}")
+
+
 def main():  # console-script entry point
     sys.exit(cli.main(standalone_mode=True))
 
