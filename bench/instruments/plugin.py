@@ -15,6 +15,16 @@ def register_instruments():
     return [
         Entry("celeba-resnet50", "bench.instruments.celeba_regressor:celeba_resnet50",
               "EYE's regressor R: ResNet-50 -> 40 CelebA attributes (needs weights)"),
+        Entry("probe", "bench.instruments.probe:probe",
+              "offline default R: 15 CelebA attributes from face-api nets + landmark-placed colours"),
+        Entry("faceapi-landmarks", "bench.instruments.faceapi:landmarks",
+              "face-api 68 landmarks (x, y fractions of the padded square), 112 px; embedded"),
+        Entry("faceapi-expression", "bench.instruments.faceapi:expression",
+              "face-api 7 expressions (+ 'emotion' in DeepFace order), 112 px; embedded"),
+        Entry("faceapi-age-gender", "bench.instruments.faceapi:age_gender",
+              "face-api age (years) and P(male), TinyXception, 112 px; embedded"),
+        Entry("faceapi-descriptor", "bench.instruments.faceapi:descriptor",
+              "face-api 128-D face descriptor (ResNet-34-like), 150 px; embedded"),
     ]
 
 

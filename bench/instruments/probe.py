@@ -1,0 +1,242 @@
+"""``probe``: the offline attribute regressor R, built from face-api's networks and colour measurements.
+
+No CelebA classifier can be had offline (SPEC section 6), so this instrument scores a subset of
+the 40 CelebA attributes from things we can measure: three face-api networks (68 landmarks,
+expressions, age/gender) and colours sampled in regions the landmarks place. Every step is
+differentiable (colour samples use ``grid_sample`` at landmark-derived points), so methods can train
+against it like EYE's R. Exact definitions of every attribute: docs/attributes.md.
+
+Each score is ``sigmoid((f - centre) / scale)`` of one feature f. For the network outputs the
+constants are fixed (Male, Smiling: f = logit of the net's probability, centre 0, scale 1, i.e. the
+net's probability itself; Young: f = age in years, centre 35, scale -5). For the landmark-geometry and
+colour features they were calibrated once by tools/calibrate_probe.py on DCGAN samples: centre =
+median, scale = IQR / 1.349 (a robust standard deviation), so each score is 0.5 on the median sample.
+Unsupported attributes are NaN; ask ``require_supported`` before relying on a column.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..attributes import CELEBA_ATTRIBUTES
+from ..errors import BenchError
+from ..instrument import Instrument, Output
+
+# Instruments this one is built from (names in the plugin registry).
+LANDMARKS, EXPRESSION, AGE_GENDER = "faceapi-landmarks", "faceapi-expression", "faceapi-age-gender"
+HAPPY = 1          # index of "happy" in face-api's expression order
+SAMPLE_SIZE = 96   # colours are sampled from the face resized to this (antialiased): same scale at any size
+
+# Fixed constants for network outputs: (centre, scale); f = logit(p) for probabilities, years for age.
+FIXED = {
+    "Male": (0.0, 1.0),
+    "Smiling": (0.0, 1.0),
+    "Young": (35.0, -5.0),   # 0.5 at 35 years; 0.88 at 25, 0.12 at 45
+}
+
+# BEGIN CALIBRATION (written by tools/calibrate_probe.py; do not edit by hand)
+CALIBRATION_SOURCE = 'tools/calibrate_probe.py: dcgan, 2000 samples, seed 0'
+CALIBRATION = {   # attribute: (centre, scale) of its feature
+    'Bald': (-0.22538, 0.199766),
+    'Big_Lips': (0.22041, 0.0303241),
+    'Big_Nose': (-1.28941, 0.0889844),
+    'Black_Hair': (-0.299691, 0.178973),
+    'Blond_Hair': (0.367411, 0.20601),
+    'Brown_Hair': (0.0444014, 0.176497),
+    'Bushy_Eyebrows': (0.159934, 0.207829),
+    'Gray_Hair': (0.0669958, 0.185059),
+    'Mouth_Slightly_Open': (0.0530886, 0.0450968),
+    'Narrow_Eyes': (-0.286408, 0.043426),
+    'Pale_Skin': (0.225295, 0.16466),
+    'Wearing_Lipstick': (0.0483327, 0.0970837),
+}
+# END CALIBRATION
+
+SUPPORTED = ("Bald", "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Brown_Hair", "Bushy_Eyebrows",
+             "Gray_Hair", "Male", "Mouth_Slightly_Open", "Narrow_Eyes", "Pale_Skin", "Smiling",
+             "Wearing_Lipstick", "Young")
+MEASURED = tuple(a for a in SUPPORTED if a not in FIXED)   # the calibrated ones
+
+# iBUG 68-point indices (0-based).
+R_EYE, L_EYE = slice(36, 42), slice(42, 48)     # the subject's right eye is on the image's left
+BROWS = slice(17, 27)
+# Lip body: midpoints of outer/inner contour pairs (upper 50-61, 51-62, 52-63; lower 58-67, 57-66, 56-65).
+LIP_OUTER, LIP_INNER = [50, 51, 52, 58, 57, 56], [61, 62, 63, 67, 66, 65]
+
+
+def _luma(rgb):
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+
+
+def _opponent(rgb):
+    """Redness (R - G), yellowness ((R + G)/2 - B) and chroma, for rgb in [0, 1]."""
+    a = rgb[..., 0] - rgb[..., 1]
+    b = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    return a, b, torch.sqrt(a * a + b * b + 1e-6)
+
+
+def _dist(p, q):
+    return torch.sqrt(((p - q) ** 2).sum(-1) + 1e-12)
+
+
+def pad_square(images: torch.Tensor) -> torch.Tensor:
+    """Centre an image on a black square (what face-api does), so landmarks are fractions of it."""
+    h, w = images.shape[-2:]
+    if h == w:
+        return images
+    s = max(h, w)
+    left, top = (s - w) // 2, (s - h) // 2
+    return F.pad(images, (left, s - w - left, top, s - h - top), value=-1.0)
+
+
+def _grid(offsets_a, offsets_b):
+    a = torch.tensor(offsets_a, dtype=torch.float32)
+    b = torch.tensor(offsets_b, dtype=torch.float32)
+    return torch.stack(torch.meshgrid(a, b, indexing="ij"), -1).reshape(-1, 2)   # [N, 2] in (across, down)
+
+
+# Sampling patterns in face units (IOD = inter-ocular distance; "down" = from the brows to the chin).
+HAIR_PATTERN = _grid([-0.6, -0.3, 0.0, 0.3, 0.6], [-0.8, -1.0, -1.2])   # top of the head, above the brows
+CHEEK_PATTERN = _grid([-0.08, 0.0, 0.08], [-0.08, 0.0, 0.08])
+BROW_DEPTHS = (0.0, 0.06, 0.12)                                          # from the brow points towards the eye
+
+
+class Probe(Instrument):
+    name = "probe"
+    differentiable = True
+    assets = ()   # built from other instruments' assets; its calibration constants live in this module
+    outputs = (
+        Output("attributes", (len(CELEBA_ATTRIBUTES),), (0.0, 1.0), "probability", CELEBA_ATTRIBUTES,
+               "CelebA attribute scores; NaN where unsupported (see supported_attributes)"),
+        Output("landmarks", (68, 2), (0.0, 1.0), "fraction of the padded square image",
+               ("x", "y"), "face-api's 68 iBUG landmarks the regions were placed by"),
+    )
+
+    def __init__(self, landmarks=None, expression=None, age_gender=None):
+        super().__init__()
+        if landmarks is None or expression is None or age_gender is None:
+            from ..plugins import get_plugins
+
+            reg = get_plugins().instruments
+            landmarks = reg.create(LANDMARKS) if landmarks is None else landmarks
+            expression = reg.create(EXPRESSION) if expression is None else expression
+            age_gender = reg.create(AGE_GENDER) if age_gender is None else age_gender
+        self.landmark_net, self.expression_net, self.age_gender_net = landmarks, expression, age_gender
+        self.supported_attributes = SUPPORTED
+        self.register_buffer("supported", torch.tensor([a in SUPPORTED for a in CELEBA_ATTRIBUTES]),
+                             persistent=False)
+        self.register_buffer("hair_pattern", HAIR_PATTERN, persistent=False)
+        self.register_buffer("cheek_pattern", CHEEK_PATTERN, persistent=False)
+        centre, scale = [], []
+        for a in CELEBA_ATTRIBUTES:
+            c, s = FIXED.get(a) or CALIBRATION.get(a) or (float("nan"), float("nan"))
+            centre.append(c)
+            scale.append(s)
+        self.register_buffer("centre", torch.tensor(centre), persistent=False)
+        self.register_buffer("scale", torch.tensor(scale), persistent=False)
+
+    # -- measurements ----------------------------------------------------------------------------
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw features f [B] per supported attribute, plus the landmarks they were placed by."""
+        x = pad_square(images)
+        lm = self.landmark_net(x)["landmarks"]                       # [B, 68, 2], fractions of x
+        expr = self.expression_net(x)["expression"]
+        ag = self.age_gender_net(x)
+        f = {"Male": torch.logit(ag["male"].clamp(1e-6, 1 - 1e-6)),
+             "Smiling": torch.logit(expr[:, HAPPY].clamp(1e-6, 1 - 1e-6)),
+             "Young": ag["age"]}
+        f.update(self._geometry(lm))
+        f.update(self._colours(x, lm))
+        f["landmarks"] = lm
+        return f
+
+    def _frame(self, lm):
+        """Eye centres, inter-ocular distance and the face's across/down unit vectors (in-plane roll)."""
+        er, el = lm[:, R_EYE].mean(1), lm[:, L_EYE].mean(1)
+        iod = _dist(el, er)
+        across = (el - er) / iod[:, None]
+        down = torch.stack([-across[:, 1], across[:, 0]], -1)        # across rotated +90 degrees (y points down)
+        return iod, across, down
+
+    def _geometry(self, lm):
+        p = lambda i: lm[:, i]                                        # noqa: E731
+        iod, _, _ = self._frame(lm)
+        face_h = _dist(p(27), p(8))                                   # nose bridge top to chin
+        gap = (_dist(p(61), p(67)) + _dist(p(62), p(66)) + _dist(p(63), p(65))) / 3
+        ear = lambda e: ((_dist(p(e + 1), p(e + 5)) + _dist(p(e + 2), p(e + 4)))   # noqa: E731
+                         / (2 * _dist(p(e), p(e + 3))))
+        return {
+            "Mouth_Slightly_Open": gap / face_h,
+            "Narrow_Eyes": -(ear(36) + ear(42)) / 2,
+            "Big_Lips": (_dist(p(51), p(62)) + _dist(p(57), p(66))) / iod,
+            "Big_Nose": torch.log(_dist(p(31), p(35)) / iod) + torch.log(_dist(p(27), p(33)) / iod),
+        }
+
+    def _colours(self, x, lm):
+        img = F.interpolate((x + 1) / 2, size=(SAMPLE_SIZE, SAMPLE_SIZE), mode="bilinear",
+                            align_corners=False, antialias=True)
+        iod, across, down = self._frame(lm)
+        unit = iod[:, None, None]
+
+        def place(origin, pattern):   # pattern [N, 2] in IOD units (across, down) -> image fractions [B, N, 2]
+            return (origin[:, None] + unit * (pattern[None, :, :1] * across[:, None]
+                                              + pattern[None, :, 1:] * down[:, None]))
+
+        def sample(pts):               # [B, N, 2] fractions -> [B, N, 3] rgb
+            out = F.grid_sample(img, (pts * 2 - 1)[:, :, None], mode="bilinear",
+                                padding_mode="border", align_corners=False)
+            return out[..., 0].transpose(1, 2)
+
+        brow_mid = lm[:, BROWS].mean(1)
+        hair = sample(place(brow_mid, self.hair_pattern)).mean(1)
+        cheek_r = (lm[:, 2] + lm[:, 31] + lm[:, 41]) / 3             # centroid of jaw, nose wing, lower lid
+        cheek_l = (lm[:, 14] + lm[:, 35] + lm[:, 46]) / 3
+        skin = torch.cat([sample(place(cheek_r, self.cheek_pattern)),
+                          sample(place(cheek_l, self.cheek_pattern))], 1).mean(1)
+        lips = sample((lm[:, LIP_OUTER] + lm[:, LIP_INNER]) / 2).mean(1)
+        brow_pts = torch.cat([lm[:, BROWS] + d * unit * down[:, None] for d in BROW_DEPTHS], 1)
+        brow = sample(brow_pts)
+
+        y_hair, y_skin = _luma(hair), _luma(skin)
+        a_hair, b_hair, c_hair = _opponent(hair)
+        a_skin, _, c_skin = _opponent(skin)
+        a_lip, _, c_lip = _opponent(lips)
+        return {
+            "Bald": -_dist(hair, skin),                                # top of the head coloured like skin
+            "Black_Hair": -y_hair,
+            "Blond_Hair": y_hair + b_hair,                             # light and yellow
+            "Brown_Hair": a_hair + b_hair - 4 * (y_hair - 0.3) ** 2,   # warm hue at mid-dark lightness
+            "Gray_Hair": y_hair - 2 * c_hair,                          # light and colourless
+            "Pale_Skin": y_skin - c_skin,                              # light and colourless skin
+            "Wearing_Lipstick": (a_lip - a_skin) + (c_lip - c_skin),   # lips redder/more saturated than skin
+            "Bushy_Eyebrows": (1 - _luma(brow) / y_skin[:, None].clamp_min(1e-3)).mean(1),
+        }
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        missing = [a for a in MEASURED if a not in CALIBRATION]
+        if missing:
+            raise BenchError(f"probe is not calibrated for {', '.join(missing)}: run tools/calibrate_probe.py")
+        f = self.features(images)
+        b = images.shape[0]
+        raw = torch.full((b, len(CELEBA_ATTRIBUTES)), float("nan"), device=images.device, dtype=f["Male"].dtype)
+        cols = [CELEBA_ATTRIBUTES.index(a) for a in SUPPORTED]
+        raw = raw.index_copy(1, torch.tensor(cols, device=images.device),
+                             torch.stack([f[a] for a in SUPPORTED], 1))
+        attrs = torch.sigmoid((raw - self.centre.to(raw)) / self.scale.to(raw))
+        return {"attributes": attrs, "landmarks": f["landmarks"]}
+
+
+def require_supported(instrument, attrs) -> None:
+    """Raise BenchError unless ``instrument`` scores every attribute in ``attrs`` (never a silent NaN/zero)."""
+    supported = tuple(getattr(instrument, "supported_attributes", CELEBA_ATTRIBUTES))
+    for a in ([attrs] if isinstance(attrs, str) else attrs):
+        if a not in supported:
+            raise BenchError(f"instrument {instrument.name!r} does not support attribute {a!r}; "
+                             f"supported: {', '.join(supported)}")
+
+
+def probe(**options) -> Probe:
+    if options:
+        raise BenchError(f"instrument 'probe' takes no options; got {', '.join(options)}")
+    return Probe()

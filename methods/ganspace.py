@@ -1,0 +1,88 @@
+"""GANSpace (Härkönen et al., NeurIPS 2020): principal components of the latent distribution.
+
+With a W space: PCA of sampled w. Without one (edit space z, e.g. the DCGAN): PCA of an early
+activation (``backbone.early_activation``) and each component regressed back to z by least
+squares (coefficients of the samples on the components -> z), as GANSpace does for BigGAN.
+Directions are unit-normalised; ``stdev`` is the standard deviation of the sampled latents'
+projections on each direction. Edit: w_l += strength · stdev_c · v_c on a layer range, strength in
+stdevs. The official tool leaves component choice to the user; we choose, per attribute, the
+component among the top ``top_k`` (with sign) and the layer range whose edit moves R_k most per
+unit strength (central difference at ±``probe_sigmas``), and record it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.method import FitContext, PerAttributeEditor, add_direction, finite_difference, layer_mask
+
+
+def pca(x: torch.Tensor, n_components: int) -> dict:
+    """PCA of rows of x: mean, orthonormal components [C, F] (rows), variances, variance ratios."""
+    x = x.double()
+    mean = x.mean(0)
+    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)   # singular values descending
+    var = s ** 2 / (x.shape[0] - 1)
+    c = min(n_components, vh.shape[0])
+    return {"mean": mean, "components": vh[:c], "variance": var[:c], "variance_ratio": var[:c] / var.sum()}
+
+
+def default_layer_ranges(n_layers: int) -> list[list[int]]:
+    """All layers, then coarse/middle/fine thirds (the ranges GANSpace's examples edit)."""
+    if n_layers == 1:
+        return [[0, 1]]
+    a, b = max(1, n_layers // 3), max(2, 2 * n_layers // 3)
+    return [[0, n_layers], [0, a], [a, b], [b, n_layers]]
+
+
+class GANSpace(PerAttributeEditor):
+    name = "ganspace"
+    config = {"n_components": 20, "n_pca_samples": 1024, "top_k": 10, "n_samples": 256,
+              "probe_sigmas": 1.0, "max_sigmas": 3.0, "layer_ranges": None}
+
+    def fit_shared(self, ctx: FitContext) -> dict:
+        bb, cfg = ctx.backbone, self.config
+        lat = ctx.latents(cfg["n_pca_samples"], seed=ctx.seed + 1)   # PCA set apart from the choice set
+        x = lat[:, 0].double()
+        if bb.edit_space == "z":
+            with torch.no_grad():
+                y = torch.cat([bb.early_activation(lat[i:i + 256].to(ctx.dev)).cpu()
+                               for i in range(0, lat.shape[0], 256)])
+            p = pca(y, cfg["n_components"])
+            coeff = (y.double() - p["mean"]) @ p["components"].T                    # [N, C]
+            back = torch.linalg.lstsq(coeff, x - x.mean(0)).solution                # [C, z_dim]
+            dirs, space = back / back.norm(dim=1, keepdim=True), "activation"
+        else:
+            p = pca(x, cfg["n_components"])
+            dirs, space = p["components"], "w"
+        stdev = ((x - x.mean(0)) @ dirs.T).std(0)
+        return {"space": space, "components": p["components"].float(), "variance": p["variance"].float(),
+                "variance_ratio": p["variance_ratio"].float(), "directions": dirs.float(),
+                "stdev": stdev.float(), "latent_mean": x.mean(0).float()}
+
+    def fit_attribute(self, ctx: FitContext, attr: str, shared: dict) -> dict:
+        cfg = self.config
+        n_layers = ctx.backbone.n_layers
+        ranges = cfg["layer_ranges"] or default_layer_ranges(n_layers)
+        lat = ctx.latents(cfg["n_samples"])
+        k = min(int(cfg["top_k"]), shared["directions"].shape[0])
+        effects = []   # [component][range], per stdev of strength
+        for c in range(k):
+            v = shared["directions"][c] * shared["stdev"][c]
+            effects.append([finite_difference(ctx, lat, attr,
+                                              lambda l, s, v=v, m=layer_mask(n_layers, r): add_direction(l, v, s, m),
+                                              cfg["probe_sigmas"]) for r in ranges])
+        c, j = max(((c, j) for c in range(k) for j in range(len(ranges))), key=lambda t: abs(effects[t[0]][t[1]]))
+        sign = 1.0 if effects[c][j] >= 0 else -1.0
+        return {"component": c, "sign": sign, "layer_range": list(ranges[j]),
+                "direction": sign * shared["directions"][c], "stdev": float(shared["stdev"][c]),
+                "layers": layer_mask(n_layers, ranges[j]), "effect": abs(effects[c][j]), "effects": effects}
+
+    def edit(self, latents, attr, strength):
+        self._check_attr(attr)
+        a = self.per_attr[attr]
+        return add_direction(latents, a["direction"] * a["stdev"], strength, a["layers"])
+
+    def strength_range(self, attr):
+        self._check_attr(attr)
+        return (-self.config["max_sigmas"], self.config["max_sigmas"])

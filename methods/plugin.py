@@ -1,0 +1,22 @@
+"""Built-in editing methods, registered through the ``bench`` entry-point group like any plugin.
+
+Factories are "module:Class" strings (imported on first use); ``factory(**config) -> Editor``.
+"""
+
+from __future__ import annotations
+
+from bench import Entry, hookimpl
+
+
+@hookimpl
+def register_methods():
+    return [
+        Entry("sefa", "methods.sefa:SeFa",
+              "SeFa: eigenvectors of AᵀA of the first latent-to-feature weights; component chosen by effect on R_k"),
+        Entry("ganspace", "methods.ganspace:GANSpace",
+              "GANSpace: PCA of W (or of an early activation, regressed to z); component + layers chosen by effect"),
+        Entry("interfacegan", "methods.interfacegan:InterFaceGAN",
+              "InterFaceGAN: unit normal of a linear SVM on the top/bottom 2% of samples by R_k"),
+        Entry("interfacegan-cond", "methods.interfacegan:InterFaceGANCond",
+              "InterFaceGAN conditioned: direction orthogonal to the gesture attributes' normals"),
+    ]

@@ -1,0 +1,72 @@
+"""`bench measure`: prints emotions/age/attributes, writes landmark overlays, exits 2 on bad paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.measure import landmark_error, to_pixels
+
+GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+BENCH = [sys.executable, "-m", "bench.cli"]
+
+
+def run(*args):
+    return subprocess.run(BENCH + list(args), capture_output=True, text=True, timeout=300)
+
+
+def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
+    res = run("measure", str(GRACE), "-o", str(tmp_path), "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    for needle in ("fer-emotion", "faceapi-expression", "happy", "neutral", "age", "male",
+                   "attributes (probe)", "Smiling", "Blond_Hair"):
+        assert needle in out, needle
+    assert "Eyeglasses" not in out   # unsupported attributes are not printed
+    overlay = np.asarray(Image.open(tmp_path / "grace_hopper_landmarks.png"))
+    src = np.asarray(Image.open(GRACE).convert("RGB"))
+    assert overlay.shape[0] >= 512 and overlay.shape[0] % src.shape[0] == 0
+    k = overlay.shape[0] // src.shape[0]
+    # the dots are drawn: the overlay differs from the upscaled photo in some pixels, not most
+    diff = (overlay != src.repeat(k, 0).repeat(k, 1)).any(-1).mean()
+    assert 0.001 < diff < 0.1
+
+
+def test_missing_file_exits_2_and_names_it(tmp_path):
+    res = run("measure", str(GRACE), str(tmp_path / "nope.jpg"), "-o", str(tmp_path))
+    assert res.returncode == 2
+    assert "nope.jpg" in res.stderr and "not found" in res.stderr and "Traceback" not in res.stderr
+    assert not list(tmp_path.glob("*.png"))   # checked before any work
+
+
+def test_unknown_instrument_set_exits_2(tmp_path):
+    res = run("measure", str(GRACE), "--instrument-set", "nope", "-o", str(tmp_path))
+    assert res.returncode == 2 and "valid: default" in res.stderr
+
+
+def test_landmarks_map_back_from_the_padded_square():
+    # a 100x60 image sits 20 px down in its 100x100 square
+    lm = torch.tensor([[0.5, 0.5], [0.0, 0.2]])
+    assert np.allclose(to_pixels(lm, 100, 60), [[50, 30], [0, 0]])
+    lm = torch.tensor([[0.5, 0.5]])
+    assert np.allclose(to_pixels(lm, 60, 100), [[30, 50]])
+
+
+def test_landmarks_agree_with_dlib_on_grace_hopper():
+    pytest.importorskip("dlib")
+    from bench.measure import DlibReference, Instruments
+
+    rgb = np.asarray(Image.open(GRACE).convert("RGB").crop((140, 40, 390, 330)))
+    torch.set_num_threads(2)
+    ours = Instruments("default").measure(Path("g"), rgb).landmarks
+    ref, how = DlibReference().landmarks(rgb)
+    assert how == "dlib detector"
+    assert landmark_error(ours, ref) < 10   # % of inter-ocular distance
+    assert landmark_error(ours, ref[::-1]) > 30   # and the check can fail

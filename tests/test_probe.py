@@ -1,0 +1,130 @@
+"""probe: the offline attribute regressor (face-api nets + landmark-placed colour measurements)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.errors import BenchError
+from bench.instruments.probe import CALIBRATION, FIXED, MEASURED, SUPPORTED, pad_square, require_supported
+from bench.measure import to_pixels
+from bench.plugins import get_plugins
+
+GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+GRACE_FACE = (140, 40, 390, 330)   # x0, y0, x1, y1: her face with the cap, as a face crop
+COLS = [CELEBA_ATTRIBUTES.index(a) for a in SUPPORTED]
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return get_plugins().instruments.create("probe").eval()
+
+
+@pytest.fixture(scope="module")
+def grace():
+    rgb = np.asarray(Image.open(GRACE).convert("RGB").crop(GRACE_FACE), dtype=np.float32)
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None] / 127.5 - 1
+
+
+@pytest.fixture(scope="module")
+def dcgan_images():
+    return get_plugins().backbones.create("dcgan").sample(64, 0)   # the first 64 of the calibration set
+
+
+def test_shape_range_and_nan_for_unsupported(probe, dcgan_images):
+    with torch.no_grad():
+        out = probe(dcgan_images[:8])
+    a = out["attributes"]
+    assert a.shape == (8, 40) and out["landmarks"].shape == (8, 68, 2)
+    assert probe.supported.tolist() == [n in SUPPORTED for n in CELEBA_ATTRIBUTES]
+    assert set(probe.supported_attributes) >= {"Male", "Young", "Smiling", "Mouth_Slightly_Open", "Narrow_Eyes",
+                                               "Bald", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair",
+                                               "Pale_Skin", "Wearing_Lipstick", "Big_Lips", "Big_Nose",
+                                               "Bushy_Eyebrows"}
+    sup = a[:, probe.supported]
+    assert torch.isfinite(sup).all() and (sup >= 0).all() and (sup <= 1).all()
+    assert torch.isnan(a[:, ~probe.supported]).all()
+    assert sup.std(0).min() > 0.01   # every supported score varies across faces
+
+
+def test_require_supported_names_the_attribute_and_the_valid_ones(probe):
+    require_supported(probe, ["Male", "Smiling"])
+    with pytest.raises(BenchError, match=r"instrument 'probe' does not support attribute 'Eyeglasses'; "
+                                         r"supported: Bald, Big_Lips, .*Young"):
+        require_supported(probe, ["Male", "Eyeglasses"])
+
+
+def test_calibration_is_complete_and_centres_the_dcgan_samples(probe, dcgan_images):
+    assert set(CALIBRATION) == set(MEASURED) and all(s > 0 for _, s in CALIBRATION.values())
+    with torch.no_grad():
+        a = probe(dcgan_images)["attributes"]
+    med = {n: float(a[:, CELEBA_ATTRIBUTES.index(n)].median()) for n in MEASURED}
+    # median -> 0.5 on 2,000 samples; 64 of them give the median within sampling error
+    assert all(0.3 < m < 0.7 for m in med.values()), med
+
+
+def test_gradient_reaches_the_image_from_every_attribute(probe, dcgan_images):
+    x = dcgan_images[:2].clone().requires_grad_(True)
+    a = probe(x)["attributes"]
+    for n in SUPPORTED:
+        (g,) = torch.autograd.grad(a[:, CELEBA_ATTRIBUTES.index(n)].sum(), x, retain_graph=True)
+        assert torch.isfinite(g).all() and g.abs().sum() > 0, n
+
+
+def test_deterministic(probe, dcgan_images):
+    with torch.no_grad():
+        a, b = probe(dcgan_images[:4])["attributes"], probe(dcgan_images[:4])["attributes"]
+    assert torch.equal(a[:, COLS], b[:, COLS])
+
+
+def test_network_scores_are_the_defined_functions_of_the_nets(probe, grace):
+    reg = get_plugins().instruments
+    x = pad_square(grace)
+    with torch.no_grad():
+        a = probe(grace)["attributes"][0]
+        ag = reg.create("faceapi-age-gender")(x)
+        happy = reg.create("faceapi-expression")(x)["expression"][0, 1]
+    male, age = float(ag["male"][0]), float(ag["age"][0])
+    assert float(a[CELEBA_ATTRIBUTES.index("Male")]) == pytest.approx(male, abs=1e-5)
+    assert float(a[CELEBA_ATTRIBUTES.index("Smiling")]) == pytest.approx(float(happy), abs=1e-5)
+    c, s = FIXED["Young"]
+    assert float(a[CELEBA_ATTRIBUTES.index("Young")]) == pytest.approx(1 / (1 + math.exp(-(age - c) / s)), abs=1e-5)
+    # she is 79 in the photo; the net calls her old, so Young is near 0
+    assert age > 55 and float(a[CELEBA_ATTRIBUTES.index("Young")]) < 0.05
+
+
+def test_horizontal_flip_gives_nearly_the_same_attributes(probe, grace):
+    with torch.no_grad():
+        a = probe(grace)["attributes"][0, COLS]
+        b = probe(grace.flip(-1))["attributes"][0, COLS]
+    assert (a - b).abs().max() < 0.15, dict(zip(SUPPORTED, (a - b).tolist()))
+
+
+def test_brightening_the_hair_region_raises_blond_hair(probe, grace):
+    with torch.no_grad():
+        out = probe(grace)
+    lm = to_pixels(out["landmarks"][0], grace.shape[-1], grace.shape[-2])
+    brow_y = int(lm[17:27, 1].min())
+    rows = slice(0, max(1, brow_y - 10))                        # everything above the brows
+    lighter = grace.clone()
+    lighter[:, :, rows] = (lighter[:, :, rows] + torch.tensor([0.9, 0.9, 0.5])[:, None, None]).clamp(-1, 1)
+    with torch.no_grad():
+        b = probe(lighter)["attributes"][0]
+    i, k = CELEBA_ATTRIBUTES.index("Blond_Hair"), CELEBA_ATTRIBUTES.index("Black_Hair")
+    a = out["attributes"][0]
+    assert b[i] > a[i] + 0.2 and b[k] < a[k]
