@@ -8,13 +8,13 @@ The cache is ``$BENCH_HOME/zoo`` (default ``~/.cache/latent-edit-bench/zoo``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .assets import sha256_file
 from .errors import BenchError, MissingAsset, UnknownName
 
 
@@ -74,14 +74,6 @@ def get(name: str) -> ZooEntry:
         raise UnknownName("zoo entry", name, ZOO) from None
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def resolve(name_or_path: str) -> Path:
     """A zoo name or a file path -> an existing file, or MissingAsset saying how to get it."""
     if name_or_path in ZOO:
@@ -120,7 +112,7 @@ def fetch(name: str, progress: bool = True) -> Path:
                 bar.update(len(chunk))
     except OSError as e:
         raise BenchError(f"could not download {entry.url}: {e}. Put the file at {entry.path} by hand.") from None
-    if entry.sha256 and (got := sha256_of(partial)) != entry.sha256:
+    if entry.sha256 and (got := sha256_file(partial)) != entry.sha256:
         partial.unlink()
         raise BenchError(f"{entry.filename}: sha256 {got} does not match the zoo's {entry.sha256}")
     shutil.move(partial, entry.path)
