@@ -250,7 +250,9 @@ class PerAttributeEditor(Editor):
         if state is None:
             state = {"shared": self.fit_shared(ctx), "attrs": {}}
             ck.save(state)
-        for attr in ctx.attributes:
+        from tqdm.auto import tqdm
+
+        for attr in tqdm(ctx.attributes, desc=f"fit {self.name}", unit="attr", disable=not ctx.progress):
             if attr not in state["attrs"]:
                 state["attrs"][attr] = self.fit_attribute(ctx, attr, state["shared"])
                 ck.save(state)

@@ -1,1 +1,1 @@
-"""Editing-method plugins (baseline/EYE, HFLD, GANSpace, InterFaceGAN, SeFa): see docs/writing-a-method.md."""
+"""Editing-method plugins (baseline/EYE, HFLD, GANSpace, InterFaceGAN, SeFa): see docs/methods.md."""

@@ -3,9 +3,9 @@ embedded DCGAN with a real attribute instrument.
 
 The instrument is ``Tone``: mean brightness -> Pale_Skin, mean redness (R - G) -> Rosy_Cheeks, mapped to
 [0, 1] by a sigmoid centred on the DCGAN's sample median (constants measured on 256 samples, seed 123);
-every other column is NaN, so a method that reads any column but its target fails. We do not use
-``probe`` here: at this size its three face-api networks would make this file take minutes on 2 cores
-(test_probe_interfacegan runs one small fit through it when it is usable).
+every other column is NaN, so a method that reads any column but its target fails. ``probe`` (three face-api
+networks, ~20 ms an image here) would make the mechanical tests take minutes on 2 cores; it is used where
+it matters, test_probe_interfacegan (Male conditioned on the gesture attributes), skipped if unusable.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
+from bench.attributes import CELEBA_ATTRIBUTES, GESTURE_ATTRIBUTES
 from bench.errors import BenchError
 from bench.instrument import Instrument, Output
 from bench.method import (Checkpointer, FitContext, artifact_key, artifact_path, fit_or_load, load_artifact,
@@ -91,9 +91,11 @@ def test_sefa_matches_numpy_eigh_and_edits(backbone):
     assert len(a["effects"]) == 4 and abs(a["effects"][a["component"]]) == max(map(abs, a["effects"]))
     assert torch.allclose(a["direction"], a["sign"] * dirs[a["component"]].float())
     lat = ctx.latents(32, seed=7)          # held out from the choice set
+    h = a["sigma"]   # the probe step: the measured effect must hold on fresh samples
+    up, down = (ctx.score_latents(ed.edit(lat, PALE, s), PALE).mean() for s in (h, -h))
+    assert float(up - down) / (2 * h) > 0.5 * a["effect"] > 0
     lo, hi = ed.strength_range(PALE)
-    assert ctx.score_latents(ed.edit(lat, PALE, hi), PALE).mean() > ctx.score_latents(lat, PALE).mean() + 0.05
-    assert ctx.score_latents(ed.edit(lat, PALE, lo), PALE).mean() < ctx.score_latents(lat, PALE).mean() - 0.05
+    assert lo == -hi and hi == pytest.approx(3 * a["sigma"])
 
 
 def test_ganspace_components(backbone):
@@ -117,6 +119,41 @@ def test_ganspace_components(backbone):
     assert a["layer_range"] == [0, 1] and 0 <= a["component"] < 3
     lat = ctx.latents(32, seed=7)
     assert ctx.score_latents(ed.edit(lat, PALE, 2.0), PALE).mean() > ctx.score_latents(lat, PALE).mean()
+
+
+def test_w_space_paths_on_a_small_stylegan2():
+    """The W+ code paths (GANSpace PCA of w, layer-range choice, SeFa on modulation weights) on a tiny
+    random StyleGAN2: no FFHQ weights exist here, but the mechanics do not depend on them."""
+    from bench.backbones.stylegan2 import Generator, StyleGAN2Backbone
+
+    torch.manual_seed(0)
+    g = Generator(16, style_dim=32, n_mlp=2, channel_multiplier=1, max_channels=16)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():   # move the parameters off their init so that every layer matters
+        for name, t in g.state_dict().items():
+            if not name.endswith("kernel"):
+                t.add_(0.3 * torch.randn(t.shape, generator=gen))
+    bb = StyleGAN2Backbone(g.eval(), name="tiny")
+    ctx = make_ctx(bb)
+    gs = GANSpace(n_components=8, n_pca_samples=256, top_k=3, n_samples=32)
+    gs.fit(ctx)
+    c = gs.shared["components"].double()
+    assert gs.shared["space"] == "w" and c.shape == (8, 32)
+    torch.testing.assert_close(c @ c.T, torch.eye(8, dtype=torch.float64), atol=1e-5, rtol=0)
+    assert torch.equal(gs.shared["directions"], gs.shared["components"])
+    a = gs.per_attr[PALE]
+    assert a["layer_range"] in ([0, 6], [0, 2], [2, 4], [4, 6]) and len(a["effects"][0]) == 4
+    lat = ctx.latents(4, seed=2)
+    moved = (gs.edit(lat, PALE, 1.0) - lat).norm(dim=-1)          # [4, n_layers]
+    lo, hi = a["layer_range"]
+    assert torch.all(moved[:, lo:hi] > 0) and torch.all(moved[:, :lo] == 0) and torch.all(moved[:, hi:] == 0)
+
+    A = bb.style_weights().detach().double().numpy()
+    ref = np.linalg.eigh(A.T @ A)[1][:, ::-1]
+    sf = SeFa(top_k=3, n_samples=32)
+    sf.fit(ctx)
+    d = sf.per_attr[PALE]["direction"].double().numpy()
+    assert abs(abs(d @ ref[:, sf.per_attr[PALE]["component"]]) - 1) < 1e-6
 
 
 def test_interfacegan_separates_and_edits(backbone):
@@ -257,10 +294,18 @@ def _probe_or_skip():
 
 
 def test_probe_interfacegan(backbone):
+    """The real use: R = probe, target Male, conditioned on the gesture attributes (one render of 128)."""
     probe = _probe_or_skip()
     ctx = FitContext(backbone, {"probe": probe}, attributes=("Male",), seed=0)
-    ed = InterFaceGAN(n_samples=128, ratio=0.05)
-    ed.fit(ctx)
-    assert ed.per_attr["Male"]["accuracy"] > 0.9
+    plain, cond = InterFaceGAN(n_samples=128, ratio=0.08), InterFaceGANCond(n_samples=128, ratio=0.08)
+    plain.fit(ctx)
+    cond.fit(ctx)                        # same ctx: the samples are rendered and scored once
+    assert plain.per_attr["Male"]["accuracy"] > 0.9
+    c = cond.per_attr["Male"]
+    assert c["condition_on"] == list(GESTURE_ATTRIBUTES)
+    normals = c["condition_normals"].double()
+    assert torch.all((normals @ c["direction"].double()).abs() < 1e-5)
     held = ctx.latents(32, seed=11)
-    assert ctx.score_latents(ed.edit(held, "Male", 2.0), "Male").mean() > ctx.score_latents(held, "Male").mean()
+    base = ctx.score_latents(held, "Male").mean()
+    for ed in (plain, cond):
+        assert ctx.score_latents(ed.edit(held, "Male", 2.0), "Male").mean() > base
