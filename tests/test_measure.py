@@ -16,6 +16,7 @@ from bench.measure import landmark_error, to_pixels
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 BENCH = [sys.executable, "-m", "bench.cli"]
+GRACE_FACE = (143, 107, 387, 351)   # a tight face crop, as face-api's landmark net wants
 
 
 def run(*args):
@@ -23,7 +24,9 @@ def run(*args):
 
 
 def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
-    res = run("measure", str(GRACE), "-o", str(tmp_path), "--device", "cpu")
+    face = tmp_path / "grace_hopper.png"
+    Image.open(GRACE).convert("RGB").crop(GRACE_FACE).save(face)
+    res = run("measure", str(face), "-o", str(tmp_path), "--device", "cpu")
     assert res.returncode == 0, res.stderr
     out = res.stdout
     for needle in ("fer-emotion", "faceapi-expression", "happy", "neutral", "age", "male",
@@ -31,7 +34,7 @@ def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
         assert needle in out, needle
     assert "Eyeglasses" not in out   # unsupported attributes are not printed
     overlay = np.asarray(Image.open(tmp_path / "grace_hopper_landmarks.png"))
-    src = np.asarray(Image.open(GRACE).convert("RGB"))
+    src = np.asarray(Image.open(face))
     assert overlay.shape[0] >= 512 and overlay.shape[0] % src.shape[0] == 0
     k = overlay.shape[0] // src.shape[0]
     # the dots are drawn: the overlay differs from the upscaled photo in some pixels, not most
@@ -54,19 +57,19 @@ def test_unknown_instrument_set_exits_2(tmp_path):
 def test_landmarks_map_back_from_the_padded_square():
     # a 100x60 image sits 20 px down in its 100x100 square
     lm = torch.tensor([[0.5, 0.5], [0.0, 0.2]])
-    assert np.allclose(to_pixels(lm, 100, 60), [[50, 30], [0, 0]])
+    assert np.allclose(to_pixels(lm, 100, 60), [[50, 30], [0, 0]], atol=1e-4)
     lm = torch.tensor([[0.5, 0.5]])
-    assert np.allclose(to_pixels(lm, 60, 100), [[30, 50]])
+    assert np.allclose(to_pixels(lm, 60, 100), [[30, 50]], atol=1e-4)
 
 
 def test_landmarks_agree_with_dlib_on_grace_hopper():
     pytest.importorskip("dlib")
     from bench.measure import DlibReference, Instruments
 
-    rgb = np.asarray(Image.open(GRACE).convert("RGB").crop((140, 40, 390, 330)))
+    rgb = np.asarray(Image.open(GRACE).convert("RGB").crop(GRACE_FACE))
     torch.set_num_threads(2)
     ours = Instruments("default").measure(Path("g"), rgb).landmarks
     ref, how = DlibReference().landmarks(rgb)
     assert how == "dlib detector"
-    assert landmark_error(ours, ref) < 10   # % of inter-ocular distance
+    assert landmark_error(ours, ref) < 8   # % of inter-ocular distance (4.8 measured)
     assert landmark_error(ours, ref[::-1]) > 30   # and the check can fail
