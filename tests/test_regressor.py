@@ -29,8 +29,8 @@ def _reference_tool():
     return mod
 
 
-@pytest.fixture(autouse=True)
-def _threads():
+@pytest.fixture(autouse=True, scope="module")
+def _threads():  # module scope: the module-scoped `trained` run must see the same thread count as the resume
     n = torch.get_num_threads()
     torch.set_num_threads(2)
     yield

@@ -33,13 +33,26 @@ DEEPFACE_FROM_FACEAPI = (3, 5, 4, 1, 2, 6, 0)  # emotion[:, i] = expression[:, D
 
 # -- TF semantics --------------------------------------------------------------------------------
 
-def pad_same(x: torch.Tensor, k: int, s: int, value: float = 0.0) -> torch.Tensor:
-    """TF 'same' padding: out = ceil(n / s); the odd pad goes after (bottom/right)."""
+def _same_pads(x: torch.Tensor, k: int, s: int) -> list[int]:
+    """TF 'same' padding (left, right, top, bottom): out = ceil(n / s); the odd pad goes after."""
     pads = []
     for n in (x.shape[-1], x.shape[-2]):  # F.pad order: width first
         total = max((-(-n // s) - 1) * s + k - n, 0)
         pads += [total // 2, total - total // 2]
+    return pads
+
+
+def pad_same(x: torch.Tensor, k: int, s: int, value: float = 0.0) -> torch.Tensor:
+    pads = _same_pads(x, k, s)
     return F.pad(x, pads, value=value) if any(pads) else x
+
+
+def conv_same(x, weight, bias, stride, groups=1):
+    """conv2d with TF 'same' padding; symmetric cases use conv2d's own padding (no padded copy)."""
+    left, right, top, bottom = _same_pads(x, weight.shape[-1], stride)
+    if left == right and top == bottom:
+        return F.conv2d(x, weight, bias, stride, (top, left), groups=groups)
+    return F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, stride, groups=groups)
 
 
 @functools.lru_cache(maxsize=32)
@@ -86,7 +99,7 @@ class Conv(nn.Module):
 
     def forward(self, x, stride=1, padding="same"):
         if padding == "same":
-            x = pad_same(x, self.filters.shape[-1], stride)
+            return conv_same(x, self.filters, self.bias, stride)
         return F.conv2d(x, self.filters, self.bias, stride)
 
 
@@ -100,7 +113,7 @@ class SeparableConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cout))
 
     def forward(self, x, stride=1):
-        x = F.conv2d(pad_same(x, 3, stride), self.depthwise_filter, None, stride, groups=x.shape[1])
+        x = conv_same(x, self.depthwise_filter, None, stride, groups=x.shape[1])
         return F.conv2d(x, self.pointwise_filter, self.bias)
 
 
@@ -316,7 +329,8 @@ class FaceapiInstrument(Instrument):
 
     def __init__(self, net: nn.Module | None = None):
         super().__init__()
-        self.net = load_net(self.assets[0]) if net is None else net
+        # channels-last: 1.2-1.6x faster on this CPU (depthwise convs especially), and suits GPUs
+        self.net = (load_net(self.assets[0]) if net is None else net).to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True):
         return super().train(False)  # nothing to train; keep eval semantics
@@ -325,7 +339,8 @@ class FaceapiInstrument(Instrument):
         if images.ndim != 4 or images.shape[1] != 3:
             raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
         p = next(self.net.parameters())
-        return to_network_input(images.to(device=p.device, dtype=p.dtype), self.net.input_size)
+        x = to_network_input(images.to(device=p.device, dtype=p.dtype), self.net.input_size)
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 class FaceapiLandmarks(FaceapiInstrument):

@@ -25,6 +25,7 @@ def register_instruments():
               "face-api age (years) and P(male), TinyXception, 112 px; embedded"),
         Entry("faceapi-descriptor", "bench.instruments.faceapi:descriptor",
               "face-api 128-D face descriptor (ResNet-34-like), 150 px; embedded"),
+        Entry("fer-emotion", "bench.instruments.fer:fer_emotion", "fer mini-Xception: 7 emotions (DeepFace order), 64 px gray; embedded"),
     ]
 
 
