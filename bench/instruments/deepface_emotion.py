@@ -1,0 +1,116 @@
+"""DeepFace's emotion model (PyPI deepface 0.0.103, pytorch engine): the instrument ``deepface-emotion``.
+
+The network and its weights are DeepFace's own: we construct deepface's ``EmotionModel`` (48x48 gray
+in [0, 1] -> softmax over angry, disgust, fear, happy, sad, surprise, neutral) and load the user's
+``$DEEPFACE_HOME/.deepface/weights/facial_expression_model_weights.pth`` into it, strictly, with
+``torch.load(weights_only=True)``. DeepFace ships no weights and downloads them when they are
+absent; we never let it: the file is checked before deepface's model is built, and loaded by us.
+
+Preprocessing replicates ``DeepFace.analyze(img, actions=['emotion'], detector_backend='skip')`` for
+a whole batch (each image is taken to be the face): RGB -> BGR, /255 (float64, as extract_faces
+normalises), letterbox to 224 (``cv2.resize`` linear to fit, centred zero pad, float32), cv2
+BGR->gray, ``cv2.resize`` linear to 48. Those are cv2 calls per image — cv2's multi-channel resize
+rounds differently from its 3- and 1-channel paths — so the instrument is not differentiable. The
+network then runs once per batch. Parity with ``analyze``: tests/test_deepface.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import BenchError, MissingAsset
+from ..instrument import Instrument, Output
+
+DEEPFACE_VERSION = "0.0.103"
+DEEPFACE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # EMOTION_LABELS
+WEIGHTS_NAME = "facial_expression_model_weights.pth"
+LETTERBOX = 224   # analyze() resizes every face to the demography models' input first
+INPUT_SIZE = 48
+
+
+def weights_path() -> Path:
+    """Where DeepFace looks for the pytorch weights (deepface.commons.folder_utils.get_deepface_home)."""
+    home = os.getenv("DEEPFACE_HOME", default=os.path.expanduser("~"))
+    return Path(home) / ".deepface" / "weights" / WEIGHTS_NAME
+
+
+def emotion_model_class():
+    """deepface's own torch module, imported with the pytorch engine (never TensorFlow)."""
+    os.environ["DEEPFACE_BACKEND_ENGINE"] = "pytorch"  # unset, deepface prefers TensorFlow when installed
+    try:
+        from deepface.models.demography.pytorch.Emotion import EmotionModel
+    except ImportError as e:
+        raise BenchError(f"deepface-emotion needs deepface=={DEEPFACE_VERSION} (and werkzeug): "
+                         f"pip install 'latent-edit-bench[deepface]' ({e})") from None
+    return EmotionModel
+
+
+def load_net(path: Path | None = None) -> torch.nn.Module:
+    path = weights_path() if path is None else Path(path)
+    if not path.is_file():  # checked before deepface is touched: it would download the file
+        raise MissingAsset(
+            f"deepface-emotion needs DeepFace's pytorch emotion weights: put {WEIGHTS_NAME} at {path} "
+            f"(set DEEPFACE_HOME to change the folder; the file is published in serengil/deepface_models "
+            f"releases v1.0). It is never downloaded automatically")
+    net = emotion_model_class()()
+    state = torch.load(path, map_location="cpu", weights_only=True)  # a plain state_dict; no code runs
+    try:
+        net.load_state_dict(state, strict=True)
+    except (RuntimeError, AttributeError) as e:
+        raise BenchError(f"{path} is not a DeepFace emotion state_dict: {e}") from None
+    return net.eval().requires_grad_(False)
+
+
+def preprocess(rgb: np.ndarray) -> np.ndarray:
+    """uint8 or [0, 1] float RGB images [B, H, W, 3] -> network input [B, 1, 48, 48] float32 in [0, 1],
+    step for step as DeepFace.analyze with detector_backend='skip'."""
+    import cv2
+
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        rgb = rgb / 255.0   # float64, like extract_faces(normalize_face=True)
+    h, w = rgb.shape[1:3]
+    factor = min(LETTERBOX / h, LETTERBOX / w)
+    size = (int(w * factor), int(h * factor))                # cv2 dsize is (width, height)
+    top, left = (LETTERBOX - size[1]) // 2, (LETTERBOX - size[0]) // 2
+    out = np.empty((rgb.shape[0], 1, INPUT_SIZE, INPUT_SIZE), np.float32)
+    for i, img in enumerate(rgb):
+        bgr = np.ascontiguousarray(img[:, :, ::-1], dtype=np.float64)
+        box = np.zeros((LETTERBOX, LETTERBOX, 3), np.float32)
+        box[top:top + size[1], left:left + size[0]] = cv2.resize(bgr, size)
+        gray = cv2.cvtColor(box, cv2.COLOR_BGR2GRAY)
+        out[i, 0] = cv2.resize(gray, (INPUT_SIZE, INPUT_SIZE))
+    return out
+
+
+class DeepFaceEmotion(Instrument):
+    name = "deepface-emotion"
+    assets = ()               # user-supplied: $DEEPFACE_HOME/.deepface/weights/facial_expression_model_weights.pth
+    differentiable = False    # cv2 preprocessing
+    outputs = (Output("emotion", (7,), (0.0, 1.0), "probability", labels=DEEPFACE_LABELS,
+                      description="DeepFace's emotion CNN (pytorch engine) on the whole image as the face, "
+                                  "preprocessed as analyze(detector_backend='skip'); analyze's % / 100"),)
+
+    def __init__(self, net: torch.nn.Module | None = None):
+        super().__init__()
+        self.net = load_net() if net is None else net
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # dropout stays off
+
+    @torch.no_grad()
+    def forward(self, images):
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+        p = next(self.net.parameters())
+        rgb = ((images.detach().double().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+        x = torch.from_numpy(preprocess(rgb)).to(device=p.device, dtype=p.dtype)
+        return {"emotion": self.net(x)}
+
+
+def deepface_emotion(**_options) -> DeepFaceEmotion:
+    return DeepFaceEmotion()
