@@ -47,7 +47,7 @@ ASSET_NAMES = {  # register name, shipped file
     "face_recognition_model": ("faceapi-recognition", "faceapi_recognition.safetensors"),
 }
 NOTES = {
-    "face_landmark_68_model": "68-point landmark net: 4 dense blocks of depthwise-separable convs, fc 256 -> 136; 112 px",
+    "face_landmark_68_model": "68-point landmark net: 4 dense blocks of separable convs, fc 256 -> 136; 112 px",
     "face_expression_model": "expression net: same trunk as the landmark net, fc 256 -> 7; 112 px",
     "age_gender_model": "age/gender net: TinyXception (2 main blocks), fc 512 -> 1 (age) and 512 -> 2 (gender); 112 px",
     "face_recognition_model": "128-D face descriptor: ResNet-34-like (dlib's), 150 px",
@@ -108,7 +108,8 @@ def register_table(model: str, out: Path) -> str:
         f'origin = "npm @vladmandic/face-api {VERSION} (https://github.com/vladmandic/face-api), '
         f'files model/{model}.bin + model/{model}-weights_manifest.json; uint8-dequantised to float32"',
         f'source_sha256 = "{SOURCES[model][0]}"',
-        'licence = "MIT (package LICENSE: Copyright (c) Vladimir Mandic; the models come from justadudewhohacks/face-api.js, MIT)"',
+        'licence = "MIT (package LICENSE: Copyright (c) Vladimir Mandic; '
+        'the models come from justadudewhohacks/face-api.js, MIT)"',
         'converted_by = "tools/convert_faceapi.py"',
         f'notes = "{NOTES[model]}; tensors keep manifest names and TF layouts"',
     ])

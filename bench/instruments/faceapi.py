@@ -64,30 +64,34 @@ def _resize_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def resize_bilinear_tf(x: torch.Tensor, size: int) -> torch.Tensor:
-    """tf.image.resizeBilinear(x, [size, size], false, false) on [B, C, H, W]: columns first, then rows,
-    each a lerp between two taps, as TF.js computes it."""
-    for dim in (-1, -2):
-        lo, hi, frac = (t.to(x.device) for t in _resize_taps(x.shape[dim], size))
-        shape = [size, 1] if dim == -2 else [size]
-        x = torch.lerp(x.index_select(dim, lo), x.index_select(dim, hi), frac.to(x.dtype).view(shape))
-    return x
+    """tf.image.resizeBilinear(x, [size, size], false, false) on [B, C, H, W], each axis a lerp between
+    two taps. Rows first (TF.js does columns first: same values up to float rounding), because
+    gathering whole rows is cheap and leaves fewer columns to gather (30 -> 9 ms at 256 px, batch 64)."""
+    lo, hi, frac = (t.to(x.device) for t in _resize_taps(x.shape[-2], size))
+    x = torch.lerp(x.index_select(-2, lo), x.index_select(-2, hi), frac.to(x.dtype)[:, None])
+    lo, hi, frac = (t.to(x.device) for t in _resize_taps(x.shape[-1], size))
+    return torch.lerp(x[..., lo], x[..., hi], frac.to(x.dtype))
 
 
-def pad_to_square(x: torch.Tensor) -> torch.Tensor:
-    """face-api's padToSquare(isCenterImage=True): zeros, round(d/2) after, the rest before."""
+def pad_to_square(x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+    """face-api's padToSquare(isCenterImage=True): round(d/2) after, the rest before."""
     h, w = x.shape[-2:]
     d = abs(h - w)
     after = (d + 1) // 2  # JS Math.round(d * 0.5)
     if d == 0:
         return x
-    return F.pad(x, (d - after, after, 0, 0) if h > w else (0, 0, d - after, after))
+    return F.pad(x, (d - after, after, 0, 0) if h > w else (0, 0, d - after, after), value=value)
 
 
 def to_network_input(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Images [B, 3, H, W] in [-1, 1] -> face-api's normalised network input [B, 3, size, size]."""
-    x = pad_to_square((images + 1) * 127.5)
+    """Images [B, 3, H, W] in [-1, 1] -> face-api's normalised network input [B, 3, size, size].
+
+    face-api pads and resizes 0..255 pixels; both are affine-equivariant, so we pad with -1 (black)
+    and resize in [-1, 1], and scale only the small result."""
+    x = pad_to_square(images, value=-1.0)
     if x.shape[-1] != size:
         x = resize_bilinear_tf(x, size)
+    x = (x + 1) * 127.5
     mean = torch.tensor(MEAN_RGB, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / 255
 
@@ -293,7 +297,8 @@ class FaceRecognitionNet(nn.Module):
 # -- loading ---------------------------------------------------------------------------------------
 
 def tf_to_torch(name: str, t: torch.Tensor) -> torch.Tensor:
-    """TF.js layouts -> torch: conv HWIO -> OIHW, depthwise [kh, kw, C, 1] -> [C, 1, kh, kw], fc [in, out] -> [out, in]."""
+    """TF.js layouts -> torch: conv HWIO -> OIHW, depthwise [kh, kw, C, 1] -> [C, 1, kh, kw],
+    fc [in, out] -> [out, in]."""
     if t.ndim == 4:
         return t.permute(2, 3, 0, 1) if name.endswith("depthwise_filter") else t.permute(3, 2, 0, 1)
     return t.t() if t.ndim == 2 else t
