@@ -38,9 +38,11 @@ def ref():
 
 @pytest.fixture(scope="module")
 def nets():
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    return {"landmarks": fa.landmarks(), "expression": fa.expression(), "age_gender": fa.age_gender(),
+    yield {"landmarks": fa.landmarks(), "expression": fa.expression(), "age_gender": fa.age_gender(),
             "descriptor": fa.descriptor()}
+    torch.set_num_threads(n)  # do not leak the thread count into other modules' determinism tests
 
 
 def to_images(*crops: np.ndarray) -> torch.Tensor:

@@ -128,6 +128,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     ap.add_argument("--dlib", action="store_true", help="also report the landmark distance to dlib's")
     args = ap.parse_args(argv)
+    args.sources.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
     inst = Instruments("default")
