@@ -269,6 +269,22 @@ class PerAttributeEditor(Editor):
         return tuple(self.per_attr)
 
 
+class DirectionEditor(PerAttributeEditor):
+    """A linear editor: each fitted attribute has a unit ``direction``, a layer mask ``layers`` and
+    ``sigma``, the sample spread along the direction; strength is in latent units, its range is
+    ``max_sigmas`` sigmas either way. Subclasses only decide how the direction is found."""
+
+    def edit(self, latents, attr, strength):
+        self._check_attr(attr)
+        a = self.per_attr[attr]
+        return add_direction(latents, a["direction"], strength, a["layers"])
+
+    def strength_range(self, attr):
+        self._check_attr(attr)
+        r = self.config["max_sigmas"] * self.per_attr[attr]["sigma"]
+        return (-r, r)
+
+
 def layer_mask(n_layers: int, layers=None) -> torch.Tensor:
     """[n_layers] 0/1 mask of the edited layers: ``layers`` None = all, or a [lo, hi) pair."""
     m = torch.zeros(n_layers)

@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import minimize
 
 from bench.attributes import GESTURE_ATTRIBUTES
-from bench.method import FitContext, PerAttributeEditor, add_direction, layer_mask
+from bench.method import DirectionEditor, FitContext, layer_mask
 
 
 def linear_svm(x: np.ndarray, y: np.ndarray, C: float = 1.0) -> tuple[np.ndarray, float]:
@@ -52,7 +52,7 @@ def boundary(ctx: FitContext, attr: str, n: int, ratio: float, C: float) -> dict
             "sigma": float((x @ (w / norm)).std())}
 
 
-class InterFaceGAN(PerAttributeEditor):
+class InterFaceGAN(DirectionEditor):
     name = "interfacegan"
     config = {"n_samples": 512, "ratio": 0.02, "C": 1.0, "max_sigmas": 3.0, "layers": None}
 
@@ -66,16 +66,6 @@ class InterFaceGAN(PerAttributeEditor):
         x = ctx.latents(self.config["n_samples"])[:, 0].double()
         return {**info, "direction": d.float(), "sigma": float((x @ d).std()),
                 "layers": layer_mask(ctx.backbone.n_layers, self.config["layers"])}
-
-    def edit(self, latents, attr, strength):
-        self._check_attr(attr)
-        a = self.per_attr[attr]
-        return add_direction(latents, a["direction"], strength, a["layers"])
-
-    def strength_range(self, attr):
-        self._check_attr(attr)
-        r = self.config["max_sigmas"] * self.per_attr[attr]["sigma"]
-        return (-r, r)
 
 
 def project_out(n: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from bench.errors import BenchError
-from bench.method import FitContext, PerAttributeEditor, add_direction, finite_difference, layer_mask
+from bench.method import DirectionEditor, FitContext, add_direction, finite_difference, layer_mask
 
 
 def sefa_directions(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,7 +26,7 @@ def sefa_directions(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return evals, evecs.T.contiguous()
 
 
-class SeFa(PerAttributeEditor):
+class SeFa(DirectionEditor):
     name = "sefa"
     config = {"top_k": 10, "n_samples": 256, "probe_sigmas": 1.0, "max_sigmas": 3.0, "layers": None}
 
@@ -55,12 +55,3 @@ class SeFa(PerAttributeEditor):
         return {"component": c, "sign": sign, "direction": sign * shared["directions"][c],
                 "sigma": sigmas[c], "effect": abs(effects[c]), "effects": effects, "layers": mask}
 
-    def edit(self, latents, attr, strength):
-        self._check_attr(attr)
-        a = self.per_attr[attr]
-        return add_direction(latents, a["direction"], strength, a["layers"])
-
-    def strength_range(self, attr):
-        self._check_attr(attr)
-        r = self.config["max_sigmas"] * self.per_attr[attr]["sigma"]
-        return (-r, r)

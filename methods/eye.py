@@ -1,0 +1,253 @@
+"""Enjoy-Your-Editing (``baseline``) and its landmark-preserving variant HFLD (``hfld``).
+
+EYE (Zhuang et al., ICLR 2021) learns a direction matrix T [A, L, D] (one D-vector per attribute
+per edit-space layer) such that moving w by the wanted change of R lands there:
+
+    w  = to_edit(z);  s = a* - R(G(w))        (a* ~ U(0,1)^A, R(G(w)) detached)
+    w' = w + sum_a s_a T[a]                     (per layer)
+    L  = l1 BCE(R(G(w')), a*) + l2 content(G(w), G(w')) + l3 softplus(-D(G(w')))   [+ l4 L_h for hfld]
+
+content = sum over conv_1..conv_4 of the mean squared feature difference (``content_instrument``,
+vgg16-stlpips by default: the paper's VGG19 needs weights we do not have). HFLD (He & McGough) adds
+L_h = mean |H(G(w)) - H(G(w'))| with H = ``landmark_instrument`` (face-api's 68 points as fractions
+of the image). Differences from the official code, all deliberate: every draw is seeded from
+(ctx.seed, config seed, step), so a resumed fit is byte-identical; a* is drawn per sample, not one
+vector per batch; the D term uses the backbone's trained discriminator, and ``random_d=True`` gives
+the official behaviour (a randomly initialised D, which the official code never loads).
+
+Edit: w + strength * T[k] on every layer, i.e. s = strength * e_k; strength is in units of
+"target minus current R_k", so the native EYE edit towards target t is strength = t - R_k(G(w))
+(:func:`native_strength`), which the matched protocol computes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.errors import BenchError
+from bench.method import Editor, FitContext, as_strength
+
+log = logging.getLogger(__name__)
+
+CONTENT_LAYERS = ("conv_1", "conv_2", "conv_3", "conv_4")
+PAPER_PRESET = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # the paper's schedule (SPEC section 2)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The RNG of one training step: a function of (seed, step) only, so resuming replays it exactly."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2 ** 63))
+
+
+def random_discriminator(backbone, seed: int) -> torch.nn.Module:
+    """A seeded, randomly initialised StyleGAN2 discriminator matching the backbone's widths: what the
+    official EYE code's D effectively is (built, never loaded). Frozen and in eval mode."""
+    from bench.backbones.stylegan2 import Discriminator, StyleGAN2Backbone
+
+    if not isinstance(backbone, StyleGAN2Backbone):
+        raise BenchError(f"random_d is only supported on StyleGAN2 backbones, not {backbone.name!r} "
+                         f"(a random DCGAN discriminator would be an invention, not the official behaviour)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        d = Discriminator(backbone.resolution, channels=dict(backbone.generator.channels))
+    return d.eval().requires_grad_(False).to(backbone.device)
+
+
+def native_strength(ctx_or_scorer, latents: torch.Tensor, attr: str, target) -> torch.Tensor:
+    """The native EYE strength towards ``target``: t - R_k(G(latents)), [B] on the CPU.
+
+    ``ctx_or_scorer``: a :class:`FitContext`, or a callable latents -> R scores [B, 40] (CelebA order).
+    """
+    if isinstance(ctx_or_scorer, FitContext):
+        r = ctx_or_scorer.score_latents(latents, attr)
+    else:
+        with torch.no_grad():
+            r = ctx_or_scorer(latents)[:, CELEBA_ATTRIBUTES.index(attr)].float().cpu()
+        if torch.isnan(r).any():
+            raise BenchError(f"the scorer does not score attribute {attr!r}")
+    return torch.as_tensor(target, dtype=r.dtype) - r
+
+
+class EYE(Editor):
+    """``baseline``: Enjoy-Your-Editing's global direction matrix T, trained against R."""
+
+    name = "baseline"
+    config = {
+        "steps": 200,                 # quick CPU default; the paper: 50,000 (PAPER_PRESET)
+        "batch_size": 4,
+        "lr": 1e-4,
+        "betas": [0.5, 0.99],         # official EYE code
+        "lambdas": [10.0, 0.05, 0.05],   # l1 (BCE), l2 (content), l3 (D)
+        "init_std": 0.02,
+        "content_instrument": "vgg16-stlpips",
+        "random_d": False,
+        "seed": 0,
+    }
+    checkpoint_steps = 50   # save T + Adam state every this many steps (not in config: it does not change the fit)
+
+    def __init__(self, **overrides):
+        super().__init__(**overrides)
+        self.T: torch.Tensor | None = None
+        self._attrs: tuple[str, ...] = ()
+        self.log: dict = {}
+
+    # -- instruments --------------------------------------------------------------------------
+    def _aux_instruments(self) -> list[str]:
+        return [self.config["content_instrument"]]
+
+    def instrument(self, ctx: FitContext, name: str):
+        """A named instrument from the context's shared dict, created (and shared) if not loaded yet."""
+        if name not in ctx.instruments:
+            from bench.plugins import get_plugins
+
+            ctx.instruments[name] = get_plugins().instruments.create(name)
+        return ctx.instruments[name].to(ctx.dev)
+
+    def instruments_used(self, ctx: FitContext) -> list[str]:
+        names = super().instruments_used(ctx)
+        for n in self._aux_instruments():
+            self.instrument(ctx, n)
+            names.append(n)
+        return sorted(set(names))
+
+    def discriminator(self, ctx: FitContext):
+        if self.config["random_d"]:
+            return random_discriminator(ctx.backbone, self.config["seed"])
+        d = ctx.backbone.discriminator
+        if d is None and self.config["lambdas"][2] != 0:
+            log.warning("backbone %r has no discriminator: %s skips its D term (l3)", ctx.backbone.name, self.name)
+        return d
+
+    # -- the loss -----------------------------------------------------------------------------
+    def columns(self, ctx: FitContext, scores: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        r = scores[:, cols]
+        if torch.isnan(r).any():
+            bad = [a for a, c in zip(ctx.attributes, torch.isnan(r).any(0).tolist()) if c]
+            raise BenchError(f"instrument {ctx.scorer_name!r} does not score attribute(s) {', '.join(bad)}")
+        return r
+
+    def losses(self, ctx: FitContext, T: torch.Tensor, step: int, D=None) -> dict[str, torch.Tensor]:
+        """The unweighted loss terms of one training step (a function of T, ctx, config and step)."""
+        cfg, bb, dev = self.config, ctx.backbone, ctx.dev
+        g = step_generator(ctx.seed * 7919 + cfg["seed"], step)
+        z = torch.randn(cfg["batch_size"], bb.z_dim, generator=g)
+        target = torch.rand(cfg["batch_size"], T.shape[0], generator=g).to(dev)      # a* per sample
+        cols = torch.tensor([CELEBA_ATTRIBUTES.index(a) for a in ctx.attributes], device=dev)
+        with torch.no_grad():
+            w = bb.to_edit(z.to(dev))
+            x = bb.synthesize(w)
+            s = target - self.columns(ctx, ctx.score(x), cols).to(dev)
+        w2 = w + torch.einsum("ba,ald->bld", s, T)
+        x2 = bb.synthesize(w2)
+        out = {"reg": F.binary_cross_entropy(self.columns(ctx, ctx.score(x2), cols).clamp(0, 1), target)}
+        content = self.instrument(ctx, cfg["content_instrument"])
+        with torch.no_grad():
+            f = content(x)
+        f2 = content(x2)
+        out["content"] = sum(F.mse_loss(f2[k], f[k]) for k in CONTENT_LAYERS)
+        if D is not None:
+            out["d"] = F.softplus(-D(x2)).mean()                  # non-saturating generator loss
+        out.update(self.extra_losses(ctx, x, x2))
+        return out
+
+    def extra_losses(self, ctx: FitContext, x: torch.Tensor, x2: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+    def weights(self) -> dict[str, float]:
+        l1, l2, l3 = (float(v) for v in self.config["lambdas"])
+        return {"reg": l1, "content": l2, "d": l3}
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(self, ctx: FitContext) -> None:
+        if not ctx.attributes:
+            raise BenchError(f"method {self.name!r}: no attributes to fit")
+        cfg, bb = self.config, ctx.backbone
+        A = len(ctx.attributes)
+        D = self.discriminator(ctx)
+        weights = {k: v for k, v in self.weights().items() if k != "d" or D is not None}
+        terms_logged = ["loss", *weights]
+        ck = ctx.checkpoint()
+        state = ck.load()
+        if state is None:
+            g = torch.Generator().manual_seed(int(cfg["seed"]) * 1_000_003 + int(ctx.seed))
+            T0 = float(cfg["init_std"]) * torch.randn(A, bb.n_layers, bb.latent_dim, generator=g)
+            state = {"step": 0, "T": T0, "adam": None,
+                     "log": {"terms": terms_logged, "values": torch.zeros(0, len(terms_logged), dtype=torch.float64)}}
+        T = state["T"].clone().to(ctx.dev).requires_grad_(True)
+        opt = torch.optim.Adam([T], lr=float(cfg["lr"]), betas=tuple(float(b) for b in cfg["betas"]))
+        if state["adam"] is not None:
+            a = state["adam"]
+            opt.load_state_dict({"state": {0: {"step": a["step"], "exp_avg": a["exp_avg"].to(ctx.dev),
+                                               "exp_avg_sq": a["exp_avg_sq"].to(ctx.dev)}},
+                                 "param_groups": opt.state_dict()["param_groups"]})
+        history = state["log"]["values"].tolist()   # rows [loss, *terms] per step, kept as a tensor
+        from tqdm.auto import tqdm
+
+        for step in tqdm(range(int(state["step"]), int(cfg["steps"])), desc=f"fit {self.name}",
+                         disable=not ctx.progress, unit="step"):
+            terms = self.losses(ctx, T, step, D)
+            loss = sum(weights[k] * v for k, v in terms.items())
+            if not torch.isfinite(loss):
+                raise BenchError(f"{self.name}: loss is not finite at step {step}: "
+                                 f"{ {k: float(v) for k, v in terms.items()} }")
+            opt.zero_grad(set_to_none=True)
+            (T.grad,) = torch.autograd.grad(loss, [T])   # only T: the frozen nets' params get no .grad
+            opt.step()
+            history.append([float(loss)] + [float(terms[k]) for k in weights])
+            done = step + 1
+            if done % self.checkpoint_steps == 0 and done < int(cfg["steps"]):
+                st = opt.state[T]
+                ck.save({"step": done, "T": T.detach(), "log": self._log(terms_logged, history),
+                         "adam": {"step": st["step"], "exp_avg": st["exp_avg"], "exp_avg_sq": st["exp_avg_sq"]}})
+        self.T, self._attrs = T.detach().cpu().clone(), tuple(ctx.attributes)
+        self.log = self._log(terms_logged, history)
+
+    @staticmethod
+    def _log(names, rows) -> dict:
+        return {"terms": list(names), "values": torch.tensor(rows, dtype=torch.float64).reshape(-1, len(names))}
+
+    def history(self, term: str) -> torch.Tensor:
+        """The per-step values of one logged term ("loss" = the weighted total, "reg", "content", ...)."""
+        return self.log["values"][:, self.log["terms"].index(term)]
+
+    # -- the edit -----------------------------------------------------------------------------
+    def edit(self, latents, attr, strength):
+        self._check_attr(attr)
+        t = self.T[self._attrs.index(attr)].to(latents)
+        return latents + as_strength(strength, latents) * t[None]
+
+    def strength_range(self, attr):
+        self._check_attr(attr)
+        return (-1.0, 1.0)
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return self._attrs
+
+    def state_dict(self) -> dict:
+        return {"T": self.T, "attributes": list(self._attrs), "log": self.log}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.T, self._attrs, self.log = state["T"], tuple(state["attributes"]), dict(state["log"])
+
+
+class HFLD(EYE):
+    """``hfld``: EYE plus l4 * mean |H(G(w)) - H(G(w'))|, H = face-api landmarks (fractions of the image)."""
+
+    name = "hfld"
+    config = {**EYE.config, "landmark_weight": 2000.0, "landmark_instrument": "faceapi-landmarks"}
+
+    def _aux_instruments(self) -> list[str]:
+        return [self.config["content_instrument"], self.config["landmark_instrument"]]
+
+    def extra_losses(self, ctx, x, x2):
+        H = self.instrument(ctx, self.config["landmark_instrument"])
+        with torch.no_grad():
+            h = H(x)["landmarks"]
+        return {"landmarks": (H(x2)["landmarks"] - h).abs().mean()}
+
+    def weights(self):
+        return {**super().weights(), "landmarks": float(self.config["landmark_weight"])}
