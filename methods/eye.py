@@ -196,7 +196,7 @@ class EYE(Editor):
             opt.zero_grad(set_to_none=True)
             (T.grad,) = torch.autograd.grad(loss, [T])   # only T: the frozen nets' params get no .grad
             opt.step()
-            history.append([float(loss)] + [float(terms[k]) for k in weights])
+            history.append([loss.item()] + [terms[k].item() for k in weights])
             done = step + 1
             if done % self.checkpoint_steps == 0 and done < int(cfg["steps"]):
                 st = opt.state[T]
@@ -238,7 +238,7 @@ class HFLD(EYE):
     """``hfld``: EYE plus l4 * mean |H(G(w)) - H(G(w'))|, H = face-api landmarks (fractions of the image)."""
 
     name = "hfld"
-    config = {**EYE.config, "landmark_weight": 2000.0, "landmark_instrument": "faceapi-landmarks"}
+    config = {**EYE.config, "landmark_weight": 1e4, "landmark_instrument": "faceapi-landmarks"}
 
     def _aux_instruments(self) -> list[str]:
         return [self.config["content_instrument"], self.config["landmark_instrument"]]

@@ -19,4 +19,8 @@ def register_methods():
               "InterFaceGAN: unit normal of a linear SVM on the top/bottom 2% of samples by R_k"),
         Entry("interfacegan-cond", "methods.interfacegan:InterFaceGANCond",
               "InterFaceGAN conditioned: direction orthogonal to the gesture attributes' normals"),
+        Entry("baseline", "methods.eye:EYE",
+              "Enjoy-Your-Editing: direction matrix T [A, L, D] trained against R (+ content, D terms)"),
+        Entry("hfld", "methods.eye:HFLD",
+              "HFLD: EYE plus a facial-landmark loss (expression-preserving edits)"),
     ]

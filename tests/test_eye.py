@@ -1,0 +1,169 @@
+"""EYE (``baseline``) and HFLD (``hfld``) on the embedded DCGAN with the real ``probe`` as R.
+
+Steps and batches are tiny (2 shared CPU cores); one fit with a large lr (1e-2) is shared by the
+learning and edit checks (lr 0.1: with 1e-2, 20 steps lower the held-out L_reg by only 0.02). Held-out losses are evaluated on fixed step indices (same z and a*), so
+"L_reg decreases" compares the same batch before and after training.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from bench.errors import BenchError
+from bench.method import Checkpointer, FitContext, artifact_path, fit_or_load
+from bench.plugins import get_plugins
+from methods.eye import EYE, HFLD, native_strength
+
+ATTR = "Male"
+HELD_OUT = range(10_000, 10_004)   # step indices never used in training: fixed evaluation batches
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return get_plugins().backbones.create("dcgan")
+
+
+@pytest.fixture(scope="module")
+def instruments():
+    reg = get_plugins().instruments
+    try:
+        probe = reg.create("probe")
+        probe(torch.zeros(1, 3, 64, 64))
+    except Exception as e:   # a face-api net missing
+        pytest.skip(f"probe not usable: {e}")
+    return {"probe": probe}
+
+
+def make_ctx(backbone, instruments, **kw):
+    return FitContext(backbone, dict(instruments), attributes=(ATTR,), seed=0, **kw)
+
+
+def held_out(ed, ctx, T, term="reg"):
+    with torch.no_grad():
+        return sum(float(ed.losses(ctx, T, s)[term]) for s in HELD_OUT) / len(HELD_OUT)
+
+
+@pytest.fixture(scope="module")
+def trained(backbone, instruments):
+    ctx = make_ctx(backbone, instruments)
+    ed = EYE(steps=20, batch_size=4, lr=0.1, seed=1)   # 1e-2 moves T too little in 20 steps
+    ed.fit(ctx)
+    return ed, ctx
+
+
+def test_registered():
+    methods = get_plugins().methods
+    assert isinstance(methods.create("baseline"), EYE) and isinstance(methods.create("hfld"), HFLD)
+    assert methods.create("hfld").config["lambdas"] == [10.0, 0.05, 0.05]
+
+
+def test_learns_the_attribute(trained):
+    ed, ctx = trained
+    assert ed.T.shape == (1, 1, 100) and torch.isfinite(ed.history("loss")).all()
+    g = torch.Generator().manual_seed(1 * 1_000_003 + 0)           # the fit's init of T, replayed
+    T0 = 0.02 * torch.randn(1, 1, 100, generator=g)
+    assert not torch.equal(ed.T, T0)
+    before, after = held_out(ed, ctx, T0), held_out(ed, ctx, ed.T)
+    assert after < before - 0.1, (before, after)     # measured: 0.906 -> 0.634 (floor: E[H(a*)] = 0.5)
+
+
+def test_edit_moves_the_attribute(trained):
+    ed, ctx = trained
+    lat = ctx.latents(16, seed=5)
+    base = ctx.score_latents(lat, ATTR)
+    up = ctx.score_latents(ed.edit(lat, ATTR, 1.0), ATTR)
+    down = ctx.score_latents(ed.edit(lat, ATTR, -1.0), ATTR)
+    assert up.mean() > base.mean() > down.mean()
+    assert ed.strength_range(ATTR) == (-1.0, 1.0)
+    s = native_strength(ctx, lat, ATTR, 1.0)
+    torch.testing.assert_close(s, 1.0 - base)
+    scorer = lambda l: ctx.score(backbone_render(ctx, l))   # noqa: E731
+    torch.testing.assert_close(native_strength(scorer, lat, ATTR, 0.0), -base, atol=1e-5, rtol=0)
+    with pytest.raises(BenchError, match="not fitted"):
+        ed.edit(lat, "Bald", 1.0)
+
+
+def backbone_render(ctx, latents):
+    return ctx.backbone.synthesize(latents)
+
+
+def test_hfld_landmark_term_reaches_T(backbone, instruments):
+    ctx = make_ctx(backbone, instruments)
+    ed = HFLD(batch_size=2)
+    T = (0.02 * torch.randn(1, 1, 100, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+    terms = ed.losses(ctx, T, 0)
+    assert set(terms) == {"reg", "content", "landmarks"} and terms["landmarks"].item() > 0
+    (g,) = torch.autograd.grad(terms["landmarks"], [T])
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    assert "faceapi-landmarks" in ed.instruments_used(ctx) and "vgg16-stlpips" in ed.instruments_used(ctx)
+
+
+def test_no_discriminator_warns_once_and_random_d_refuses(backbone, instruments, caplog):
+    with caplog.at_level(logging.WARNING, logger="methods.eye"):
+        ed = HFLD(steps=2, batch_size=2)
+        ed.fit(make_ctx(backbone, instruments))
+    warnings = [r for r in caplog.records if "no discriminator" in r.getMessage()]
+    assert len(warnings) == 1
+    assert ed.log["terms"] == ["loss", "reg", "content", "landmarks"]
+    with pytest.raises(BenchError, match="random_d is only supported on StyleGAN2"):
+        EYE(steps=1, batch_size=2, random_d=True).fit(make_ctx(backbone, instruments))
+
+
+def test_exact_resume_and_cache_hit(backbone, instruments, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill(n_saves):
+        if n_saves == 2:        # after step 4 (checkpoints every 2 steps)
+            raise Killed
+
+    def editor():
+        ed = EYE(steps=6, batch_size=2, lr=1e-3)
+        ed.checkpoint_steps = 2
+        return ed
+
+    with pytest.raises(Killed):
+        fit_or_load(editor(), make_ctx(backbone, instruments, cache_dir=tmp_path / "a", on_checkpoint=kill))
+    ctx = make_ctx(backbone, instruments, cache_dir=tmp_path / "a")
+    path = artifact_path(editor(), ctx)
+    partial = path.with_name(path.stem + ".partial.safetensors")
+    assert not path.exists() and Checkpointer(partial).load()["step"] == 4
+    resumed = fit_or_load(editor(), ctx)
+    assert not resumed.cache_hit and path.exists() and not partial.exists()
+    whole = fit_or_load(editor(), make_ctx(backbone, instruments, cache_dir=tmp_path / "b"))
+    assert path.read_bytes() == (tmp_path / "b" / "baseline" / path.name).read_bytes()
+    assert resumed.history("reg").shape == (6,)
+
+    again = fit_or_load(editor(), make_ctx(backbone, instruments, cache_dir=tmp_path / "a"))
+    assert again.cache_hit and torch.equal(again.T, whole.T) and again.attributes == (ATTR,)
+
+
+def test_d_term_on_a_small_stylegan2(instruments):
+    """The D paths on a tiny random StyleGAN2 (no FFHQ weights here): the backbone's D, and random_d."""
+    from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
+    from methods.eye import random_discriminator
+
+    torch.manual_seed(0)
+    g = Generator(16, style_dim=32, n_mlp=2, channel_multiplier=1, max_channels=16)
+    bb = StyleGAN2Backbone(g.eval(), Discriminator(16, channels=dict(g.channels)), name="tiny")
+    ed = EYE(steps=2, batch_size=2)
+    ed.fit(make_ctx(bb, instruments))
+    assert ed.T.shape == (1, bb.n_layers, 32) and ed.log["terms"] == ["loss", "reg", "content", "d"]
+    assert torch.isfinite(ed.history("d")).all() and (ed.history("d") > 0).all()
+    d1, d2 = random_discriminator(bb, 3), random_discriminator(bb, 3)
+    assert all(torch.equal(a, b) for a, b in zip(d1.state_dict().values(), d2.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(d1.state_dict().values(), bb.discriminator.state_dict().values()))
+    rd = EYE(steps=2, batch_size=2, random_d=True)
+    rd.fit(make_ctx(bb, instruments))
+    assert not torch.equal(rd.history("d"), ed.history("d"))
