@@ -1,6 +1,5 @@
 """The embedded DigiFace DCGAN backbone: checked asset, faithful conversion, determinism, method hooks."""
 
-import hashlib
 import io
 import zipfile
 from pathlib import Path

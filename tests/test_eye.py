@@ -17,16 +17,10 @@ from bench.method import Checkpointer, FitContext, artifact_path, fit_or_load
 from bench.plugins import get_plugins
 from methods.eye import EYE, HFLD, native_strength
 
+TORCH_THREADS = 1  # see conftest.py
+
 ATTR = "Male"
 HELD_OUT = range(10_000, 10_004)   # step indices never used in training: fixed evaluation batches
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

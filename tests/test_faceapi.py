@@ -20,6 +20,8 @@ import torch
 from bench.assets import asset_path, record, sha256_file
 from bench.instruments import faceapi as fa
 
+TORCH_THREADS = 1  # see conftest.py
+
 FIXTURE = Path(__file__).parent / "fixtures" / "faceapi_reference.npz"
 ASSETS = ("faceapi-landmark68", "faceapi-expression", "faceapi-age-gender", "faceapi-recognition")
 # worst |ours - original| allowed over all crops (seen on this CPU: 3e-7, 1.7e-6, 3e-5 years, 7e-7, 5e-7)
@@ -38,11 +40,8 @@ def ref():
 
 @pytest.fixture(scope="module")
 def nets():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield {"landmarks": fa.landmarks(), "expression": fa.expression(), "age_gender": fa.age_gender(),
+    return {"landmarks": fa.landmarks(), "expression": fa.expression(), "age_gender": fa.age_gender(),
             "descriptor": fa.descriptor()}
-    torch.set_num_threads(n)  # do not leak the thread count into other modules' determinism tests
 
 
 def to_images(*crops: np.ndarray) -> torch.Tensor:

@@ -67,7 +67,6 @@ def test_landmarks_agree_with_dlib_on_grace_hopper():
     from bench.measure import DlibReference, Instruments
 
     rgb = np.asarray(Image.open(GRACE).convert("RGB").crop(GRACE_FACE))
-    torch.set_num_threads(2)
     ours = Instruments("default").measure(Path("g"), rgb).landmarks
     ref, how = DlibReference().landmarks(rgb)
     assert how == "dlib detector"

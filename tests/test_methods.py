@@ -28,6 +28,8 @@ from methods.ganspace import GANSpace
 from methods.interfacegan import InterFaceGAN, InterFaceGANCond
 from methods.sefa import SeFa, sefa_directions
 
+TORCH_THREADS = 1  # see conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 PALE, ROSY = "Pale_Skin", "Rosy_Cheeks"
 
@@ -43,14 +45,6 @@ class Tone(Instrument):
         out = torch.full((images.shape[0], 40), float("nan"), dtype=images.dtype, device=images.device)
         vals = torch.stack([torch.sigmoid((brightness + 0.36) / 0.24), torch.sigmoid((redness - 0.13) / 0.08)], 1)
         return {"attributes": out.index_copy(1, cols, vals)}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

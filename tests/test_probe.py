@@ -23,14 +23,6 @@ GRACE_FACE = (143, 107, 387, 351)   # x0, y0, x1, y1: the tight crop face-api's 
 COLS = [CELEBA_ATTRIBUTES.index(a) for a in SUPPORTED]
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def probe():
     return get_plugins().instruments.create("probe").eval()

@@ -30,14 +30,6 @@ def _reference_tool():
     return mod
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads():  # module scope: the module-scoped `trained` run must see the same thread count as the resume
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
-
-
 # -- the network -----------------------------------------------------------------------------------
 
 def test_resnet50_matches_torchvision():
