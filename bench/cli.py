@@ -198,6 +198,58 @@ def zoo_train_stylegan2(output_dir, steps, batch_size, size, max_channels, lr, r
     click.echo(f"step {result.step}: {result.checkpoint}; exported G_ema + D to {out}")
 
 
+@cli.command()
+@click.option("--methods", "methods", required=True, help="comma-separated method names (see `bench list`)")
+@click.option("--attrs", "attrs", default="Male", show_default=True, help="comma-separated CelebA attributes")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
+@click.option("--backbone", "backbone_name", default="dcgan", show_default=True)
+@click.option("--weights", default=None, help="checkpoint path or zoo name, for backbones that take one")
+@click.option("--instrument", default="probe", show_default=True, help="the attribute instrument R")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("cache"),
+              show_default=True, help="artifact store")
+@click.option("--refit", is_flag=True, help="ignore cached artifacts")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_dir, refit, device):
+    """Fit editing methods for attributes (or load them from the cache)."""
+    import time
+
+    from .method import FitContext, fit_or_load
+    from .presets import method_config
+
+    plugins = _plugins()
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    attr_names = [a.strip() for a in attrs.split(",") if a.strip()]
+    if not names or not attr_names:
+        raise BenchError("--methods and --attrs need at least one name each")
+    for m in names:
+        plugins.methods.get(m)                  # unknown -> BenchError listing the valid ones
+    known = plugins.attributes()
+    for a in attr_names:
+        if a not in known:
+            raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(known)}")
+    plugins.instruments.get(instrument)
+    editors = [plugins.methods.create(m, **method_config(preset, m)) for m in names]   # bad config: before work
+    dev = resolve_device(device)
+    R = plugins.instruments.create(instrument)
+    supported = tuple(getattr(R, "supported_attributes", known))
+    bad = [a for a in attr_names if a not in supported]
+    if bad:
+        raise BenchError(f"instrument {instrument!r} does not support {', '.join(bad)}; "
+                         f"supported: {', '.join(supported)}")
+    writable_output(cache_dir / "x")
+    options = {"weights": weights} if weights else {}
+    backbone = plugins.backbones.create(backbone_name, **options).to(dev)
+    ctx = FitContext(backbone, {instrument: R.to(dev)}, attributes=tuple(attr_names), seed=seed,
+                     device=dev, cache_dir=cache_dir, progress=True, attribute_instrument=instrument)
+    for name, ed in zip(names, editors):
+        click.echo(f"{name}: fitting {', '.join(attr_names)} ({preset} preset) ...")
+        t0 = time.perf_counter()
+        fit_or_load(ed, ctx, refit=refit)
+        how = "cache hit, loaded" if ed.cache_hit else "fitted, stored"
+        click.echo(f"{name}: {how} {ed.artifact_path} in {time.perf_counter() - t0:.1f} s")
+
+
 def main():  # console-script entry point
     sys.exit(cli.main(standalone_mode=True))
 

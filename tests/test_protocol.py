@@ -1,0 +1,160 @@
+"""The matched edit protocol (bisection on each method's own strength) and ``bench fit``.
+
+The bisection is checked exactly on a real, analytically known pipeline (``Ramp``: a generator whose
+image is a constant grey tanh(w_0), an instrument scoring its mean brightness through a sigmoid, an
+editor adding strength to w_0), then on the real DCGAN with ``probe`` and a fitted InterFaceGAN.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.backbone import Backbone
+from bench.instrument import Instrument, Output
+from bench.method import Editor, FitContext, as_strength
+from bench.plugins import get_plugins
+from bench.protocol import DEFAULT_TOL, matched_edit, native_edit
+from methods.interfacegan import InterFaceGAN
+
+TORCH_THREADS = 1
+BENCH = [sys.executable, "-m", "bench.cli"]
+K, ATTR = 4.0, "Pale_Skin"
+
+
+class Ramp(Backbone):
+    """Image = tanh(w_0) everywhere: brightness is a known monotone function of the latent."""
+    name, resolution, z_dim, latent_dim, n_layers, edit_space = "ramp", 8, 1, 1, 1, "z"
+
+    def to_edit(self, z):
+        return z[:, None, :]
+
+    def synthesize(self, latents):
+        return torch.tanh(latents[:, 0, :1])[:, :, None, None].expand(-1, 3, 8, 8)
+
+
+class Brightness(Instrument):
+    name = "brightness"
+    outputs = (Output("attributes", (40,), (0.0, 1.0), "probability", CELEBA_ATTRIBUTES),)
+
+    def forward(self, images):
+        out = torch.full((images.shape[0], 40), float("nan"), dtype=images.dtype)
+        out[:, CELEBA_ATTRIBUTES.index(ATTR)] = torch.sigmoid(K * images.mean((1, 2, 3)))
+        return {"attributes": out}
+
+
+class Shift(Editor):
+    """w_0 + sign * strength, strength in [-1, 1]."""
+    name, config = "shift", {"sign": 1.0}
+
+    def fit(self, ctx):
+        pass
+
+    def edit(self, latents, attr, strength):
+        return latents + self.config["sign"] * as_strength(strength, latents)
+
+    def strength_range(self, attr):
+        return (-1.0, 1.0)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+    @property
+    def attributes(self):
+        return (ATTR,)
+
+
+def ramp_score(w0):
+    return torch.sigmoid(K * torch.tanh(torch.as_tensor(w0, dtype=torch.float64)))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_bisection_reaches_exactly_where_reachable(sign):
+    ctx = FitContext(Ramp(), {"brightness": Brightness()}, attributes=(ATTR,))
+    w0 = torch.tensor([-2.0, -0.5, 0.0, 0.3, 1.5, 3.0])
+    lat = w0[:, None, None]
+    ed = Shift(sign=sign)
+    for target in (0.0, 1.0, 0.5):
+        edited, achieved, reached, s = matched_edit(ed, ctx, lat, ATTR, target, steps=20)
+        ends = torch.stack([ramp_score(w0 + sign * e) for e in (-1.0, 1.0)], 1)   # R at the range ends
+        best = ends.gather(1, (ends - target).abs().argmin(1, keepdim=True))[:, 0]
+        crossed = (ends.min(1).values <= target) & (target <= ends.max(1).values)
+        reachable = crossed | ((best - target).abs() <= DEFAULT_TOL)
+        # the ends straddling the tolerance band would make "reached" ambiguous: keep the fixture clear
+        assert torch.all(((best[~crossed] - target).abs() - DEFAULT_TOL).abs() > 0.01)
+        assert torch.equal(reached, reachable), (target, best, achieved)
+        truth = ramp_score(edited[:, 0, 0])                         # recomputed independently
+        assert torch.allclose(achieved.double(), truth, atol=1e-6)
+        assert torch.all((truth[reached] - target).abs() <= DEFAULT_TOL)
+        assert torch.all(s.abs() <= 1.0)
+        already = (ramp_score(w0) - target).abs() < DEFAULT_TOL / 2   # past the aim: left unedited
+        assert torch.all(s[already] == 0) and already.any()
+        if target == 0.5:
+            assert torch.all((truth[crossed] - 0.5).abs() < 1e-4) and crossed.sum() >= 3   # a bisection
+        unreach = ~reachable
+        assert torch.all((truth[unreach] - target).abs() > DEFAULT_TOL)
+        # unreachable: the range end towards the target
+        want = (ends - target).abs().argmin(1).float() * 2 - 1
+        assert torch.equal(s[unreach], want[unreach])
+    assert torch.equal(native_edit(ed, lat, ATTR, 0.25), lat + sign * 0.25)
+
+
+def _probe():
+    plugins = get_plugins()
+    if "probe" not in plugins.instruments:
+        pytest.skip("probe not registered")
+    return plugins.instruments.create("probe")
+
+
+def test_matched_interfacegan_on_dcgan_probe():
+    ctx = FitContext(get_plugins().backbones.create("dcgan"), {"probe": _probe()}, attributes=("Male",))
+    ed = InterFaceGAN(n_samples=96, ratio=0.1)
+    ed.fit(ctx)
+    lat = ctx.latents(8, seed=21)
+    r0 = ctx.score_latents(lat, "Male")
+    out = {}
+    for target in (0.0, 1.0):
+        edited, achieved, reached, s = matched_edit(ed, ctx, lat, "Male", target)
+        truth = ctx.score_latents(edited, "Male")                # render + score again, independently
+        assert torch.allclose(truth, achieved, atol=1e-4)
+        assert torch.all((truth[reached] - target).abs() <= DEFAULT_TOL)
+        lo, hi = ed.strength_range("Male")
+        assert torch.all((s >= lo - 1e-6) & (s <= hi + 1e-6))
+        out[target] = (truth, reached)
+        print(f"interfacegan Male target {target}: reached {int(reached.sum())}/8; R0 {r0.mean():.3f} -> {truth.mean():.3f}")
+    assert (out[1.0][0] - r0).mean() > 0.1 and (r0 - out[0.0][0]).mean() > 0.1
+    assert (out[1.0][0] - out[0.0][0]).mean() > 0.3
+    assert (out[1.0][1].sum() + out[0.0][1].sum()) >= 1   # reach fractions are reported, not pinned
+
+
+def run(*args):
+    return subprocess.run(BENCH + list(args), capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--methods", "nope"], "valid methods: baseline, ganspace"),
+    (["--methods", "sefa", "--attrs", "Bogus"], "unknown attribute 'Bogus'; valid: 5_o_Clock_Shadow"),
+    (["--methods", "sefa", "--instrument", "nope"], "valid instruments"),
+    (["--methods", "sefa", "--attrs", "Male,Eyeglasses"], "does not support Eyeglasses; supported: Bald"),
+])
+def test_fit_usage_errors(args, needle):
+    res = run("fit", *args)
+    assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_fit_cli_stores_then_hits_cache(tmp_path):
+    args = ["fit", "--methods", "sefa", "--attrs", "Male", "--cache", str(tmp_path), "--device", "cpu"]
+    first = run(*args)
+    assert first.returncode == 0, first.stderr
+    assert "sefa: fitted, stored" in first.stdout
+    second = run(*args)
+    assert second.returncode == 0, second.stderr
+    assert "sefa: cache hit, loaded" in second.stdout
+    assert len(list((tmp_path / "sefa").glob("*.safetensors"))) == 1
