@@ -261,11 +261,16 @@ def test_resume_after_kill_is_identical(backbone, tmp_path):
         (tmp_path / "b" / "interfacegan" / path.name).read_bytes()
 
 
+PLUGIN_PKG = ROOT / "tests" / "plugins" / "bench-random-direction"
+
+
 def test_docs_example_runs(backbone, tmp_path):
-    text = (ROOT / "docs" / "methods.md").read_text()
-    code = re.search(r"```python\n(# random_direction\.py.*?)```", text, re.S).group(1)
+    text = (ROOT / "docs" / "writing-a-method.md").read_text()
+    code = re.search(r"```python\n# random_direction\.py\n(.*?)```", text, re.S).group(1)
+    # the doc's code IS the external test package's module
+    assert code == (PLUGIN_PKG / "bench_random_direction" / "random_direction.py").read_text()
     ns: dict = {}
-    exec(compile(code, "docs/methods.md", "exec"), ns)
+    exec(compile(code, "docs/writing-a-method.md", "exec"), ns)
     ed = ns["RandomDirection"](seed=3)
     fit_or_load(ed, make_ctx(backbone, cache_dir=tmp_path))
     lat = backbone.to_edit(backbone.sample_z(4, 0))
@@ -303,3 +308,24 @@ def test_probe_interfacegan(backbone):
     base = ctx.score_latents(held, "Male").mean()
     for ed in (plain, cond):
         assert ctx.score_latents(ed.edit(held, "Male", 2.0), "Male").mean() > base
+
+
+def test_external_method_package_through_the_cli(tmp_path):
+    """pip-install the docs' random-direction plugin into a private folder; `bench list` and `bench fit` use it."""
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(PLUGIN_PKG)], check=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
+    bench = [sys.executable, "-m", "bench.cli"]
+    listing = subprocess.run(bench + ["list"], capture_output=True, text=True, env=env, timeout=300)
+    assert "random-direction" in listing.stdout and "[random_direction]" in listing.stdout
+    fit = [*bench, "fit", "--methods", "random-direction", "--attrs", "Male", "--cache", str(tmp_path / "cache")]
+    first = subprocess.run(fit, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert list((tmp_path / "cache" / "random-direction").glob("*.safetensors"))
+    second = subprocess.run(fit, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0 and "cache hit" in second.stdout
