@@ -67,11 +67,9 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def to_pixels(lm: torch.Tensor, width: int, height: int) -> np.ndarray:
     """Landmarks as fractions of the centred padded square -> pixel coordinates of the original image."""
-    s = max(width, height)
-    xy = lm.detach().cpu().double().numpy() * s
-    xy[:, 0] -= (s - width) // 2
-    xy[:, 1] -= (s - height) // 2
-    return xy
+    from .instruments.faceapi import landmarks_to_pixels   # the instrument owns its padding convention
+
+    return landmarks_to_pixels(lm.detach().cpu().double(), height, width).numpy()
 
 
 class Instruments:

@@ -236,12 +236,3 @@ def test_strict_loading_names_what_is_wrong():
     tensors["dense0/conv9/bias"] = tensors.pop("dense0/conv3/bias")
     with pytest.raises(BenchError, match="conv9"):
         fa.load_tfjs(fa.FaceFeatureNet(136), tensors)
-
-
-def test_draw_landmarks(ref, nets):
-    crop = ref["crops"][0]
-    with torch.no_grad():
-        lm = nets["landmarks"](to_images(crop))["landmarks"]
-    img = fa.draw_landmarks(to_images(crop), lm)[0]
-    assert img.shape == crop.shape and img.dtype == np.uint8
-    assert (np.abs(img.astype(int) - crop).sum(-1) > 0).sum() >= 68  # the dots changed pixels

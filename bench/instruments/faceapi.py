@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -417,7 +416,7 @@ def descriptor(**_options) -> FaceapiDescriptor:
     return FaceapiDescriptor()
 
 
-# -- drawing ---------------------------------------------------------------------------------------
+# -- coordinates ---------------------------------------------------------------------------------------
 
 def landmarks_to_pixels(landmarks: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Fractions of the padded square -> (x, y) pixels of the H x W image (pad as in pad_to_square)."""
@@ -426,19 +425,3 @@ def landmarks_to_pixels(landmarks: torch.Tensor, height: int, width: int) -> tor
     shift = torch.tensor([before if height > width else 0, before if width > height else 0],
                          dtype=landmarks.dtype, device=landmarks.device)
     return landmarks * max(height, width) - shift
-
-
-def draw_landmarks(images: torch.Tensor, landmarks: torch.Tensor, color=(0, 255, 0)) -> list[np.ndarray]:
-    """Images [B, 3, H, W] in [-1, 1] + landmarks [B, 68, 2] -> uint8 HWC arrays with the points as dots."""
-    h, w = images.shape[-2:]
-    rgb = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    pts = landmarks_to_pixels(landmarks.detach().float().cpu(), h, w).round().long().numpy()
-    r = max(1, max(h, w) // 128)
-    out = []
-    for img, p in zip(rgb, pts):
-        img = img.copy()
-        for x, y in p:
-            if 0 <= x < w and 0 <= y < h:
-                img[max(y - r, 0):y + r + 1, max(x - r, 0):x + r + 1] = color
-        out.append(img)
-    return out
