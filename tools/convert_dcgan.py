@@ -11,16 +11,12 @@ bench/assets/register.toml.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
-import subprocess
-import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
+import pypi_wheel  # tools/ is on sys.path when a tool runs as a script
 import torch
-from safetensors.torch import save_file
 
 SOURCE_SHA256 = "0c3b90b138cfc4e8a73310b9fd5ce2a8f1f3a542a037de277412307fcd28771f"  # weights.tar
 OUT = Path(__file__).resolve().parents[1] / "bench" / "assets" / "dcgan_digiface.safetensors"
@@ -31,12 +27,7 @@ RENAME = {0: "blocks.0.conv", 1: "blocks.0.norm", 3: "blocks.1.conv", 4: "blocks
 
 
 def read_weights(wheel: Path) -> bytes:
-    with zipfile.ZipFile(wheel) as zf:
-        data = zf.read("gan_face_generate/weights.tar")
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SOURCE_SHA256:
-        sys.exit(f"weights.tar sha256 {digest} != expected {SOURCE_SHA256}")
-    return data
+    return pypi_wheel.read_member(wheel, "gan_face_generate/weights.tar", SOURCE_SHA256)
 
 
 def convert(data: bytes) -> dict[str, torch.Tensor]:
@@ -55,14 +46,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel
-        if wheel is None:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
-                            "gan-face-generate==1.1.1", "-d", tmp], check=True)
-            wheel = next(Path(tmp).glob("gan_face_generate-1.1.1-*.whl"))
-        tensors = convert(read_weights(wheel))
-    save_file(tensors, str(args.out), metadata={"source": "PyPI gan-face-generate 1.1.1 weights.tar"})
-    print(f"{args.out}  sha256 {hashlib.sha256(args.out.read_bytes()).hexdigest()}")
+        tensors = convert(read_weights(args.wheel or pypi_wheel.download_wheel("gan-face-generate", "1.1.1", tmp)))
+    pypi_wheel.save_reproducible(tensors, args.out, "PyPI gan-face-generate 1.1.1 weights.tar")
 
 
 if __name__ == "__main__":

