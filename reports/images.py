@@ -38,8 +38,3 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     img.save(path)
     return path
 
-
-def load_image(path: str | Path) -> torch.Tensor:
-    """An image file -> [1, 3, H, W] in [-1, 1] (RGB)."""
-    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1
