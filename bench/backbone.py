@@ -28,6 +28,7 @@ class Backbone(nn.Module, abc.ABC):
     latent_dim: int          # width of one edit-space layer
     n_layers: int            # number of editable layers (W+ layers; 1 for z-space)
     edit_space: str          # "w+" or "z"
+    assets: tuple = ()       # names in bench/assets/register.toml its weights came from (provenance)
 
     # -- sampling -----------------------------------------------------------------------------
     def sample_z(self, n: int, seed: int) -> torch.Tensor:

@@ -197,6 +197,12 @@ class Editor(abc.ABC):
     def strength_range(self, attr: str) -> tuple[float, float]:
         """(lo, hi) of meaningful strengths for ``attr``, in the method's own unit."""
 
+    def native_strength(self, ctx: FitContext, latents: torch.Tensor, attr: str, target: float) -> torch.Tensor:
+        """The "native" protocol's strength towards ``target`` (0 or 1), [B]: by default the end of
+        the strength range on the target's side (directions point towards the attribute)."""
+        lo, hi = self.strength_range(attr)
+        return torch.full((latents.shape[0],), float(hi if target >= 0.5 else lo))
+
     @abc.abstractmethod
     def state_dict(self) -> dict:
         """The fitted artifacts: nested dicts/lists of tensors and plain python values."""

@@ -223,6 +223,9 @@ class EYE(Editor):
         self._check_attr(attr)
         return (-1.0, 1.0)
 
+    def native_strength(self, ctx, latents, attr, target):
+        return native_strength(ctx, latents, attr, target)   # EYE's own step: s = target - R_k
+
     @property
     def attributes(self) -> tuple[str, ...]:
         return self._attrs

@@ -44,6 +44,7 @@ class DCGANBackbone(Backbone):
     edit_space = "z"
     n_layers = 1
     resolution = 64
+    assets = ("dcgan-digiface",)
 
     def __init__(self, generator: DCGANGenerator, name: str = "dcgan"):
         super().__init__()
