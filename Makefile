@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   -> creates/reuses .venv, installs, renders from the embedded default backbone
+#   make demo   -> creates/reuses .venv, installs, runs the main job on the embedded default backbone
 #   make test   -> creates/reuses .venv, installs with test + deepface extras, runs the test suite
 # torch==2.13.0 is installed first when missing, so no install ever resolves a CUDA build.
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bench sample --backbone dcgan -n 16 --seed 0 --scale 2 -o runs/demo/samples.png
+	$(BIN)/bench run --methods baseline,hfld,ganspace --attrs Male,Bald --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -250,6 +250,62 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
         click.echo(f"{name}: {how} {ed.artifact_path} in {time.perf_counter() - t0:.1f} s")
 
 
+@cli.command()
+@click.option("--methods", "methods", required=True, help="comma-separated method names (see `bench list`)")
+@click.option("--attrs", "attrs", default="Male", show_default=True, help="comma-separated target attributes")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+              help="fit settings and default N (quick: CPU minutes; paper: SPEC section 2, a GPU job)")
+@click.option("-n", "n", type=int, default=None, help="number of shared samples (default: the preset's)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--protocol", type=click.Choice(["matched", "native"]), default="matched", show_default=True)
+@click.option("--backbone", "backbone_name", default="dcgan", show_default=True)
+@click.option("--weights", default=None, help="checkpoint path or zoo name, for backbones that take one")
+@click.option("--instrument", default="probe", show_default=True, help="the attribute instrument R")
+@click.option("--emotion", default="auto", show_default=True,
+              help="emotion instrument; auto = deepface-emotion if its weights are installed, else fer-emotion")
+@click.option("--metrics", "metric_names", default=",".join(("edit", "topk", "gesture", "emotion", "landmarks",
+              "identity")), show_default=True, help="comma-separated metric names")
+@click.option("--reference", default="baseline", show_default=True, help="method the others are compared with")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="run folder (default: runs/<id>, the id hashing the config, so a rerun resumes)")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("cache"),
+              show_default=True, help="fitted-artifact store shared by runs")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--no-report", is_flag=True, help="skip report.html (render it later with `bench report`)")
+def run(methods, attrs, preset, n, seed, protocol, backbone_name, weights, instrument, emotion, metric_names,
+        reference, out, cache_dir, batch_size, device, no_report):
+    """Fit, edit to 0 and 1, measure, summarise and report: runs/<id>/ (resumes if interrupted)."""
+    from .run import Run, make_config
+
+    if n is not None and n <= 0:
+        raise BenchError(f"-n must be a positive number of samples, got {n}")
+    instruments = {"attributes": instrument, "emotion": emotion, "landmarks": "faceapi-landmarks",
+                   "descriptor": "faceapi-descriptor"}
+    cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, protocol=protocol, backbone=backbone_name,
+                      weights=weights, instruments=instruments, reference=reference,
+                      metrics=tuple(m.strip() for m in metric_names.split(",") if m.strip()))
+    out = out or Path("runs") / cfg.run_id
+    r = Run(cfg, out, plugins=_plugins(), cache_dir=cache_dir, device=resolve_device(device),
+            batch_size=batch_size, log=click.echo, report=not no_report)
+    r.execute()
+    click.echo(f"done: {out}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file (default: RUN/report.html for one run, ./comparison.html for several)")
+def report(runs, output):
+    """Render the self-contained HTML report of run folder(s) RUN; several runs side by side."""
+    from reports.html import load_run, render_report
+
+    for r in runs:      # a bad folder fails before anything is written
+        load_run(r)
+    output = output or (runs[0] / "report.html" if len(runs) == 1 else Path("comparison.html"))
+    click.echo(f"wrote {render_report(list(runs), writable_output(output))}")
+
+
 def main():  # console-script entry point
     sys.exit(cli.main(standalone_mode=True))
 

@@ -37,6 +37,8 @@ from .stats import Bootstrap, compare
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity")
 EMOTION_BACKENDS = ("deepface-emotion", "fer-emotion")   # "auto": the first that loads
+COMPARISON_COLUMNS = ["attr", "method", "metric", "quantity", "label", "value", "baseline", "diff", "diff_lo",
+                      "diff_hi", "rel", "rel_lo", "rel_hi", "p_value", "test"]
 SAMPLE_SEED_OFFSET = 1000   # evaluation samples are drawn from seed + 1000: held out from every fit
 PACKAGES = ("latent-edit-bench", "torch", "numpy", "pandas", "scipy", "pluggy", "safetensors", "seaborn",
             "jinja2", "pyarrow", "deepface")
@@ -363,8 +365,7 @@ class Run:
         ref = self.cfg.reference
         rows = []
         if ref not in ok:
-            return pd.DataFrame(columns=["attr", "method", "metric", "quantity", "label", "value", "baseline", "diff",
-                                         "diff_lo", "diff_hi", "rel", "rel_lo", "rel_hi", "p_value", "test"])
+            return pd.DataFrame(columns=COMPARISON_COLUMNS)
         for attr in self.cfg.attrs:
             base_all = samples[(samples.method == ref) & (samples.attr == attr)].reset_index(drop=True)
             for name in ok:
@@ -379,7 +380,7 @@ class Run:
                     for q in metric.quantities(attr, list(base.columns)):
                         rows.append({"attr": attr, "method": name, "metric": mname, "quantity": q.name,
                                      "label": q.label or q.name, **compare(q, mine, base, boot)})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
     # -- provenance --------------------------------------------------------------------------------
     def _manifest(self) -> dict:

