@@ -41,13 +41,9 @@ def resolve_device(name: str):
 
 def writable_output(path: Path) -> Path:
     """Create the parent folder now, so a bad -o fails before any work is done."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent / f".bench-write-test-{path.name}"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
-        raise BenchError(f"cannot write to {str(path.parent)!r}: {e.strerror or e}") from None
+    from .fs import writable_dir
+
+    writable_dir(path.parent)
     return path
 
 
@@ -270,11 +266,13 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
               help="run folder (default: runs/<id>, the id hashing the config, so a rerun resumes)")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("cache"),
               show_default=True, help="fitted-artifact store shared by runs")
+@click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE",
+              help="override a method option over the preset (repeatable; VALUE is JSON or text)")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--no-report", is_flag=True, help="skip report.html (render it later with `bench report`)")
 def run(methods, attrs, preset, n, seed, protocol, backbone_name, weights, instrument, emotion, metric_names,
-        reference, out, cache_dir, batch_size, device, no_report):
+        reference, out, cache_dir, sets, batch_size, device, no_report):
     """Fit, edit to 0 and 1, measure, summarise and report: runs/<id>/ (resumes if interrupted)."""
     from .run import Run, make_config
 
@@ -284,7 +282,8 @@ def run(methods, attrs, preset, n, seed, protocol, backbone_name, weights, instr
                    "descriptor": "faceapi-descriptor"}
     cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, protocol=protocol, backbone=backbone_name,
                       weights=weights, instruments=instruments, reference=reference,
-                      metrics=tuple(m.strip() for m in metric_names.split(",") if m.strip()))
+                      metrics=tuple(m.strip() for m in metric_names.split(",") if m.strip()),
+                      overrides=parse_sets(sets))
     out = out or Path("runs") / cfg.run_id
     r = Run(cfg, out, plugins=_plugins(), cache_dir=cache_dir, device=resolve_device(device),
             batch_size=batch_size, log=click.echo, report=not no_report)
@@ -304,6 +303,24 @@ def report(runs, output):
         load_run(r)
     output = output or (runs[0] / "report.html" if len(runs) == 1 else Path("comparison.html"))
     click.echo(f"wrote {render_report(list(runs), writable_output(output))}")
+
+
+def parse_sets(sets) -> dict:
+    """["sefa.top_k=3", ...] -> {"sefa": {"top_k": 3}}; values are JSON where they parse, else text."""
+    import json
+
+    out: dict = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        method, dot, option = key.partition(".")
+        if not (eq and dot and method and option):
+            raise BenchError(f"--set {item!r}: expected METHOD.OPTION=VALUE, e.g. --set sefa.top_k=3")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        out.setdefault(method.strip(), {})[option.strip()] = value
+    return out
 
 
 def main():  # console-script entry point

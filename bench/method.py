@@ -140,9 +140,16 @@ class FitContext:
             raise BenchError(f"instrument {self.scorer_name!r} does not score attribute {attr!r}")
         return r
 
+    @torch.no_grad()
     def score_latents(self, latents: torch.Tensor, attr: str, batch_size: int = 64) -> torch.Tensor:
-        """R_k(G(latents)) [n] on the CPU (no grad)."""
-        return self._column(self.score_all(latents, batch_size), attr)
+        """R_k(G(latents)) [n] on the CPU (no grad). Uses the scorer's ``score_attribute(images, attr)``
+        where it has one (same numbers, only the work that attribute needs)."""
+        one = getattr(self.scorer, "score_attribute", None)
+        if one is None:
+            return self._column(self.score_all(latents, batch_size), attr)
+        dev = next((p.device for p in self.scorer.parameters()), self.dev)
+        return torch.cat([one(self.backbone.synthesize(latents[i:i + batch_size].to(self.dev)).to(dev), attr)
+                          .float().cpu() for i in range(0, latents.shape[0], batch_size)])
 
     def base_scores(self, n: int, attr: str, seed: int | None = None) -> torch.Tensor:
         """R_k of the n seeded samples; the render and R run once per (n, seed) for all attributes."""

@@ -14,7 +14,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import os
 import platform
 import time
 import traceback
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from .attributes import CELEBA_ATTRIBUTES
 from .errors import BenchError, MissingAsset
+from .fs import atomic, writable_dir
 from .method import FitContext, canonical_json, fit_or_load, module_fingerprint
 from .metric import EditSet
 from .protocol import DEFAULT_TOL, matched_edit, native_edit
@@ -57,12 +57,14 @@ class RunConfig:
     seed: int = 0
     protocol: str = "matched"
     tol: float = DEFAULT_TOL
+    search_steps: int = 6                  # bisections after the matched search's grid scan (bracket / 64)
     reference: str = "baseline"
     metrics: tuple = DEFAULT_METRICS
     instruments: dict = field(default_factory=lambda: {
         "attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks", "descriptor": "faceapi-descriptor"})
     trajectory: dict = field(default_factory=lambda: {"samples": 4, "targets": [0.0, 0.25, 0.5, 0.75, 1.0]})
     n_boot: int = 2000
+    overrides: dict = field(default_factory=dict)   # {method: {option: value}} over the preset's config
 
     def to_dict(self) -> dict:
         return json.loads(canonical_json(dataclasses.asdict(self)))
@@ -123,17 +125,6 @@ def validate(cfg: RunConfig, plugins) -> None:
             plugins.instruments.get(name)
 
 
-def writable_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise BenchError(f"cannot write to the output folder {str(path)!r}: {e.strerror or e}") from None
-    return path
-
-
 # -- the run ----------------------------------------------------------------------------------------
 
 class Run:
@@ -149,7 +140,13 @@ class Run:
         self.cache_dir, self.device = Path(cache_dir), torch.device(device)
         self.batch_size, self.log, self.progress, self.report = batch_size, log, progress, report
         validate(cfg, self.plugins)
-        self.editors = {m: self.plugins.methods.create(m, **_method_config(cfg.preset, m)) for m in cfg.methods}
+        unknown = sorted(set(cfg.overrides) - set(cfg.methods))
+        if unknown:
+            raise BenchError(f"--set names method(s) not in the run: {', '.join(unknown)}; "
+                             f"methods: {', '.join(cfg.methods)}")
+        self.editors = {m: self.plugins.methods.create(m, **{**_method_config(cfg.preset, m),
+                                                             **cfg.overrides.get(m, {})})
+                        for m in cfg.methods}
         self.metrics = {m: self.plugins.metrics.create(m) for m in cfg.metrics}
         writable_dir(self.out)
         writable_dir(self.cache_dir)
@@ -228,10 +225,14 @@ class Run:
     def edit_unit(self, name: str, editor, attr: str) -> dict[str, torch.Tensor]:
         """Edit all samples to 0 and to 1, measure both sets; returns the unit's tensors."""
         lat = self.latents()
+        for s in editor.strength_range(attr):   # fail fast, before any rendering, on a broken edit
+            if not torch.isfinite(editor.edit(lat.to(self.device), attr, float(s))).all():
+                raise FloatingPointError(f"{name} produced non-finite latents for {attr} at strength {s:g}")
         unit = {}
         for t, target in (("0", 0.0), ("1", 1.0)):
             if self.cfg.protocol == "matched":
                 edited, achieved, reached, strength = matched_edit(editor, self.ctx, lat, attr, target,
+                                                                   steps=self.cfg.search_steps,
                                                                    batch_size=self.batch_size, tol=self.cfg.tol)
             else:
                 strength = editor.native_strength(self.ctx, lat, attr, target).float()
@@ -252,19 +253,23 @@ class Run:
             unit[f"reached{t}"] = reached.float().cpu()
         return unit
 
-    def trajectory(self, name: str, editor, attr: str) -> Path:
-        """Image grid: rows = the first samples, columns = original then matched edits to the targets."""
+    def trajectory(self, name: str, editor, attr: str, unit: dict) -> Path:
+        """Image grid: rows = the first samples, columns = original then edits to the targets 0 ... 1.
+
+        Targets 0 and 1 reuse the unit's strengths; the matched protocol searches the ones between,
+        the native protocol interpolates between the native strengths for 0 and 1."""
         from reports.images import make_grid, save_png
 
         k = min(self.cfg.trajectory["samples"], self.cfg.n)
         lat = self.latents()[:k]
+        s0, s1 = unit["strength0"][:k], unit["strength1"][:k]
         cols = [lat]
-        if self.cfg.protocol == "native":   # strengths between the native ones for 0 and 1
-            s0, s1 = (editor.native_strength(self.ctx, lat, attr, t).float() for t in (0.0, 1.0))
         for target in self.cfg.trajectory["targets"]:
-            if self.cfg.protocol == "matched":
-                edited = matched_edit(editor, self.ctx, lat, attr, target, batch_size=self.batch_size,
-                                      tol=self.cfg.tol)[0]
+            if target in (0.0, 1.0):
+                edited = native_edit(editor, lat, attr, s0 if target == 0.0 else s1)
+            elif self.cfg.protocol == "matched":
+                edited = matched_edit(editor, self.ctx, lat, attr, target, steps=self.cfg.search_steps,
+                                      batch_size=self.batch_size, tol=self.cfg.tol)[0]
             else:
                 edited = native_edit(editor, lat, attr, s0 + float(target) * (s1 - s0))
             cols.append(edited)
@@ -302,7 +307,7 @@ class Run:
                         self.log(f"{name}: editing {attr} to 0 and 1 ({self.cfg.protocol} protocol)")
                         unit = self.edit_unit(name, editor, attr)
                         stage = f"trajectory {attr}"
-                        self.trajectory(name, editor, attr)
+                        self.trajectory(name, editor, attr, unit)
                         _save_atomic(unit, path)
                     bar.update(1)
             except Exception as e:   # one method's failure must not cost the others their results
@@ -445,16 +450,13 @@ def _unprefix(tensors: dict, prefix: str) -> dict:
 
 
 def _save_atomic(tensors: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
 
 
 def _measurement_rows(method, attr, target, m: dict, strength, reached) -> pd.DataFrame:

@@ -129,3 +129,17 @@ def test_brightening_the_hair_region_raises_blond_hair(probe, grace):
     i, k = CELEBA_ATTRIBUTES.index("Blond_Hair"), CELEBA_ATTRIBUTES.index("Black_Hair")
     a = out["attributes"][0]
     assert b[i] > a[i] + 0.2 and b[k] < a[k]
+
+
+def test_one_attribute_scoring_equals_the_full_forward(probe, dcgan_images):
+    """score_attribute (the matched search's fast path) computes only one attribute's nets: same numbers."""
+    from bench.errors import BenchError
+    from bench.instruments.probe import SUPPORTED
+
+    with torch.no_grad():
+        full = probe(dcgan_images)["attributes"]
+        for a in SUPPORTED:
+            one = probe.score_attribute(dcgan_images, a)
+            torch.testing.assert_close(one, full[:, CELEBA_ATTRIBUTES.index(a)], rtol=0, atol=1e-6)
+    with pytest.raises(BenchError, match="Eyeglasses"):
+        probe.score_attribute(dcgan_images, "Eyeglasses")

@@ -18,8 +18,11 @@ from bench.plugins import Plugins, make_plugin_manager
 from bench.run import Run, make_config
 
 BENCH = [sys.executable, "-m", "bench.cli"]
-FAST = dict(methods="sefa,interfacegan", attrs="Male", n=8, reference="sefa")   # two quick fits
-CLI_FAST = ["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "-n", "8", "--reference", "sefa"]
+# two fast fits (smaller than the quick preset: this tests the run, not the methods)
+SMALL = {"sefa": {"n_samples": 16, "top_k": 3}, "interfacegan": {"n_samples": 256}}
+FAST = dict(methods="sefa,interfacegan", attrs="Male", n=8, reference="sefa", overrides=SMALL)
+CLI_FAST = ["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "-n", "8", "--reference", "sefa",
+            "--set", "sefa.n_samples=16", "--set", "sefa.top_k=3", "--set", "interfacegan.n_samples=256"]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,8 @@ def failing_plugins():
 
 
 def test_a_failing_method_is_recorded_and_the_others_complete(tmp_path, cache):
-    out = run_fast(tmp_path / "f", cache, plugins=failing_plugins(), methods="sefa,exploding,nans")
+    out = run_fast(tmp_path / "f", cache, plugins=failing_plugins(), methods="sefa,exploding,nans",
+                   overrides={"sefa": SMALL["sefa"]})
     m = json.loads((out / "manifest.json").read_text())["methods"]
     assert m["sefa"]["status"] == "ok"
     assert m["exploding"]["status"] == "failed" and "boom" in m["exploding"]["error"]
@@ -153,6 +157,8 @@ def test_kill_mid_run_then_rerun_resumes_without_redoing(reference_run, tmp_path
     (["run", "--methods", "sefa", "--attrs", "Male", "-n", "0"], "-n must be a positive"),
     (["run", "--methods", "sefa", "--attrs", "Male", "--metrics", "topk,nope"], "valid metrics:"),
     (["run", "--methods", "sefa", "--attrs", "Male", "--out", "/proc/forbidden/run"], "cannot write"),
+    (["run", "--methods", "sefa", "--attrs", "Male", "--set", "sefa.nope=1"], "options:"),
+    (["run", "--methods", "sefa", "--attrs", "Male", "--set", "sefa"], "METHOD.OPTION=VALUE"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(args, needle, tmp_path):
     res = subprocess.run(BENCH + args + ["--cache", str(tmp_path / "c")], capture_output=True, text=True,

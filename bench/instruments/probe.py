@@ -138,8 +138,11 @@ class Probe(Instrument):
         self.register_buffer("scale", torch.tensor(scale), persistent=False)
 
     # -- measurements ----------------------------------------------------------------------------
-    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def features(self, images: torch.Tensor, only: str | None = None) -> dict[str, torch.Tensor]:
         """Raw features f [B] per supported attribute, plus the landmarks they were placed by.
+
+        ``only``: compute just what that attribute needs (one or two of the three nets): the matched
+        search scores one attribute hundreds of times, and Male needs no landmarks, Bald no age net.
 
         With ``symmetric`` (default) every feature is the mean of f(image) and f(mirrored image): the
         attributes are mirror-symmetric, but face-api's nets are not (on DCGAN samples a flip moves
@@ -149,19 +152,23 @@ class Probe(Instrument):
         b = x.shape[0]
         views = [x, x.flip(-1)] if self.symmetric else [x]
         # one net call per view: on CPU a batch of 2B costs 3-7x a batch of B here (cache), not 2x
-        lm = torch.cat([self.landmark_net(v)["landmarks"] for v in views])   # [B, 68, 2], fractions of x
-        happy = torch.cat([self.expression_net(v)["expression"][:, HAPPY] for v in views])
-        ag = [self.age_gender_net(v) for v in views]
-        male, age = torch.cat([o["male"] for o in ag]), torch.cat([o["age"] for o in ag])
-        x = torch.cat(views)
-        f = {"Male": torch.logit(male.clamp(1e-6, 1 - 1e-6)),
-             "Smiling": torch.logit(happy.clamp(1e-6, 1 - 1e-6)),
-             "Young": age}
-        f.update(self._geometry(lm))
-        f.update(self._colours(x, lm))
+        f = {}
+        if only in (None, "Male", "Young"):
+            ag = [self.age_gender_net(v) for v in views]
+            male, age = torch.cat([o["male"] for o in ag]), torch.cat([o["age"] for o in ag])
+            f.update(Male=torch.logit(male.clamp(1e-6, 1 - 1e-6)), Young=age)
+        if only in (None, "Smiling"):
+            happy = torch.cat([self.expression_net(v)["expression"][:, HAPPY] for v in views])
+            f["Smiling"] = torch.logit(happy.clamp(1e-6, 1 - 1e-6))
+        lm = None
+        if only is None or only in MEASURED:
+            lm = torch.cat([self.landmark_net(v)["landmarks"] for v in views])   # [B, 68, 2], fractions of x
+            f.update(self._geometry(lm))
+            f.update(self._colours(torch.cat(views), lm))
         if self.symmetric:
             f = {k: (v[:b] + v[b:]) / 2 for k, v in f.items()}
-        f["landmarks"] = lm[:b]
+        if lm is not None:
+            f["landmarks"] = lm[:b]
         return f
 
     def _frame(self, lm):
@@ -226,10 +233,21 @@ class Probe(Instrument):
             "Bushy_Eyebrows": (1 - _luma(brow) / y_skin[:, None].clamp_min(1e-3)).mean(1),
         }
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _check_calibrated(self) -> None:
         missing = [a for a in MEASURED if a not in CALIBRATION]
         if missing:
             raise BenchError(f"probe is not calibrated for {', '.join(missing)}: run tools/calibrate_probe.py")
+
+    def score_attribute(self, images: torch.Tensor, attr: str) -> torch.Tensor:
+        """R_k for one attribute [B]: equal to forward()'s column, computing only what it needs."""
+        self._check_calibrated()
+        if attr not in SUPPORTED:
+            raise BenchError(f"instrument 'probe' does not score attribute {attr!r}; supported: {', '.join(SUPPORTED)}")
+        k = CELEBA_ATTRIBUTES.index(attr)
+        return torch.sigmoid((self.features(images, only=attr)[attr] - self.centre[k]) / self.scale[k])
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check_calibrated()
         f = self.features(images)
         b = images.shape[0]
         raw = torch.full((b, len(CELEBA_ATTRIBUTES)), float("nan"), device=images.device, dtype=f["Male"].dtype)
