@@ -12,7 +12,6 @@ and any change refits. Long fits save partial state through :class:`Checkpointer
 from __future__ import annotations
 
 import abc
-import copy
 import dataclasses
 import hashlib
 import json
@@ -25,6 +24,7 @@ import torch
 
 from .attributes import CELEBA_ATTRIBUTES
 from .errors import BenchError
+from .registry import configure
 
 ARTIFACT_FORMAT = 1   # bump when the stored layout changes: old artifacts then miss the cache
 
@@ -175,11 +175,7 @@ class Editor(abc.ABC):
     config: dict = {}
 
     def __init__(self, **overrides):
-        unknown = sorted(set(overrides) - set(type(self).config))
-        if unknown:
-            raise BenchError(f"method {self.name!r} has no option {', '.join(unknown)}; "
-                             f"options: {', '.join(sorted(type(self).config)) or '(none)'}")
-        self.config = {**copy.deepcopy(type(self).config), **overrides}
+        self.config = configure("method", self.name, type(self).config, overrides)
         self.artifact_path: Path | None = None   # where fit_or_load stored/loaded the artifact
         self.cache_hit = False
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import BenchError
+from .registry import configure
 
 
 @dataclass
@@ -84,11 +84,7 @@ class Metric(abc.ABC):
     config: dict = {}
 
     def __init__(self, **overrides):
-        unknown = sorted(set(overrides) - set(type(self).config))
-        if unknown:
-            raise BenchError(f"metric {self.name!r} has no option {', '.join(unknown)}; "
-                             f"options: {', '.join(sorted(type(self).config)) or '(none)'}")
-        self.config = {**type(self).config, **overrides}
+        self.config = configure("metric", self.name, type(self).config, overrides)
 
     @abc.abstractmethod
     def measure(self, s: EditSet) -> dict[str, torch.Tensor]:

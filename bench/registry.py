@@ -68,3 +68,15 @@ class Registry:
 
     def create(self, name: str, **options) -> Any:
         return self.get(name).load()(**options)
+
+
+def configure(kind: str, name: str, defaults: dict, overrides: dict) -> dict:
+    """A plugin object's config: a deep copy of its class defaults updated by ``overrides``; an option
+    the class does not declare is a BenchError listing the ones it has."""
+    import copy
+
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise BenchError(f"{kind} {name!r} has no option {', '.join(unknown)}; "
+                         f"options: {', '.join(sorted(defaults)) or '(none)'}")
+    return {**copy.deepcopy(defaults), **overrides}
