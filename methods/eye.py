@@ -85,6 +85,7 @@ class EYE(Editor):
         "content_instrument": "vgg16-stlpips",
         "random_d": False,
         "seed": 0,
+        "max_strength": 1.0,          # strength_range = ±this, in the native unit; > 1 extrapolates T
     }
     checkpoint_steps = 50   # save T + Adam state every this many steps (not in config: it does not change the fit)
 
@@ -220,8 +221,11 @@ class EYE(Editor):
         return latents + as_strength(strength, latents) * t[None]
 
     def strength_range(self, attr):
+        """±``max_strength``: training only ever takes steps s = a* - R_k in [-1, 1], so 1 is the
+        paper's range; an undertrained T (the quick preset) needs the matched search to extrapolate."""
         self._check_attr(attr)
-        return (-1.0, 1.0)
+        r = float(self.config["max_strength"])
+        return (-r, r)
 
     def native_strength(self, ctx, latents, attr, target):
         return native_strength(ctx, latents, attr, target)   # EYE's own step: s = target - R_k

@@ -7,6 +7,7 @@ editor adding strength to w_0), then on the real DCGAN with ``probe`` and a fitt
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -104,6 +105,48 @@ def test_bisection_reaches_exactly_where_reachable(sign):
         want = (ends - target).abs().argmin(1).float() * 2 - 1
         assert torch.equal(s[unreach], want[unreach])
     assert torch.equal(native_edit(ed, lat, ATTR, 0.25), lat + sign * 0.25)
+
+
+class Bump(Instrument):
+    """R = sigmoid(12 (0.3 - m^2)) of the mean brightness m = tanh(w_0): a peak at w_0 = 0, not monotone."""
+    name = "bump"
+    outputs = Brightness.outputs
+
+    def forward(self, images):
+        out = torch.full((images.shape[0], 40), float("nan"), dtype=images.dtype)
+        out[:, CELEBA_ATTRIBUTES.index(ATTR)] = torch.sigmoid(12 * (0.3 - images.mean((1, 2, 3)) ** 2))
+        return {"attributes": out}
+
+
+def test_scan_finds_the_first_crossing_of_a_non_monotone_score():
+    """R rises over the peak and falls again inside [-1, 1]: both range ends can miss the aim while
+    the middle crosses it. The edit must be the crossing nearest to s = 0 (computed analytically)."""
+    ctx = FitContext(Ramp(), {"bump": Bump()}, attributes=(ATTR,))
+    w0 = torch.tensor([-1.1, -0.5, 0.0, 0.4, 1.0, 1.5], dtype=torch.float64)
+    lat = w0[:, None, None].float()
+    R = lambda w: torch.sigmoid(12 * (0.3 - torch.tanh(torch.as_tensor(w, dtype=torch.float64)) ** 2))  # noqa: E731
+    for target in (1.0, 0.0):
+        aim = 1 - DEFAULT_TOL / 2 if target else DEFAULT_TOL / 2
+        logit = math.log(aim / (1 - aim))
+        w_aim = math.atanh(math.sqrt(0.3 - logit / 12))          # |w| where R = aim
+        # crossings s = ±w_aim - w0 inside [-1, 1]; the first is the one nearest to 0
+        cand = torch.stack([w_aim - w0, -w_aim - w0], 1)
+        cand = torch.where(cand.abs() <= 1, cand, torch.full_like(cand, float("inf")))
+        first = cand.gather(1, cand.abs().argmin(1, keepdim=True))[:, 0]
+        already = (R(w0) >= aim) if target else (R(w0) <= aim)
+        edited, achieved, reached, s = matched_edit(Shift(), ctx, lat, ATTR, target, steps=20)
+        truth = R(edited[:, 0, 0])
+        assert torch.allclose(achieved.double(), truth, atol=1e-5)
+        crossing = torch.isfinite(first) & ~already
+        assert torch.allclose(s[crossing].double(), first[crossing], atol=1e-4), (target, s, first)
+        assert torch.all(reached[crossing]) and torch.all(s[already] == 0)
+        ends_miss = crossing & ~(((R(w0 - 1) - aim) * (R(w0) - aim) <= 0) | ((R(w0 + 1) - aim) * (R(w0) - aim) <= 0))
+        if target:
+            assert ends_miss.sum() >= 2            # w0 = -0.5 and 0.4: only the middle of the range crosses
+        gone = ~crossing & ~already                # no crossing in range: the scanned point nearest the target
+        assert torch.all(~reached[gone])
+        if target:                                 # w0 = 1.5: the peak is out of reach; R is highest at s = -1
+            assert gone[5] and s[5] == -1.0 and abs(float(achieved[5]) - float(R(0.5))) < 1e-5
 
 
 def _probe():
