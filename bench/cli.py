@@ -259,8 +259,8 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
 @click.option("--instrument", default="probe", show_default=True, help="the attribute instrument R")
 @click.option("--emotion", default="auto", show_default=True,
               help="emotion instrument; auto = deepface-emotion if its weights are installed, else fer-emotion")
-@click.option("--metrics", "metric_names", default=",".join(("edit", "topk", "gesture", "emotion", "landmarks",
-              "identity")), show_default=True, help="comma-separated metric names")
+@click.option("--metrics", "metric_names", default=None,
+              help="comma-separated metric names (default: all built-in: edit,topk,gesture,emotion,landmarks,identity)")
 @click.option("--reference", default="baseline", show_default=True, help="method the others are compared with")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="run folder (default: runs/<id>, the id hashing the config, so a rerun resumes)")
@@ -274,15 +274,13 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
 def run(methods, attrs, preset, n, seed, protocol, backbone_name, weights, instrument, emotion, metric_names,
         reference, out, cache_dir, sets, batch_size, device, no_report):
     """Fit, edit to 0 and 1, measure, summarise and report: runs/<id>/ (resumes if interrupted)."""
-    from .run import Run, make_config
+    from .run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
 
-    if n is not None and n <= 0:
-        raise BenchError(f"-n must be a positive number of samples, got {n}")
-    instruments = {"attributes": instrument, "emotion": emotion, "landmarks": "faceapi-landmarks",
-                   "descriptor": "faceapi-descriptor"}
+    instruments = {**DEFAULT_INSTRUMENTS, "attributes": instrument, "emotion": emotion}
+    metrics = DEFAULT_METRICS if metric_names is None else tuple(m.strip() for m in metric_names.split(",")
+                                                                 if m.strip())
     cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, protocol=protocol, backbone=backbone_name,
-                      weights=weights, instruments=instruments, reference=reference,
-                      metrics=tuple(m.strip() for m in metric_names.split(",") if m.strip()),
+                      weights=weights, instruments=instruments, reference=reference, metrics=metrics,
                       overrides=parse_sets(sets))
     out = out or Path("runs") / cfg.run_id
     r = Run(cfg, out, plugins=_plugins(), cache_dir=cache_dir, device=resolve_device(device),

@@ -36,6 +36,8 @@ from .protocol import DEFAULT_TOL, matched_edit, native_edit
 from .stats import Bootstrap, compare
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity")
+DEFAULT_INSTRUMENTS = {"attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks",
+                       "descriptor": "faceapi-descriptor"}   # role -> instrument name
 EMOTION_BACKENDS = ("deepface-emotion", "fer-emotion")   # "auto": the first that loads
 COMPARISON_COLUMNS = ["attr", "method", "metric", "quantity", "label", "value", "baseline", "diff", "diff_lo",
                       "diff_hi", "rel", "rel_lo", "rel_hi", "p_value", "test"]
@@ -60,8 +62,7 @@ class RunConfig:
     search_steps: int = 6                  # bisections after the matched search's grid scan (bracket / 64)
     reference: str = "baseline"
     metrics: tuple = DEFAULT_METRICS
-    instruments: dict = field(default_factory=lambda: {
-        "attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks", "descriptor": "faceapi-descriptor"})
+    instruments: dict = field(default_factory=lambda: dict(DEFAULT_INSTRUMENTS))
     trajectory: dict = field(default_factory=lambda: {"samples": 4, "targets": [0.0, 0.25, 0.5, 0.75, 1.0]})
     n_boot: int = 2000
     overrides: dict = field(default_factory=dict)   # {method: {option: value}} over the preset's config
@@ -110,7 +111,7 @@ def validate(cfg: RunConfig, plugins) -> None:
         if a not in known:
             raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(known)}")
     if cfg.n is None or cfg.n <= 0:
-        raise BenchError(f"the number of samples must be positive, got {cfg.n}")
+        raise BenchError(f"-n must be a positive number of samples, got {cfg.n}")
     if cfg.preset not in PRESETS:
         raise BenchError(f"unknown preset {cfg.preset!r}; valid presets: {', '.join(PRESETS)}")
     if cfg.protocol not in ("matched", "native"):
@@ -174,7 +175,8 @@ class Run:
         self.roles: dict[str, str] = {}               # role -> instrument name
         for role, name in self.cfg.instruments.items():
             if role == "emotion" and name == "auto":
-                name = self._first_loadable(EMOTION_BACKENDS)
+                name, inst = self._first_loadable(EMOTION_BACKENDS)
+                self.instruments.setdefault(name, inst.to(self.device).eval())
             if name not in self.instruments:
                 self.instruments[name] = self.plugins.instruments.create(name).to(self.device).eval()
             self.roles[role] = name
@@ -188,11 +190,11 @@ class Run:
                               seed=self.cfg.seed, device=self.device, cache_dir=self.cache_dir,
                               progress=self.progress, attribute_instrument=self.roles["attributes"])
 
-    def _first_loadable(self, names) -> str:
+    def _first_loadable(self, names):
+        """(name, instrument) of the first of ``names`` whose weights load; the others are logged."""
         for name in names:
             try:
-                self.plugins.instruments.create(name)
-                return name
+                return name, self.plugins.instruments.create(name)
             except MissingAsset as e:
                 self.log(f"emotion: {name} not available ({str(e).splitlines()[0]}); trying the next backend")
         raise BenchError(f"no emotion instrument could be loaded; tried {', '.join(names)}")
