@@ -1,18 +1,24 @@
-"""The HTML comparison report of one or more run folders (docs/run-format.md).
+"""The HTML report of one or more run folders (docs/run-format.md).
 
-``render_report([run_dir, ...], out)`` reads each run's manifest.json, summary.csv and
-comparison.csv (and the trajectory PNGs the manifest lists) and writes one self-contained HTML
-file: inline CSS, images as base64 data URIs, no JavaScript, no external URL. Sections come from
-the CSVs generically (one per metric and table), so a new metric appears without template changes;
-Tables I-III and V have the paper's shapes (reports/tables.py).
+``render_report([run_dir, ...], out)`` reads each run's manifest.json, summary.csv, seeds.csv,
+comparison.csv, ranking.csv and the trajectory PNGs the manifest lists, and writes one
+self-contained HTML file: inline CSS, images as base64 data URIs, no JavaScript, no external URL.
+Several runs are rendered one after another (each compares its methods at its own levels).
+
+Per run, top to bottom: the answer (ranking.csv: per attribute and direction, the methods ranked by
+emotion disturbance at equal achieved edit), then per attribute the curves against the level, the
+per-fit-seed estimates, every metric's quantities at the compared levels and the paired comparison
+rows, the trajectories; then methods status and provenance. Result tables come from the CSVs
+generically (one per metric and table tag), so a third-party metric appears without template
+changes; only the table tags I-III and V get the paper's shapes (reports/tables.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import math
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -21,16 +27,30 @@ import pandas as pd
 from bench.errors import BenchError
 
 from . import plots
-from .tables import (Cell, Col, Table, comparison_table, emotion_table, fmt, fmt_ci, fmt_p, key_value_table,
-                     list_table, pct, quantity_table, slug, topk_table)
+from .tables import (DIRECTIONS, RANKING_NOTE, Cell, Col, Table, comparison_table, emotion_table, finite, fmt,
+                     fmt_level, key_value_table, level_slug, list_table, quantity_table, ranking_table, seeds_table,
+                     share, slug, topk_table)
 
-SUMMARY_COLUMNS = ["attr", "method", "metric", "quantity", "label", "value", "lo", "hi", "n", "better", "table"]
-COMPARISON_COLUMNS = ["attr", "method", "metric", "quantity", "label", "value", "baseline", "diff", "diff_lo",
-                      "diff_hi", "rel", "rel_lo", "rel_hi", "p_value", "test"]
-TEXT_COLUMNS = ["attr", "method", "metric", "quantity", "label", "better", "table", "test"]
-KNOWN_MANIFEST = {"id", "created", "config", "instruments", "versions", "seeds", "assets", "methods", "figures",
-                  "seconds"}
-CONFIG_FIRST = ["methods", "attrs", "backbone", "weights", "preset", "n", "seed", "protocol", "tol", "reference"]
+SUMMARY_COLUMNS = ["attr", "level", "method", "metric", "quantity", "label", "value", "lo", "hi", "n", "n_seeds",
+                   "reach", "better", "table"]
+SEEDS_COLUMNS = ["attr", "level", "method", "seed", "metric", "quantity", "value", "n", "reach"]
+COMPARISON_COLUMNS = ["attr", "level", "method", "reference", "metric", "quantity", "label", "value", "ref_value",
+                      "diff", "diff_lo", "diff_hi", "diff_lo_samples", "diff_hi_samples", "rel", "rel_lo", "rel_hi",
+                      "p_value", "n", "better", "test"]
+RANKING_COLUMNS = ["attr", "direction", "level", "method", "status", "rank", "value", "lo", "hi", "n", "reach",
+                   "rel", "rel_lo", "rel_hi", "p_value", "kind"]
+TEXT_COLUMNS = {"attr", "method", "metric", "quantity", "label", "better", "table", "test", "reference",
+                "direction", "status", "kind"}
+# summary.csv is the one file without which there is nothing to show; the others may be absent
+# (a run stopped before its comparison, an old tool): the report then says so where they would be
+OPTIONAL = {"seeds.csv": SEEDS_COLUMNS, "comparison.csv": COMPARISON_COLUMNS, "ranking.csv": RANKING_COLUMNS}
+
+HEADLINE = ("emotion", "disturbance")          # what ranking.csv ranks by: the one number the report leads with
+LANDMARKS = ("landmarks", "displacement")      # the second curve panel
+KNOWN_MANIFEST = {"id", "created", "config", "instruments", "attribute_kinds", "versions", "seeds", "assets",
+                  "methods", "figures", "seconds"}
+CONFIG_FIRST = ["methods", "attrs", "backbone", "weights", "preset", "n", "seed", "fit_seeds", "levels", "tol",
+                "min_reach", "reference", "metrics"]
 PAPER_TABLES = {"I-III": "Table I-III", "IV": "Table IV", "V": "Table V"}
 TOP_K = 5
 
@@ -41,7 +61,10 @@ class Run:
     path: Path
     manifest: dict
     summary: pd.DataFrame
+    seeds: pd.DataFrame
     comparison: pd.DataFrame
+    ranking: pd.DataFrame
+    absent: list = field(default_factory=list)    # optional CSVs the folder lacks
 
     @property
     def config(self) -> dict:
@@ -51,8 +74,22 @@ class Run:
     def reference(self) -> str:
         return self.config.get("reference") or "baseline"
 
+    @property
+    def fit_seeds(self) -> int:
+        k = self.config.get("fit_seeds")
+        if isinstance(k, int):
+            return k
+        fit = (self.manifest.get("seeds") or {}).get("fit")
+        if isinstance(fit, list):
+            return len(fit)
+        return int(self.summary.n_seeds.max()) if self.summary.n_seeds.notna().any() else 1
+
 
 # ---------------------------------------------------------------- reading
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c in TEXT_COLUMNS else float) for c in columns})
+
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     try:
@@ -63,10 +100,13 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise BenchError(f"{path} lacks the column(s) {', '.join(missing)}; expected: {', '.join(columns)} "
-                         f"(docs/run-format.md)")
+                         f"(docs/run-format.md; a folder from an older `bench run` needs a new run)")
     for c in columns:
         if c not in TEXT_COLUMNS:
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    if "level" in frame:
+        # levels are matched across files: the same number written twice must compare equal
+        frame["level"] = frame["level"].round(9)
     return frame
 
 
@@ -78,7 +118,7 @@ def load_run(path: Path) -> Run:
     for name in ("manifest.json", "summary.csv"):
         if not (path / name).is_file():
             raise BenchError(f"{str(path)!r} is not a run folder: it has no {name} "
-                             f"(a run folder holds manifest.json, summary.csv, comparison.csv)")
+                             f"(a run folder holds manifest.json, summary.csv, ranking.csv, ...)")
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -86,15 +126,17 @@ def load_run(path: Path) -> Run:
     if not isinstance(manifest, dict):
         raise BenchError(f"{path / 'manifest.json'} must hold a JSON object")
     summary = _read_csv(path / "summary.csv", SUMMARY_COLUMNS)
-    comp_path = path / "comparison.csv"
-    # a run with the reference method alone (or a failed reference) has nothing to compare
-    comparison = (_read_csv(comp_path, COMPARISON_COLUMNS) if comp_path.is_file()
-                  else pd.DataFrame({c: pd.Series(dtype=str if c in TEXT_COLUMNS else float)
-                                     for c in COMPARISON_COLUMNS}))
-    return Run(str(manifest.get("id") or path.name), path, manifest, summary, comparison)
+    frames, absent = {}, []
+    for name, columns in OPTIONAL.items():
+        if (path / name).is_file():
+            frames[name] = _read_csv(path / name, columns)
+        else:
+            frames[name], absent = _empty(columns), absent + [name]
+    return Run(str(manifest.get("id") or path.name), path, manifest, summary, frames["seeds.csv"],
+               frames["comparison.csv"], frames["ranking.csv"], absent)
 
 
-# ---------------------------------------------------------------- pieces
+# ---------------------------------------------------------------- small helpers
 
 def _text(v) -> str:
     if v is None:
@@ -107,7 +149,7 @@ def _text(v) -> str:
 
 
 def _ordered(*lists) -> list:
-    return list(dict.fromkeys(x for xs in lists for x in xs))
+    return list(dict.fromkeys(x for xs in lists for x in xs if x != ""))    # "": a CSV's empty cell
 
 
 def _png_uri(data: bytes) -> str:
@@ -129,217 +171,294 @@ def _metric_titles(names) -> dict:
     return {n: titles.get(n) or n for n in names}
 
 
-def _header_tables(runs: list[Run]) -> dict[str, Table]:
-    ids = [r.id for r in runs]
-    cfg = {(k, r.id): _text(v) for r in runs for k, v in r.config.items()}
-    cfg |= {(f"seeds.{k}", r.id): _text(v) for r in runs for k, v in (r.manifest.get("seeds") or {}).items()}
-    keys = _ordered([k for k in CONFIG_FIRST if any((k, i) in cfg for i in ids)], [k for k, _ in cfg])
-    inst = {(k, r.id): _text(v) for r in runs for k, v in (r.manifest.get("instruments") or {}).items()}
-    vers = {(k, r.id): _text(v) for r in runs for k, v in (r.manifest.get("versions") or {}).items()}
-    multi = len(runs) > 1
-    lead = ["run"] if multi else []
-    assets, status = [], []
-    for r in runs:
-        for a in r.manifest.get("assets") or []:
-            sha = str(a.get("sha256") or "")
-            assets.append([Cell(r.id)] * multi + [Cell(_text(a.get("name")), th=True), Cell(_text(a.get("file"))),
-                                                  Cell(_text(a.get("origin"))), Cell(_text(a.get("licence"))),
-                                                  Cell(sha[:12] or "–", cls="mono")])
-        for m, st in (r.manifest.get("methods") or {}).items():
-            st = st if isinstance(st, dict) else {"status": st}
-            ok = st.get("status") == "ok"
-            secs = st.get("fit_seconds")
-            fit = (fmt(secs) if isinstance(secs, (int, float)) else "") + (" (cached)" if st.get("cache_hit") else "")
-            status.append([Cell(r.id)] * multi + [
-                Cell(m, th=True), Cell(_text(st.get("status")), cls="ok" if ok else "failed"),
-                Cell(_text(st.get("stage")) if "stage" in st else ""), Cell(fit.strip(), num=True),
-                Cell(_text(st.get("artifact")) if "artifact" in st else "", cls="mono"),
-                Cell(_text(st.get("error")) if "error" in st else "", cls="error" if not ok else "",
-                     more=_text(st["traceback"]) if st.get("traceback") else "")])
-    # anything else the manifest records (platform, weight fingerprints, ...), one level flattened
-    extra = {}
-    for r in runs:
-        for k, v in r.manifest.items():
-            if k in KNOWN_MANIFEST:
-                continue
-            items = v.items() if isinstance(v, dict) else [("", v)]
-            extra |= {(f"{k}.{sub}" if sub else k, r.id): _text(x) for sub, x in items}
-    tables = {
-        "status": list_table("status", "Methods", lead + ["method", "status", "stage", "fit s", "artifact", "error"],
-                             status, "no methods listed"),
-        "config": key_value_table("config", "Configuration", keys, ids, cfg),
-        "instruments": key_value_table("instruments", "Instruments per role", _ordered([k for k, _ in inst]), ids,
-                                       inst, "role"),
-        "versions": key_value_table("versions", "Package versions", _ordered([k for k, _ in vers]), ids, vers,
-                                    "package"),
-        "assets": list_table("assets", "Asset provenance", lead + ["asset", "file", "origin", "licence", "sha256"],
-                             assets, "no assets listed", collapsed=True),
-    }
-    if extra:
-        tables["extra"] = key_value_table("provenance", "More provenance", _ordered([k for k, _ in extra]), ids,
-                                          extra, "field", collapsed=True)
-    return tables
+def _table_title(metric: str, table: str, titles: dict) -> str:
+    title = titles.get(metric, metric)
+    if table in PAPER_TABLES and table not in title:
+        return f"{title} ({PAPER_TABLES[table]})"
+    if table and table not in (metric, *PAPER_TABLES):
+        return f"{title}: {table}"
+    return title
 
 
-@dataclass
-class Headline:
-    label: str
-    text: str
-    cls: str = ""
-    edit: str = ""
+def _ladder_text(run: Run, fallback: list[float]) -> list[str]:
+    """The signed ladder, -max ... +max, from the config's levels (given unsigned, or signed)."""
+    levels = [float(v) for v in run.config.get("levels") or [] if finite(v)]
+    signed = sorted({s * abs(v) for v in levels for s in (-1, 1)} if all(v > 0 for v in levels) else set(levels))
+    return [fmt_level(v) for v in (signed or fallback)]
 
 
-def _headlines(attr: str, cols: list[Col], runs: dict, summ: dict, comp: dict) -> list[Headline]:
-    """"emotion change vs <reference>: rel [lo, hi] (p)" per method, with the achieved edit beside it."""
-    out = []
-    for c in cols:
-        ref = runs[c.run].reference
-        s = summ.get((c.run, c.method, "emotion", "disturbance"))
-        if c.method == ref:
-            text = (f"reference; emotion disturbance {fmt(s.value)} pp {fmt_ci(s.lo, s.hi, s.value)}"
-                    if s is not None else "reference")
-            cls = "ref"
-        elif (r := comp.get((c.run, c.method, "emotion", "disturbance"))) is not None:
-            text = f"emotion change vs {ref}: {pct(r.rel)} [{pct(r.rel_lo)}, {pct(r.rel_hi)}] ({fmt_p(r.p_value)})"
-            cls = ("good" if r.rel_hi < 0 else "bad" if r.rel_lo > 0 else "") if not math.isnan(r.rel_lo) else ""
-        else:
-            text, cls = f"emotion change vs {ref}: not available", "missing"
-        edit = []
-        if (ch := summ.get((c.run, c.method, "edit", "change"))) is not None:
-            edit.append(f"achieved ΔR_k {fmt(ch.value)} {fmt_ci(ch.lo, ch.hi, ch.value)}")
-        if (rb := summ.get((c.run, c.method, "edit", "reached_both"))) is not None:
-            edit.append(f"both targets reached {100 * rb.value:.0f}%")
-        out.append(Headline(c.label, text, cls, "; ".join(edit)))
-    return out
+def _settings_line(run: Run) -> str:
+    cfg = run.config
+    levels = [float(v) for v in cfg.get("levels") or [] if finite(v)]
+    lv = (", ".join(f"±{v:g}" for v in levels) if levels and all(v > 0 for v in levels)
+          else ", ".join(fmt_level(v) for v in levels) or "–")
+    return (f"backbone {_text(cfg.get('backbone'))} · N = {_text(cfg.get('n'))} · fit seeds K = {run.fit_seeds} · "
+            f"levels {lv} · tol {_text(cfg.get('tol'))} · min_reach {_text(cfg.get('min_reach'))} · "
+            f"reference {run.reference}")
 
 
-def _figures(attr: str, sid: str, frame: pd.DataFrame, cols: list[Col]) -> list[dict]:
-    figs = []
-
-    def bar(r):
-        return (r.value, r.lo, r.hi)
-
-    label = {(c.run, c.method): c.label for c in cols}
-    emo = frame[(frame.metric == "emotion") & frame.value.notna()]
-    dist = {label[(r.run, r.method)]: bar(r) for r in emo[emo.quantity == "disturbance"].itertuples()
-            if (r.run, r.method) in label}
-    pair = emo[emo.quantity.str.startswith("paired.")]
-    paired = {(label[(r.run, r.method)], r.quantity[7:]): bar(r) for r in pair.itertuples()
-              if (r.run, r.method) in label}
-    if paired or dist:
-        emotions = list(dict.fromkeys(q[7:] for q in pair.quantity))
-        png = plots.emotion_figure(attr, [c.label for c in cols], dist, emotions, paired)
-        figs.append({"id": f"fig-emotion-{sid}", "uri": _png_uri(png),
-                     "caption": f"{attr}: emotion disturbance per method (left) and paired |Δ| per emotion "
-                                "(right), percentage points, bars = 95% bootstrap intervals."})
-    lm = frame[(frame.metric == "landmarks") & frame.value.notna()]
-    if len(lm):
-        groups = list(dict.fromkeys(lm.quantity))
-        data = {(label[(r.run, r.method)], r.quantity): bar(r) for r in lm.itertuples() if (r.run, r.method) in label}
-        units = {lab[lab.rfind("("):] for lab in lm.label if lab.endswith(")") and "(" in lab}
-        ylabel = "displacement" + (f" {units.pop()}" if len(units) == 1 else "")   # the labels' shared unit
-        png = plots.bars_figure(f"{attr}: landmark displacement, 95% intervals", groups, [c.label for c in cols],
-                                data, ylabel)
-        figs.append({"id": f"fig-landmarks-{sid}", "uri": _png_uri(png),
-                     "caption": f"{attr}: landmark displacement per method ("
-                                + "; ".join(f"{q}: {lab}" for q, lab in lm.drop_duplicates("quantity")
-                                            [["quantity", "label"]].itertuples(index=False)) + ")."})
-    return figs
+def _status(run: Run) -> dict:
+    return {m: st if isinstance(st, dict) else {"status": st} for m, st in (run.manifest.get("methods") or {}).items()}
 
 
-def _trajectories(attr: str, runs: list[Run], cols: list[Col]) -> list[dict]:
-    out = []
-    for r in runs:
-        listed = ((r.manifest.get("figures") or {}).get("trajectories") or {})
-        targets = (r.config.get("trajectory") or {}).get("targets")
-        steps = ", ".join(f"{t:g}" for t in targets) if targets else "0 → 1"
-        methods = _ordered([c.method for c in cols if c.run == r.id], listed)
-        for m in methods:
-            rel = (listed.get(m) or {}).get(attr)
-            if not rel:
-                continue
-            label = f"{m} ({r.id})" if len(runs) > 1 else m
-            item = {"id": f"traj-{slug(r.id, m, attr)}", "label": label, "path": rel, "uri": "", "missing": "",
-                    "caption": f"{label}, {attr}: each row one sample: the original, then the matched edits to "
-                               f"targets {steps}."}
-            f = (r.path / rel)
-            if f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
-                item["uri"] = _png_uri(f.read_bytes())
-            else:
-                item["missing"] = f"{rel} is missing or not a PNG"
-            out.append(item)
-    return out
+def _kind(run: Run, attr: str) -> tuple[str, str]:
+    """(kind of the attribute's measure, attribute instrument): the manifest's word, else ranking.csv's."""
+    kind = (run.manifest.get("attribute_kinds") or {}).get(attr)
+    if not kind:
+        kind = next((k for k in run.ranking.kind[run.ranking.attr == attr] if k), "")
+    return str(kind or ""), _text((run.manifest.get("instruments") or {}).get("attributes"))
 
 
-def _attr_section(attr: str, runs: list[Run], titles: dict, top_k: int) -> dict:
-    by_id = {r.id: r for r in runs}
-    multi = len(runs) > 1
-    sid = slug(attr)
-    frame = pd.concat([r.summary[r.summary.attr == attr].assign(run=r.id) for r in runs], ignore_index=True)
-    comp = pd.concat([r.comparison[(r.comparison.attr == attr) & (r.comparison.method != r.reference)]
-                      .assign(run=r.id) for r in runs], ignore_index=True)
-    cols, notes = [], []
-    for r in runs:
-        present = list(dict.fromkeys(frame[frame.run == r.id].method))
-        order = _ordered([r.reference], r.config.get("methods") or [], present)
-        cols += [Col(r.id, m, f"{m} ({r.id})" if multi else m) for m in order if m in present]
-        for m, st in (r.manifest.get("methods") or {}).items():
-            st = st if isinstance(st, dict) else {"status": st}
-            if m not in present:
-                why = (f"{st.get('status')} at {st.get('stage')}" if st.get("stage") else str(st.get("status")))
-                notes.append(f"{m}{f' ({r.id})' if multi else ''}: no results ({why})")
+def _heuristic_warning(run: Run, attr: str) -> str:
+    kind, instrument = _kind(run, attr)
+    if kind != "heuristic":
+        return ""
+    return f"the achieved change of {attr} rests on a heuristic measure ({instrument}), not a trained network"
 
-    summ = {(r.run, r.method, r.metric, r.quantity): r for r in frame.itertuples(index=False)}
-    cmp_ = {(r.run, r.method, r.metric, r.quantity): r for r in comp.itertuples(index=False)}
-    metric_order = _ordered(*[r.config.get("metrics") or [] for r in runs], frame.metric)
-    metric_order = _ordered(["edit"] if "edit" in metric_order else [], metric_order)  # edit first: always beside
 
+# ---------------------------------------------------------------- the answer
+
+def _answer(run: Run, prefix: str, attr: str, methods: list[str]) -> dict:
+    rk = run.ranking[run.ranking.attr == attr]
+    k = run.fit_seeds
+    under = f"under all {k} fit seeds" if k > 1 else "under its one fit seed"
+    blocks = []
+    for d in _ordered(["+", "-"], rk.direction):
+        rows = rk[rk.direction == d]
+        if rows.empty:
+            continue
+        where = f"{attr}, {DIRECTIONS.get(d, f'direction {d}')}"
+        tid = f"{prefix}answer-{slug(attr)}-{'plus' if d == '+' else 'minus'}"
+        usable = rows[(rows.status != "no common level") & rows.level.map(finite)]
+        if usable.empty:
+            blocks.append({"id": tid, "table": None,
+                           "sentence": f"{where}: no common level: no level of the ladder is reached by the "
+                                       f"reference and at least one other method (at least "
+                                       f"{_text(run.config.get('min_reach'))} of the samples {under}, with "
+                                       f"enough samples in common; docs/metrics.md)."})
+            continue
+        level = usable.level.iloc[0]
+        compared = usable[usable.status.isin(["ranked", "reference"])]
+        ns = sorted({int(n) for n in compared.n if finite(n)})
+        n = "n = " + (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}" if ns else "?")
+        who = "every method" if len(compared) == len(usable) else "every ranked method"
+        blocks.append({"id": tid, "sentence": f"{where}: compared at ΔR_k = {fmt_level(level)} "
+                                              f"({n} samples reached by {who} {under})",
+                       "table": ranking_table(f"{tid}-table", f"{where}: ranked by emotion disturbance", usable,
+                                              methods)})
+    missing = "" if blocks else ("no ranking: this run folder has no ranking.csv" if "ranking.csv" in run.absent
+                                 else f"no ranking for {attr} in ranking.csv")
+    return {"attr": attr, "warning": _heuristic_warning(run, attr), "blocks": blocks, "missing": missing}
+
+
+# ---------------------------------------------------------------- per attribute
+
+def _curves(run: Run, prefix: str, attr: str, s: pd.DataFrame, methods: list[str], compared: list[float]):
+    min_reach = float(run.config["min_reach"]) if finite(run.config.get("min_reach")) else 0.5
+    panels, any_data = [], False
+    for (metric, quantity), title in ((HEADLINE, "emotion disturbance"), (LANDMARKS, "landmark displacement")):
+        q = s[(s.metric == metric) & (s.quantity == quantity)].sort_values("level", kind="mergesort")
+        curves = {m: [plots.Point(r.level, r.value, r.lo, r.hi, finite(r.reach) and r.reach >= min_reach)
+                      for r in q[q.method == m].itertuples(index=False)] for m in methods}
+        any_data |= q.value.map(finite).any()
+        ylabel = textwrap.fill(next((lab for lab in q.label if lab), quantity), 40)
+        panels.append(plots.Panel(title, ylabel, curves))
+    if not any_data:
+        return None
+    ladder = sorted(v for v in dict.fromkeys(s.level) if finite(v))
+    tol = _text(run.config.get("tol"))
+    png = plots.curves_figure(panels, methods, ladder, compared,
+                              f"achieved change ΔR_k of {attr} (the level, reached within ±{tol})")
+    at = ", ".join(fmt_level(v) for v in compared) or "none"
+    caption = (f"{attr}: emotion disturbance (left) and landmark displacement (right) against the achieved "
+               f"change ΔR_k, one line per method with its 95% interval (fit seeds + samples). Filled markers: "
+               f"the method reaches the level (at least {min_reach:g} of the samples under every fit seed); "
+               f"hollow: it does not, and the number rests on the few samples that did. Dashed lines: the "
+               f"compared level(s) ({at}). Each point is on the method's own reached samples; the paired "
+               f"numbers are in the tables below.")
+    return {"id": f"{prefix}fig-curves-{slug(attr)}", "uri": _png_uri(png), "caption": caption}
+
+
+def _col_note(rows: pd.DataFrame) -> str:
+    """"n = 27, reach 84%" of one method at one level: its headline row's, else its first row's."""
+    head = rows[(rows.metric == HEADLINE[0]) & (rows.quantity == HEADLINE[1])]
+    r = (head if len(head) else rows).iloc[0]
+    return f"n = {fmt(r.n, 0)}, reach {share(r.reach)}"
+
+
+def _level_block(run: Run, prefix: str, attr: str, level: float, s: pd.DataFrame, methods: list[str],
+                 metric_order: list[str], titles: dict, top_k: int) -> dict:
+    at = s[s.level == level]
+    cols = [Col(m, _col_note(at[at.method == m])) for m in methods if (at.method == m).any()]
+    base = f"{prefix}t-{slug(attr)}-{level_slug(level)}"
     tables = []
     for metric in metric_order:
-        mf = frame[frame.metric == metric]
+        mf = at[at.metric == metric]
         for table in dict.fromkeys(mf.table):
             g = mf[mf.table == table]
-            title = titles.get(metric, metric)
-            if table in PAPER_TABLES and table not in title:
-                title = f"{title} ({PAPER_TABLES[table]})"
-            elif table and table not in (metric, *PAPER_TABLES):
-                title = f"{title}: {table}"
-            tid = f"t-{slug(attr, metric, table)}"
+            tid, title = f"{base}-{slug(metric, table)}", _table_title(metric, table, titles)
             if table == "I-III":
                 tables.append(topk_table(tid, title, g, cols, attr, top_k))
                 ratios = g[g.quantity.str.startswith("r.")]
-                if len(ratios) and len(dict.fromkeys(ratios.quantity)) > top_k:
-                    tables.append(quantity_table(f"{tid}-all", f"{titles.get(metric, metric)}: every ratio",
-                                                 ratios, cols, collapsed=True))
+                if len(dict.fromkeys(ratios.quantity)) > top_k:    # the ranking shows k; the rest on demand
+                    tables.append(quantity_table(f"{tid}-all", f"{titles.get(metric, metric)}: every ratio", ratios,
+                                                 cols, collapsed=True))
             elif table == "V":
                 tables.append(emotion_table(tid, title, g, cols))
             else:
                 tables.append(quantity_table(tid, title, g, cols))
+    comp = run.comparison[(run.comparison.attr == attr) & (run.comparison.level == level)]
+    comparison = None
+    if len(comp):
+        rank = {m: i for i, m in enumerate(_ordered(metric_order, comp.metric))}
+        order = {m: i for i, m in enumerate(_ordered(methods, comp.method))}
+        comp = comp.assign(_m=comp.metric.map(rank), _k=comp.method.map(order))
+        comp = comp.sort_values(["_m", "_k"], kind="mergesort")    # stable: the file's quantity order stays
+        comparison = comparison_table(f"{prefix}c-{slug(attr)}-{level_slug(level)}",
+                                      f"{attr} at ΔR_k = {fmt_level(level)}: every quantity against the reference "
+                                      f"(comparison.csv)", comp, titles)
+    direction = DIRECTIONS["+" if level > 0 else "-"]
+    return {"id": base, "title": f"{attr} at ΔR_k = {fmt_level(level)} ({direction})", "tables": tables,
+            "comparison": comparison, "empty": not cols}
 
-    better = {q: b for q, b in zip(frame.quantity, frame.better) if b}
-    comparisons = []
-    for metric in _ordered(metric_order, comp.metric):
-        g = comp[comp.metric == metric]
-        if len(g):
-            comparisons.append(comparison_table(f"c-{slug(attr, metric)}", f"{titles.get(metric, metric)} vs reference",
-                                                g, cols, better, collapsed=metric != "edit"))
-    return {"attr": attr, "id": f"attr-{sid}", "headlines": _headlines(attr, cols, by_id, summ, cmp_),
-            "notes": notes, "tables": tables, "figures": _figures(attr, sid, frame, cols),
-            "comparisons": comparisons, "trajectories": _trajectories(attr, runs, cols)}
+
+def _trajectories(run: Run, prefix: str, attr: str, methods: list[str], ladder: list[str]) -> list[dict]:
+    listed = (run.manifest.get("figures") or {}).get("trajectories") or {}
+    cols = ", ".join([x for x in ladder if x.startswith("-")] + ["original"] + [x for x in ladder
+                                                                             if not x.startswith("-")])
+    out = []
+    for m in _ordered(methods, listed):
+        rel = (listed.get(m) or {}).get(attr) if isinstance(listed.get(m), dict) else None
+        if not rel:
+            continue
+        item = {"id": f"{prefix}traj-{slug(m, attr)}", "path": rel, "uri": "", "missing": "",
+                "caption": f"{m}, {attr}: each row one sample; columns are levels {cols} (the ΔR_k each "
+                           f"edit was driven to), fit seed 0."}
+        f = run.path / str(rel)
+        inside = f.resolve().is_relative_to(run.path.resolve())    # a manifest never points outside its run
+        if inside and f.is_file() and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
+            item["uri"] = _png_uri(f.read_bytes())
+        else:
+            item["missing"] = f"{rel} is missing or not a PNG"
+        out.append(item)
+    return out
+
+
+def _attr_section(run: Run, prefix: str, attr: str, methods: list[str], metric_order: list[str], titles: dict,
+                  top_k: int) -> dict:
+    s = run.summary[run.summary.attr == attr]
+    rk = run.ranking[(run.ranking.attr == attr) & (run.ranking.status != "no common level")
+                     & run.ranking.level.map(finite)]
+    compared = _ordered(rk[rk.direction == "+"].level, rk[rk.direction == "-"].level, rk.level)
+    headline = s[(s.metric == HEADLINE[0]) & (s.quantity == HEADLINE[1])]
+    seeds = run.seeds[(run.seeds.attr == attr) & (run.seeds.metric == HEADLINE[0])
+                      & (run.seeds.quantity == HEADLINE[1]) & run.seeds.level.isin(compared)]
+    seeds_t = None
+    if len(seeds):
+        present = set(seeds.method) | set(headline[headline.level.isin(compared)].method)
+        seeds_t = seeds_table(f"{prefix}seeds-{slug(attr)}", f"{attr}: emotion disturbance (pp) per fit seed at the "
+                              f"compared level(s)", compared, [m for m in methods if m in present], seeds,
+                              headline[headline.level.isin(compared)])
+    ladder = sorted(v for v in dict.fromkeys(s.level) if finite(v))
+    return {"attr": attr, "id": f"{prefix}attr-{slug(attr)}", "warning": _heuristic_warning(run, attr),
+            "figure": _curves(run, prefix, attr, s, methods, compared), "seeds": seeds_t,
+            "seeds_missing": "seeds.csv" in run.absent,
+            "levels": [_level_block(run, prefix, attr, lv, s, methods, metric_order, titles, top_k)
+                       for lv in compared],
+            "trajectories": _trajectories(run, prefix, attr, methods, _ladder_text(run, ladder))}
+
+
+# ---------------------------------------------------------------- methods status and provenance
+
+def _setup(run: Run, prefix: str) -> list[Table]:
+    status, fits = [], []
+    for m, st in _status(run).items():
+        ok = st.get("status") == "ok"
+        per = st.get("fits") if isinstance(st.get("fits"), dict) else {}
+        rows = [(seed, a, f) for seed, by_attr in sorted(per.items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))
+                if isinstance(by_attr, dict) for a, f in by_attr.items() if isinstance(f, dict)]
+        secs = [f["fit_seconds"] for _, _, f in rows if isinstance(f.get("fit_seconds"), (int, float))]
+        cached = sum(bool(f.get("cache_hit")) for _, _, f in rows)
+        summary = (f"{len(rows)} fit(s) over {len({s for s, _, _ in rows})} seed(s), {cached} cached, "
+                   f"{fmt(sum(secs))} s" if rows else "")
+        status.append([Cell(m, th=True), Cell(_text(st.get("status")), cls="ok" if ok else "failed"),
+                       Cell(_text(st["stage"]) if "stage" in st else ""), Cell(summary),
+                       Cell(_text(st["error"]) if "error" in st else "", cls="error" if not ok else "",
+                            more=_text(st["traceback"]) if st.get("traceback") else "")])
+        for seed, a, f in rows:
+            sec = f.get("fit_seconds")
+            fits.append([Cell(m, th=True), Cell(str(seed), num=True), Cell(a),
+                         Cell(fmt(sec) if isinstance(sec, (int, float)) else "–", num=True),
+                         Cell("yes" if f.get("cache_hit") else "no"), Cell(_text(f.get("artifact")), cls="mono")])
+    cfg = {k: _text(v) for k, v in run.config.items()}
+    cfg |= {f"seeds.{k}": _text(v) for k, v in (run.manifest.get("seeds") or {}).items()}
+    keys = _ordered([k for k in CONFIG_FIRST if k in cfg], cfg)
+    inst = {k: _text(v) for k, v in (run.manifest.get("instruments") or {}).items()}
+    kinds = {k: _text(v) for k, v in (run.manifest.get("attribute_kinds") or {}).items()}
+    vers = {k: _text(v) for k, v in (run.manifest.get("versions") or {}).items()}
+    assets = []
+    for a in run.manifest.get("assets") or []:
+        a = a if isinstance(a, dict) else {"name": a}
+        sha = str(a.get("sha256") or "")
+        assets.append([Cell(_text(a.get("name")), th=True), Cell(_text(a.get("file"))), Cell(_text(a.get("origin"))),
+                       Cell(_text(a.get("licence"))), Cell(sha[:12] or "–", cls="mono")])
+    tables = [
+        list_table(f"{prefix}status", "Methods", ["method", "status", "stage", "fits", "error"], status,
+                   "no methods listed"),
+        list_table(f"{prefix}fits", "Fits per method, fit seed and attribute",
+                   ["method", "fit seed", "attribute", "fit s", "cached", "artifact"], fits, "no fits recorded",
+                   collapsed=True),
+        key_value_table(f"{prefix}config", "Configuration", keys, cfg),
+        key_value_table(f"{prefix}instruments", "Instruments per role", list(inst), inst, "role"),
+        key_value_table(f"{prefix}kinds", "How each target attribute is measured", list(kinds), kinds, "attribute"),
+        key_value_table(f"{prefix}versions", "Package versions", list(vers), vers, "package"),
+        list_table(f"{prefix}assets", "Asset provenance", ["asset", "file", "origin", "licence", "sha256"], assets,
+                   "no assets listed", collapsed=True),
+    ]
+    # anything else the manifest records (platform, weight fingerprints, ...), one level flattened
+    extra = {}
+    for k, v in run.manifest.items():
+        if k not in KNOWN_MANIFEST:
+            extra |= {(f"{k}.{sub}" if sub else k): _text(x) for sub, x in (v.items() if isinstance(v, dict)
+                                                                              else [("", v)])}
+    if extra:
+        tables.append(key_value_table(f"{prefix}provenance", "More provenance", list(extra), extra, "field",
+                                      collapsed=True))
+    return tables
+
+
+# ---------------------------------------------------------------- the whole report
+
+def _run_context(run: Run, prefix: str, top_k: int) -> dict:
+    cfg = run.config
+    attrs = _ordered(cfg.get("attrs") or [], run.summary.attr, run.ranking.attr)
+    methods = _ordered([run.reference], cfg.get("methods") or [], run.summary.method, run.ranking.method)
+    metric_order = _ordered(cfg.get("metrics") or [], run.summary.metric)
+    metric_order = _ordered(["edit"] if "edit" in metric_order else [], metric_order)   # the edit first: always beside
+    titles = _metric_titles(_ordered(metric_order, run.comparison.metric))
+    failed = [f"{m} ({st.get('status')}" + (f" at {st['stage']}" if st.get("stage") else "") + ")"
+              for m, st in _status(run).items() if st.get("status") != "ok"]
+    answers = [_answer(run, prefix, a, methods) for a in attrs]
+    sections = [_attr_section(run, prefix, a, methods, metric_order, titles, top_k) for a in attrs]
+    setup = _setup(run, prefix)
+    tables = ([b["table"] for a in answers for b in a["blocks"] if b["table"]]
+              + [s["seeds"] for s in sections if s["seeds"]]
+              + [t for s in sections for lv in s["levels"] for t in lv["tables"]]
+              + [lv["comparison"] for s in sections for lv in s["levels"] if lv["comparison"]] + setup)
+    images = (sum(bool(s["figure"]) for s in sections)
+              + sum(bool(t["uri"]) for s in sections for t in s["trajectories"]))
+    seconds = run.manifest.get("seconds")
+    return {"id": run.id, "prefix": prefix, "line": _settings_line(run), "created": _text(run.manifest.get("created")),
+            "seconds": fmt(seconds) if isinstance(seconds, (int, float)) else "", "failed": failed,
+            "absent": run.absent, "answers": answers, "sections": sections, "setup": setup,
+            "n_tables": len(tables), "n_images": images}
 
 
 def build_context(runs: list[Run], top_k: int = TOP_K) -> dict:
-    attrs = _ordered(*[r.config.get("attrs") or [] for r in runs], *[r.summary.attr for r in runs])
-    metrics = _ordered(*[r.config.get("metrics") or [] for r in runs], *[r.summary.metric for r in runs])
-    titles = _metric_titles(metrics)
-    sections = [_attr_section(a, runs, titles, top_k) for a in attrs]
-    header = _header_tables(runs)
-    n_tables = len(header) + sum(len(s["tables"]) + len(s["comparisons"]) for s in sections)
-    n_images = sum(len(s["figures"]) + sum(bool(t["uri"]) for t in s["trajectories"]) for s in sections)
-    return {"runs": runs, "ids": [r.id for r in runs], "header": header, "sections": sections,
-            "created": [r.manifest.get("created") or "" for r in runs],
-            "seconds": [r.manifest["seconds"] for r in runs if isinstance(r.manifest.get("seconds"), (int, float))],
-            "n_tables": n_tables, "n_images": n_images}
+    multi = len(runs) > 1
+    ctx = [_run_context(r, f"r{i + 1}-" if multi else "", top_k) for i, r in enumerate(runs)]
+    return {"runs": ctx, "ids": [r.id for r in runs], "multi": multi, "ranking_note": RANKING_NOTE,
+            "n_tables": sum(c["n_tables"] for c in ctx), "n_images": sum(c["n_images"] for c in ctx)}
 
 
 def _environment() -> jinja2.Environment:
@@ -350,15 +469,10 @@ def _environment() -> jinja2.Environment:
 
 
 def render_report(run_dirs: list[Path], out: Path, *, top_k: int = TOP_K) -> Path:
-    """Write the HTML report of one run, or several side by side, to ``out``; returns ``out``."""
+    """Write the HTML report of one run, or several one after another, to ``out``; returns ``out``."""
     if not run_dirs:
         raise BenchError("give at least one run folder")
     runs = [load_run(Path(d)) for d in run_dirs]
-    seen: dict[str, int] = {}
-    for r in runs:   # two folders of the same config share an id: keep the columns apart
-        seen[r.id] = seen.get(r.id, 0) + 1
-        if seen[r.id] > 1:
-            r.id = f"{r.id}#{seen[r.id]}"
     html = _environment().get_template("report.html.j2").render(**build_context(runs, top_k))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

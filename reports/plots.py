@@ -1,4 +1,4 @@
-"""Report figures: grouped bar plots with 95% interval error bars, rendered to PNG bytes in memory.
+"""Report figures: curves of a quantity against the signed level, rendered to PNG bytes in memory.
 
 No pyplot (no global backend or figure state): a bare ``Figure`` saved through Agg. A fixed style,
 fixed size and dpi, and no PNG metadata make the bytes depend on the numbers only.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-import textwrap
+from dataclasses import dataclass
 
 import matplotlib
 import seaborn as sns
@@ -21,77 +21,94 @@ STYLE = {
     "font.sans-serif": ["DejaVu Sans"],
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "axes.grid.axis": "y",
+    "axes.grid.axis": "y",     # vertical lines are kept for the compared levels
     "savefig.dpi": 100,
     "svg.hashsalt": "bench",
 }
 
-# one value with its interval: (value, lo, hi); NaN where missing
-Bar = tuple[float, float, float]
+
+@dataclass(frozen=True)
+class Point:
+    level: float
+    value: float
+    lo: float
+    hi: float
+    reached: bool     # the method reaches this level (min_reach under every fit seed)
+
+
+@dataclass
+class Panel:
+    title: str
+    ylabel: str
+    curves: dict      # method -> [Point]; a method absent from the panel simply has no line
 
 
 def _ok(v) -> bool:
     return v is not None and math.isfinite(v)
 
 
-def grouped_bars(ax, groups: list[str], series: list[str], data: dict, ylabel: str) -> None:
-    """Bars of data[(series, group)] = (value, lo, hi), grouped on the x axis, one colour per series."""
-    colours = sns.color_palette("colorblind", max(len(series), 1))
-    width = 0.8 / max(len(series), 1)
-    for i, s in enumerate(series):
-        xs, ys, err = [], [], [[], []]
-        for g, group in enumerate(groups):
-            v, lo, hi = data.get((s, group), (math.nan,) * 3)
-            if not _ok(v):
-                continue
-            xs.append(g - 0.4 + width * (i + 0.5))
-            ys.append(v)
-            # percentile intervals need not contain the point estimate: never a negative bar length
-            err[0].append(max(v - lo, 0.0) if _ok(lo) else 0.0)
-            err[1].append(max(hi - v, 0.0) if _ok(hi) else 0.0)
-        ax.bar(xs, ys, width * 0.92, yerr=err, capsize=2.5, color=colours[i], label=s,
-               error_kw={"elinewidth": 1, "ecolor": "#333333"})
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels([textwrap.fill(g, 16) for g in groups])
-    ax.set_xlim(-0.6, len(groups) - 0.4)
-    ax.set_ylabel(ylabel)
-    ax.axhline(0, color="#888888", linewidth=0.8)
+def _segments(points: list[Point], ladder: list[float]) -> list[list[Point]]:
+    """Runs of neighbouring ladder levels on one side of 0: a line never bridges a level the method has
+    no number at, nor the unedited 0 between the two directions."""
+    at = {p.level: p for p in points}
+    out, cur = [], []
+    for lv in ladder:
+        p = at.get(lv)
+        usable = p is not None and _ok(p.value)
+        if cur and (not usable or (cur[-1].level > 0) != (lv > 0)):
+            out.append(cur)
+            cur = []
+        if usable:
+            cur.append(p)
+    return out + ([cur] if cur else [])
 
 
-def _legend(fig: Figure, ax, n: int) -> None:
-    """One legend above the plots, outside the data (constrained layout makes room for it)."""
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside upper right", ncols=min(n, 6), frameon=False,
-               fontsize="small")
+def _curves(ax, panel: Panel, methods: list[str], colours, ladder: list[float], compared: list[float]) -> None:
+    for lv in compared:
+        ax.axvline(lv, color="#374151", linestyle="--", linewidth=1.1, zorder=1)
+        ax.annotate("compared", (lv, 1), xycoords=("data", "axes fraction"), xytext=(3, -2),
+                    textcoords="offset points", ha="left", va="top", fontsize="x-small", color="#374151")
+    ax.axvline(0, color="#9ca3af", linewidth=0.8, zorder=0)
+    drawn = False
+    for m, colour in zip(methods, colours):
+        for i, seg in enumerate(_segments(panel.curves.get(m, []), ladder)):
+            xs = [p.level for p in seg]
+            band = [p for p in seg if _ok(p.lo) and _ok(p.hi)]
+            if band:
+                ax.fill_between([p.level for p in band], [p.lo for p in band], [p.hi for p in band],
+                                color=colour, alpha=0.18, linewidth=0)
+            ax.plot(xs, [p.value for p in seg], color=colour, linewidth=1.6, label=m if i == 0 else None)
+            # filled: the method reaches the level; hollow: too few samples reached it to compare there
+            ax.scatter(xs, [p.value for p in seg], s=26, zorder=3, edgecolors=colour, linewidths=1.2,
+                       facecolors=[colour if p.reached else "white" for p in seg])
+            drawn = True
+    if not drawn:
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="#6b7280")
+    ax.set_title(panel.title, loc="left")
+    ax.set_ylabel(panel.ylabel)
+    ax.set_xticks(ladder)
+    ax.set_xticklabels([f"{lv:+g}" for lv in ladder])
 
 
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
-    return buf.getvalue()
-
-
-def emotion_figure(attr: str, series: list[str], disturbance: dict, emotions: list[str], paired: dict) -> bytes:
-    """Left: the headline disturbance per method; right: paired |Δ| per emotion (grouped by emotion)."""
+def curves_figure(panels: list[Panel], methods: list[str], ladder: list[float], compared: list[float],
+                  xlabel: str) -> bytes:
+    """One panel per quantity side by side, x = the signed level, one line + 95% band per method."""
     with matplotlib.rc_context(STYLE):
-        left = bool(disturbance)
-        fig = Figure(figsize=(10, 3.4), layout="constrained")
-        axes = fig.subplots(1, 2, width_ratios=[1, 3.2]) if left else [None, fig.subplots()]
-        if left:
-            grouped_bars(axes[0], ["all emotions"], series, {(s, "all emotions"): v for s, v in disturbance.items()},
-                         "mean |E(X1) − E(X0)| (pp)")
-            axes[0].set_title("disturbance", loc="left")
-        grouped_bars(axes[1], emotions, series, paired, "paired |Δ| (pp)")
-        axes[1].set_title(f"{attr}: paired |E(X1) − E(X0)| per emotion, 95% intervals", loc="left")
-        _legend(fig, axes[1], len(series))
-        return _png(fig)
-
-
-def bars_figure(title: str, groups: list[str], series: list[str], data: dict, ylabel: str) -> bytes:
-    """One grouped bar plot (used for the landmark displacements)."""
-    with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(10, 3.4), layout="constrained")
-        ax = fig.subplots()
-        grouped_bars(ax, groups, series, data, ylabel)
-        ax.set_title(title, loc="left")
-        _legend(fig, ax, len(series))
-        return _png(fig)
+        fig = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        colours = sns.color_palette("colorblind", max(len(methods), 1))
+        for ax, panel in zip(axes, panels):
+            _curves(ax, panel, methods, colours, ladder, compared)
+            ax.set_xlabel(xlabel)
+        handles, labels = [], []
+        for ax in axes:    # one legend for the figure: every method that has a line in some panel
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        if handles:
+            fig.legend(handles, labels, loc="outside upper right", ncols=min(len(labels), 6), frameon=False,
+                       fontsize="small")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
+        return buf.getvalue()

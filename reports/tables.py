@@ -1,9 +1,10 @@
-"""Table layouts of the HTML report, built from summary.csv / comparison.csv rows.
+"""Table layouts of the HTML report, built from the run folder's CSV rows (docs/run-format.md).
 
 Everything here produces plain :class:`Table` objects (text cells, no markup); the template renders
 them with autoescaping. The generic layout (quantities as rows, methods as columns) covers any
-metric; Tables I-III (top-k ranking per method) and V (emotion rows x four numbers per method) have
-the paper's shapes. Quantities a special layout does not know go to its footer, so nothing is lost.
+metric; a table tag of ``I-III`` (top-k ratios per method) or ``V`` (emotion rows x four numbers per
+method) gets the paper's shape. Quantities a special layout does not know go to its footer, so
+nothing a metric reports is lost.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-EMOTION_KINDS = (("x0", "X0 %"), ("x1", "X1 %"), ("paired", "paired |Δ|"), ("set", "set |Δ|"))
+EMOTION_KINDS = (("before", "before %"), ("after", "after %"), ("paired", "paired |Δ|"), ("set", "set |Δ|"))
+DIRECTIONS = {"+": "towards presence", "-": "towards absence"}
 
 
 @dataclass
 class Cell:
     text: str = ""
-    ci: str = ""          # the interval, shown small and grey after the value
+    small: str = ""       # grey small text after the value: its interval, or a hint
     num: bool = False     # right-aligned number
     bold: bool = False    # best value of its row
     span: int = 1
@@ -42,16 +44,15 @@ class Table:
 
 @dataclass(frozen=True)
 class Col:
-    """One column of the result tables: a method of a run."""
+    """One method column of a result table; ``note`` is a second header line (its n and reach)."""
 
-    run: str
     method: str
-    label: str            # the method, plus the run id when several runs are compared
+    note: str = ""
 
 
 # ---------------------------------------------------------------- formatting
 
-def _finite(v) -> bool:
+def finite(v) -> bool:
     try:
         return v is not None and math.isfinite(float(v))
     except (TypeError, ValueError):
@@ -67,7 +68,7 @@ def decimals(v: float) -> int:
 
 
 def fmt(v, nd: int | None = None) -> str:
-    if not _finite(v):
+    if not finite(v):
         return "–"
     v = float(v)
     if v != 0 and abs(v) < 1e-4:
@@ -76,24 +77,43 @@ def fmt(v, nd: int | None = None) -> str:
 
 
 def fmt_ci(lo, hi, value) -> str:
-    if not (_finite(lo) and _finite(hi)):
+    """"[lo, hi]" with the value's decimals, so that the three numbers line up; "" when missing."""
+    if not (finite(lo) and finite(hi)):
         return ""
-    nd = decimals(float(value)) if _finite(value) and float(value) != 0 else None
+    nd = decimals(float(value)) if finite(value) and float(value) != 0 else None
     return f"[{fmt(lo, nd)}, {fmt(hi, nd)}]"
 
 
 def pct(v) -> str:
-    return f"{100 * float(v):+.1f}%" if _finite(v) else "–"
+    return f"{100 * float(v):+.1f}%" if finite(v) else "–"
+
+
+def pct_ci(lo, hi) -> str:
+    return f"[{pct(lo)}, {pct(hi)}]" if finite(lo) and finite(hi) else ""
+
+
+def share(v) -> str:
+    """A fraction in [0, 1] as a whole percentage (reach fractions)."""
+    return f"{100 * float(v):.0f}%" if finite(v) else "–"
 
 
 def fmt_p(p) -> str:
-    if not _finite(p):
+    if not finite(p):
         return "p n/a"
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def fmt_level(v) -> str:
+    """A signed ladder level, always with its sign: +0.3, -0.2."""
+    return f"{float(v):+g}" if finite(v) else "–"
+
+
 def slug(*parts) -> str:
     return "-".join(re.sub(r"[^A-Za-z0-9_]+", "_", str(p)) for p in parts)
+
+
+def level_slug(v) -> str:
+    return ("p" if float(v) > 0 else "m") + slug(f"{abs(float(v)):g}")
 
 
 def value_cell(row) -> Cell:
@@ -106,70 +126,80 @@ def bold_best(cells: list[Cell], values: list, better: str) -> None:
     """Bold the best finite value (ties too) when the quantity has a direction and 2+ values compete."""
     if better not in ("lower", "higher"):
         return
-    finite = [float(v) for v in values if _finite(v)]
-    if len(finite) < 2 or min(finite) == max(finite):    # nothing to single out
+    good = [float(v) for v in values if finite(v)]
+    if len(good) < 2 or min(good) == max(good):    # nothing to single out
         return
-    best = min(finite) if better == "lower" else max(finite)
+    best = min(good) if better == "lower" else max(good)
     for c, v in zip(cells, values):
-        c.bold = _finite(v) and float(v) == best
+        c.bold = finite(v) and float(v) == best
+
+
+def verdict(lo, hi, better: str) -> str:
+    """"good"/"bad" when the interval excludes 0 in the better/worse direction, else ""."""
+    if better not in ("lower", "higher") or not (finite(lo) and finite(hi)):
+        return ""
+    if hi < 0 or lo > 0:
+        return "good" if (hi < 0) == (better == "lower") else "bad"
+    return ""
+
+
+HINT = {"lower": "↓ better", "higher": "↑ better"}
 
 
 # ---------------------------------------------------------------- headers and lookups
 
 def head(cols: list[Col], lead: list[str], sub: tuple[str, ...] = ("",)) -> list[list[Cell]]:
-    """Header rows: run ids (when several runs), method names, then per-method sub-columns."""
-    rows, width = [], len(sub)
-    if len({c.run for c in cols}) > 1:
-        groups: list[list] = []
-        for c in cols:
-            if groups and groups[-1][0] == c.run:
-                groups[-1][1] += width
-            else:
-                groups.append([c.run, width])
-        rows.append([Cell(th=True, span=len(lead))] + [Cell(f"run {r}", th=True, span=s, cls="run")
-                                                       for r, s in groups])
-    if width > 1:
-        rows.append([Cell(th=True, span=len(lead))] + [Cell(c.method, th=True, span=width, cls="method sep")
-                                                       for c in cols])
-        rows.append([Cell(t, th=True) for t in lead] + [Cell(s, th=True, num=True, cls="sep" if i == 0 else "")
-                                                        for _ in cols for i, s in enumerate(sub)])
-    else:
-        rows.append([Cell(t, th=True) for t in lead] + [Cell(c.method, th=True, num=True, cls="method")
-                                                        for c in cols])
-    return rows
+    """Header rows: method names, their notes (n, reach) when any, then per-method sub-columns.
+
+    The lead labels sit on the last row, above the body's row labels."""
+    w = len(sub)
+    sep = " sep" if w > 1 else ""
+    layers = [[Cell(c.method, th=True, span=w, num=w == 1, cls="method" + sep) for c in cols]]
+    if any(c.note for c in cols):
+        layers.append([Cell(c.note, th=True, span=w, num=w == 1, cls="colnote" + sep) for c in cols])
+    if w > 1:
+        layers.append([Cell(s, th=True, num=True, cls="sep" if i == 0 else "") for _ in cols
+                       for i, s in enumerate(sub)])
+    blank = [Cell(th=True, span=len(lead))]
+    return [([Cell(t, th=True) for t in lead] if i == len(layers) - 1 else blank) + layer
+            for i, layer in enumerate(layers)]
+
+
+def plain_head(labels: list[str], numeric: set[int] = frozenset()) -> list[list[Cell]]:
+    return [[Cell(t, th=True, num=i in numeric) for i, t in enumerate(labels)]]
 
 
 def lookup(frame: pd.DataFrame) -> dict:
-    """(run, method, quantity) -> row."""
-    return {(r.run, r.method, r.quantity): r for r in frame.itertuples(index=False)}
+    """(method, quantity) -> row."""
+    return {(r.method, r.quantity): r for r in frame.itertuples(index=False)}
 
 
 def quantities(frame: pd.DataFrame) -> list:
     """Unique quantities in order of first appearance: first row of each."""
-    return [r for _, r in frame.drop_duplicates("quantity").iterrows()]
+    return list(frame.drop_duplicates("quantity").itertuples(index=False))
 
 
-def _row(label: str, look: dict, cols: list[Col], q) -> list[Cell]:
-    rows = [look.get((c.run, c.method, q.quantity)) for c in cols]
+def _row(look: dict, cols: list[Col], q) -> list[Cell]:
+    rows = [look.get((c.method, q.quantity)) for c in cols]
     cells = [value_cell(r) for r in rows]
     bold_best(cells, [r.value if r is not None else None for r in rows], q.better)
-    return [Cell(label, th=True)] + cells
+    return [Cell(q.label or q.quantity, HINT.get(q.better, ""), th=True)] + cells
 
 
-# ---------------------------------------------------------------- layouts
+# ---------------------------------------------------------------- result layouts (one attribute, one level)
 
 def quantity_table(tid: str, caption: str, frame: pd.DataFrame, cols: list[Col], note: str = "",
                    collapsed: bool = False) -> Table:
     """Generic layout: one row per quantity (its label), one column per method."""
     look = lookup(frame)
-    body = [_row(q.label or q.quantity, look, cols, q) for q in quantities(frame)]
+    body = [_row(look, cols, q) for q in quantities(frame)]
     return Table(tid, caption, head(cols, ["quantity"]), body, note=note, collapsed=collapsed)
 
 
 def _footer(frame: pd.DataFrame, cols: list[Col], span: int) -> list[list[Cell]]:
     """Quantities a special layout does not place: label + one value per method across its sub-columns."""
     look = lookup(frame)
-    foot = [_row(q.label or q.quantity, look, cols, q) for q in quantities(frame)]
+    foot = [_row(look, cols, q) for q in quantities(frame)]
     for row in foot:
         row[0].cls = "foot"
         for c in row[1:]:
@@ -181,106 +211,163 @@ def topk_table(tid: str, caption: str, frame: pd.DataFrame, cols: list[Col], att
     """Tables I-III: per method its k largest ratios r_j (rank, attribute, value [lo, hi]).
 
     ``r.<Attr>`` quantities are ranked; the target's own ratio (1 by definition) is left out; any
-    other quantity of the group (e.g. the denominator Δ_k) goes to the footer."""
-    is_ratio = frame.quantity.str.startswith("r.") & (frame.quantity != f"r.{attr}")
-    ratios, rest = frame[is_ratio], frame[~is_ratio & (frame.quantity != f"r.{attr}")]
+    other quantity of the group (the denominator delta_k) goes to the footer."""
+    own = frame.quantity == f"r.{attr}"
+    is_ratio = frame.quantity.str.startswith("r.") & ~own
+    ratios, rest = frame[is_ratio], frame[~is_ratio & ~own]
     ranked = {}
     for c in cols:
-        mine = ratios[(ratios.run == c.run) & (ratios.method == c.method) & ratios.value.map(_finite)]
+        mine = ratios[(ratios.method == c.method) & ratios.value.map(finite)]
+        # mergesort + quantity as second key: ties rank the same way on every machine
         ranked[c] = list(mine.sort_values(["value", "quantity"], ascending=[False, True],
                                           kind="mergesort").head(k).itertuples(index=False))
     body = []
-    for i in range(k):
-        cells, values, better = [Cell(str(i + 1), th=True, cls="rank")], [], ""
+    for i in range(max((len(v) for v in ranked.values()), default=0)):
+        cells, shown, better = [Cell(str(i + 1), th=True, cls="rank")], [], ""
         for c in cols:
             if i < len(ranked[c]):
                 r = ranked[c][i]
                 better = better or r.better
                 vc = value_cell(r)
                 cells += [Cell(r.quantity[2:], cls="sep"), vc]
-                values.append((vc, r.value))
+                shown.append((vc, r.value))
             else:
                 cells += [Cell("", cls="sep"), Cell("", num=True)]
-        bold_best([vc for vc, _ in values], [v for _, v in values], better)
+        bold_best([vc for vc, _ in shown], [v for _, v in shown], better)
         body.append(cells)
-    note = (f"Top {k} relative change ratios r_j = |Δ_j| / |Δ_k| per method, largest first "
-            f"(Δ = mean R(X1) − mean R(X0); the target {attr} itself is left out). Lower is better.")
+    note = (f"Top {k} relative change ratios r_j = |mean ΔR_j| / |mean ΔR_k| per method, largest first "
+            f"(Δ = R(edit) − R(original); the target {attr} itself is left out). Lower is better.")
     return Table(tid, caption, head(cols, ["rank"], ("attribute", "r_j")), body, _footer(rest, cols, 2),
                  note=note)
 
 
 def emotion_table(tid: str, caption: str, frame: pd.DataFrame, cols: list[Col]) -> Table:
-    """Table V: one row per emotion; per method mean X0, mean X1, paired |Δ| and set-level |Δ|."""
+    """Table V: one row per emotion; per method mean before, mean after, paired |Δ| and set-level |Δ|."""
     kinds = [k for k, _ in EMOTION_KINDS]
     parts = frame.quantity.str.split(".", n=1, expand=True).reindex(columns=[0, 1])
     placed = parts[0].isin(kinds) & parts[1].notna()
-    emos = list(dict.fromkeys(parts[1][placed]))
     look = lookup(frame)
     body = []
-    for emo in emos:
+    for emo in dict.fromkeys(parts[1][placed]):
         per_kind = {}
         for kind in kinds:
-            rows = [look.get((c.run, c.method, f"{kind}.{emo}")) for c in cols]
+            rows = [look.get((c.method, f"{kind}.{emo}")) for c in cols]
             cells = [value_cell(r) for r in rows]
             if kind != "paired":    # the paper's shape: only the paired |Δ| carries its interval here
                 for c in cells:
-                    c.ci = ""
+                    c.small = ""
             better = next((r.better for r in rows if r is not None and r.better), "")
             bold_best(cells, [r.value if r is not None else None for r in rows], better)
             per_kind[kind] = cells
         for c in per_kind[kinds[0]]:
             c.cls = (c.cls + " sep").strip()
         body.append([Cell(emo, th=True)] + [per_kind[kind][i] for i in range(len(cols)) for kind in kinds])
-    note = ("X0, X1: mean emotion score (%) of the edits to target 0 and 1. paired |Δ|: mean over samples "
-            "of |E(X1) − E(X0)|; set |Δ|: |mean E(X1) − mean E(X0)| (the paper's). Both in percentage points, "
-            "lower is better.")
+    note = ("before, after: mean emotion probability (%) of the originals and of the edits. paired |Δ|: mean "
+            "over samples of |E(after) − E(before)|; set |Δ|: |mean E(after) − mean E(before)| (the paper's). "
+            "Both in percentage points, lower is better.")
     return Table(tid, caption, head(cols, ["emotion"], tuple(t for _, t in EMOTION_KINDS)), body,
                  _footer(frame[~placed], cols, len(kinds)), note=note)
 
 
-def comparison_table(tid: str, caption: str, frame: pd.DataFrame, cols: list[Col], better: dict,
-                     collapsed: bool) -> Table:
-    """Every quantity of one metric: each method against its run's reference (diff, rel, p, test)."""
-    lead = ["quantity", "method", "value", "reference", "diff [95% CI]", "rel [95% CI]", "p", "test"]
-    look = lookup(frame)
+def comparison_table(tid: str, caption: str, frame: pd.DataFrame, titles: dict) -> Table:
+    """comparison.csv rows of one level: each method against the reference, with the interval from
+    fit seeds + samples beside the one from samples only (their gap is the fit-seed variance)."""
+    lead = ["metric", "quantity", "method", "value", "reference", "diff [95% CI: fit seeds + samples]",
+            "[95% CI: samples only]", "rel [95% CI]", "p", "n", "test"]
     body = []
-    for q in quantities(frame):
-        for c in cols:
-            r = look.get((c.run, c.method, q.quantity))
-            if r is None:
-                continue
-            rel = Cell(pct(r.rel), f"[{pct(r.rel_lo)}, {pct(r.rel_hi)}]" if _finite(r.rel_lo) else "", num=True)
-            # colour by the interval shown (rel); diff's where rel is undefined (reference = 0)
-            lo, hi = (r.rel_lo, r.rel_hi) if _finite(r.rel_lo) and _finite(r.rel_hi) else (r.diff_lo, r.diff_hi)
-            rel.cls = _verdict(lo, hi, better.get(q.quantity, ""))
-            body.append([Cell(q.label or q.quantity, th=True), Cell(c.label), Cell(fmt(r.value), num=True),
-                         Cell(fmt(r.baseline), num=True),
-                         Cell(fmt(r.diff), fmt_ci(r.diff_lo, r.diff_hi, r.diff), num=True), rel,
-                         Cell(fmt_p(r.p_value), num=True), Cell(r.test or "")])
-    return Table(tid, caption, [[Cell(t, th=True, num=i >= 2 and i < 7) for i, t in enumerate(lead)]], body,
-                 note="diff = method − reference; rel = diff / |reference|; intervals and p from the paired "
-                      "resamples of the same samples. Green/red: the rel interval excludes 0 in the better/worse "
-                      "direction.", collapsed=collapsed)
+    for r in frame.itertuples(index=False):
+        rel = Cell(pct(r.rel), pct_ci(r.rel_lo, r.rel_hi), num=True)
+        # colour by the interval shown (rel); diff's where rel is undefined (reference = 0)
+        both = finite(r.rel_lo) and finite(r.rel_hi)
+        rel.cls = verdict(*((r.rel_lo, r.rel_hi) if both else (r.diff_lo, r.diff_hi)), r.better)
+        body.append([Cell(titles.get(r.metric, r.metric), th=True), Cell(r.label or r.quantity, th=True),
+                     Cell(r.method),
+                     Cell(fmt(r.value), num=True), Cell(f"{fmt(r.ref_value)} ({r.reference})", num=True),
+                     Cell(fmt(r.diff), fmt_ci(r.diff_lo, r.diff_hi, r.diff), num=True),
+                     Cell(fmt_ci(r.diff_lo_samples, r.diff_hi_samples, r.diff) or "–", num=True), rel,
+                     Cell(fmt_p(r.p_value), num=True), Cell(fmt(r.n, 0), num=True), Cell(r.test or "")])
+    note = ("diff = method − reference; rel = diff / |reference|; on the samples both reached under all their "
+            "fit seeds (n). The first interval resamples fit seeds, then samples; the second samples only: "
+            "the wider the first against the second, the more the fits disagree. Green/red: the rel interval "
+            "excludes 0 in the better/worse direction.")
+    return Table(tid, caption, plain_head(lead, {3, 4, 5, 6, 7, 8, 9}), body, note=note, collapsed=True)
 
 
-def _verdict(lo, hi, better: str) -> str:
-    if better not in ("lower", "higher") or not (_finite(lo) and _finite(hi)):
-        return ""
-    if hi < 0 or lo > 0:
-        return "good" if (hi < 0) == (better == "lower") else "bad"
-    return ""
+def seeds_table(tid: str, caption: str, levels: list[float], methods: list[str], seeds: pd.DataFrame,
+                summary: pd.DataFrame) -> Table:
+    """Method x fit seed -> the point estimate at each compared level, then all seeds together."""
+    groups = []
+    for lv in levels:
+        ids = sorted({int(s) for s in seeds.seed[seeds.level == lv] if finite(s)})
+        groups.append((lv, ids))
+    top = [Cell(th=True)] + [Cell(f"ΔR_k = {fmt_level(lv)}", th=True, span=len(ids) + 1, cls="method sep")
+                             for lv, ids in groups]
+    sub = [Cell("method", th=True)] + [Cell(f"seed {s}" if s is not None else "all seeds", th=True, num=True,
+                                            cls="sep" if i == 0 else "")
+                                       for _, ids in groups for i, s in enumerate([*ids, None])]
+    per_seed = {(r.level, r.method, int(r.seed)): r.value for r in seeds.itertuples(index=False) if finite(r.seed)}
+    pooled = {(r.level, r.method): r for r in summary.itertuples(index=False)}
+    body = []
+    for m in methods:
+        row = [Cell(m, th=True)]
+        for lv, ids in groups:
+            row += [Cell(fmt(per_seed.get((lv, m, s))), num=True, cls="sep" if i == 0 else "")
+                    for i, s in enumerate(ids)]
+            row.append(value_cell(pooled.get((lv, m))))
+        body.append(row)
+    note = ("Each fit seed's estimate on the same samples as the pooled one (all seeds: mean over fit seeds "
+            "and samples, with its two-level 95% interval). A spread across seeds wider than the interval "
+            "of one would be the fits disagreeing.")
+    return Table(tid, caption, [top, sub], body, note=note)
 
 
-def key_value_table(tid: str, caption: str, keys: list[str], runs: list[str], values: dict,
-                    lead: str = "key", collapsed: bool = False) -> Table:
-    """Rows = keys, one column per run: values[(key, run)] -> text."""
-    multi = len(runs) > 1
-    hd = [[Cell(lead, th=True)] + [Cell(f"run {r}" if multi else "value", th=True) for r in runs]]
-    body = [[Cell(k, th=True)] + [Cell(values.get((k, r), "–")) for r in runs] for k in keys]
-    return Table(tid, caption, hd, body, collapsed=collapsed)
+# ---------------------------------------------------------------- the answer
+
+def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str]) -> Table:
+    """One (attribute, direction) of ranking.csv: ranked methods (the reference among them) first, by
+    rank; every other status below, greyed and never ranked, whatever the CSV's rank column says."""
+    lead = ["rank", "method", "emotion disturbance, pp [95% CI, fit seeds + samples]", "vs reference: rel [95% CI]",
+            "p", "reach"]
+    compared = rows[rows.status.isin(["ranked", "reference"])].copy()
+    compared["_r"] = compared["rank"].where(compared["rank"].map(finite), math.inf)
+    compared = compared.sort_values(["_r", "value", "method"], kind="mergesort")
+    others = rows[~rows.status.isin(["ranked", "reference"])]
+    others = others.assign(_o=others.method.map(lambda m: order.index(m) if m in order else len(order)))
+    body = []
+    for r in compared.itertuples(index=False):
+        if r.status == "reference":
+            rel, p = Cell("reference", cls="ref"), Cell("")
+        else:
+            rel = Cell(pct(r.rel), pct_ci(r.rel_lo, r.rel_hi), num=True,
+                       cls=verdict(r.rel_lo, r.rel_hi, "lower"))
+            p = Cell(fmt_p(r.p_value), num=True)
+        body.append([Cell(fmt(r.rank, 0) if finite(r.rank) else "", th=True, cls="rank"), Cell(r.method, th=True),
+                     Cell(fmt(r.value), fmt_ci(r.lo, r.hi, r.value), num=True), rel, p,
+                     Cell(share(r.reach), num=True)])
+    for r in others.sort_values(["_o", "method"], kind="mergesort").itertuples(index=False):
+        body.append([Cell("", th=True, cls="rank cnr"), Cell(r.method, th=True, cls="cnr"),
+                     Cell(r.status, span=3, cls="cnr"), Cell(share(r.reach), num=True, cls="cnr")])
+    return Table(tid, caption, plain_head(lead, {2, 3, 4, 5}), body)
+
+
+# said once under all the answer's tables rather than under each
+RANKING_NOTE = ("Lower disturbance is better. Numbers on the n samples every ranked method reached under all its "
+                "fit seeds; rel = (method − reference) / |reference| on the same samples, green/red only where its "
+                "interval excludes 0; p from the two-level bootstrap. reach: the smallest fraction of the N samples "
+                "that reached the level under any one fit seed. Methods that could not reach the level are listed "
+                "greyed, unranked.")
+
+
+# ---------------------------------------------------------------- provenance
+
+def key_value_table(tid: str, caption: str, keys: list[str], values: dict, lead: str = "key",
+                    collapsed: bool = False) -> Table:
+    body = [[Cell(k, th=True), Cell(values.get(k, "–"))] for k in keys]
+    body = body or [[Cell("none recorded", span=2, cls="missing")]]
+    return Table(tid, caption, plain_head([lead, "value"]), body, collapsed=collapsed)
 
 
 def list_table(tid: str, caption: str, lead: list[str], rows: list[list[Cell]], empty: str,
                collapsed: bool = False) -> Table:
     body = rows or [[Cell(empty, span=len(lead), cls="missing")]]
-    return Table(tid, caption, [[Cell(t, th=True) for t in lead]], body, collapsed=collapsed)
+    return Table(tid, caption, plain_head(lead), body, collapsed=collapsed)
