@@ -67,6 +67,29 @@ def list_cmd():
     attrs = plugins.attributes()
     click.echo(f"attributes ({len(attrs)}):")
     click.echo("  " + ", ".join(attrs))
+    for line in _attribute_kind_lines(plugins):
+        click.echo(line)
+
+
+def _attribute_kind_lines(plugins) -> list[str]:
+    """The default attribute instrument's attributes, each marked as a trained network's score or a
+    heuristic's, so nobody reads a colour heuristic's score with a classifier's confidence."""
+    from .instruments.probe import attribute_kind
+    from .run import DEFAULT_INSTRUMENTS
+
+    name = DEFAULT_INSTRUMENTS["attributes"]
+    try:
+        inst = plugins.instruments.create(name)
+    except BenchError as e:   # e.g. weights not fetched: the listing itself must still work
+        return [f"attribute instrument {name!r}: not loadable ({e})"]
+    supported = list(getattr(inst, "supported_attributes", plugins.attributes()))
+    kinds = [attribute_kind(inst, a) for a in supported]
+    lines = [f"attribute instrument {name!r} ({len(supported)} attributes):"]
+    for kind, label in (("network", "trained network"), ("heuristic", "heuristic")):
+        names = [a for a, k in zip(supported, kinds) if k == kind]
+        if names:
+            lines.append(f"  {label + ':':<17}{', '.join(names)}")
+    return lines
 
 
 @cli.command()

@@ -13,8 +13,8 @@ from PIL import Image
 
 from bench.attributes import CELEBA_ATTRIBUTES
 from bench.errors import BenchError
-from bench.instruments.probe import (CALIBRATION, FIXED, MEASURED, SUPPORTED, Probe, pad_square,
-                                    require_supported)
+from bench.instruments.probe import (ATTRIBUTE_KINDS, CALIBRATION, COLOUR_ATTRIBUTES, FIXED, MEASURED, SUPPORTED,
+                                    Probe, attribute_kind, pad_square, require_supported)
 from bench.measure import to_pixels
 from bench.plugins import get_plugins
 
@@ -143,3 +143,80 @@ def test_one_attribute_scoring_equals_the_full_forward(probe, dcgan_images):
             torch.testing.assert_close(one, full[:, CELEBA_ATTRIBUTES.index(a)], rtol=0, atol=1e-6)
     with pytest.raises(BenchError, match="Eyeglasses"):
         probe.score_attribute(dcgan_images, "Eyeglasses")
+
+
+# A global brightness/contrast change must not pass as an attribute edit (a darker face is not a balder one).
+# The colour features are exactly invariant for fixed landmarks; what is left comes from face-api's landmark
+# net, whose points move by up to 0.1 IOD under these changes (measured 0.075 worst: Wearing_Lipstick,
+# brightening; 0.36 before the normalisation: Pale_Skin). Tolerance on the mean |change| of a score:
+INVARIANCE_TOL = 0.1
+
+
+def _relight(x, fn):
+    return (fn((x + 1) / 2).clamp(0, 1)) * 2 - 1   # the change acts on [0, 1] intensities
+
+
+def _contrast(c):
+    return lambda u: (u - u.mean((1, 2, 3), keepdim=True)) * c + u.mean((1, 2, 3), keepdim=True)
+
+
+RELIGHTS = {"darken x0.6": lambda u: 0.6 * u, "brighten 0.6x+0.4": lambda u: 0.6 * u + 0.4,
+            "contrast x0.6": _contrast(0.6), "contrast x1.4 (clipped)": _contrast(1.4)}
+
+
+def _colour_scores(probe, images):
+    f = probe.features(images, only="Bald")   # the landmark net once, every colour feature
+    k = [CELEBA_ATTRIBUTES.index(a) for a in COLOUR_ATTRIBUTES]
+    return torch.sigmoid((torch.stack([f[a] for a in COLOUR_ATTRIBUTES], 1) - probe.centre[k]) / probe.scale[k])
+
+
+def test_colour_scores_do_not_move_with_global_brightness_or_contrast(probe, dcgan_images, record_property):
+    x = dcgan_images[:48]
+    with torch.no_grad():
+        base = _colour_scores(probe, x)
+        moved = {t: (_colour_scores(probe, _relight(x, fn)) - base).abs().mean(0) for t, fn in RELIGHTS.items()}
+    worst = max((float(d.max()), t, COLOUR_ATTRIBUTES[int(d.argmax())]) for t, d in moved.items())
+    print(f"worst mean |Δscore| of a colour attribute: {worst[0]:.3f} ({worst[2]}, {worst[1]})")
+    record_property("colour_invariance_worst", worst)
+    for t, d in moved.items():
+        assert d.max() < INVARIANCE_TOL, (t, dict(zip(COLOUR_ATTRIBUTES, d.tolist())))
+
+
+def test_colour_features_are_exactly_invariant_for_fixed_landmarks(probe, dcgan_images):
+    """The normalisation itself, without the landmark net's own response to the change."""
+    x = dcgan_images[:8]
+    content = torch.ones_like(x[:, :1])
+    with torch.no_grad():
+        lm = probe.landmark_net(x)["landmarks"]
+        base = probe._colours(x, content, lm)
+        for t, fn in list(RELIGHTS.items())[:3]:   # not the clipped one
+            f = probe._colours(_relight(x, fn), content, lm)
+            for a in COLOUR_ATTRIBUTES:
+                torch.testing.assert_close(f[a], base[a], rtol=0, atol=1e-4, msg=f"{a}, {t}")
+
+
+def test_attribute_kinds_say_which_scores_are_a_trained_network(probe):
+    assert set(ATTRIBUTE_KINDS) == set(SUPPORTED) and probe.attribute_kinds == ATTRIBUTE_KINDS
+    assert {a for a, k in ATTRIBUTE_KINDS.items() if k == "network"} == {"Male", "Smiling", "Young"}
+    assert {a for a, k in ATTRIBUTE_KINDS.items() if k == "heuristic"} == set(MEASURED) >= set(COLOUR_ATTRIBUTES)
+    assert attribute_kind(probe, "Male") == "network" and attribute_kind(probe, "Bald") == "heuristic"
+    with pytest.raises(BenchError, match="Eyeglasses"):
+        attribute_kind(probe, "Eyeglasses")
+
+    class Classifier:   # like celeba-resnet50: no attribute_kinds, all 40 attributes
+        name = "celeba-resnet50"
+
+    assert all(attribute_kind(Classifier(), a) == "network" for a in CELEBA_ATTRIBUTES)
+
+
+def test_bench_list_marks_network_and_heuristic_attributes():
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    res = CliRunner().invoke(cli, ["list"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    i = lines.index("attribute instrument 'probe' (15 attributes):")
+    assert lines[i + 1] == "  trained network: Male, Smiling, Young"
+    assert lines[i + 2].startswith("  heuristic:") and "Bald" in lines[i + 2] and "Male" not in lines[i + 2]

@@ -11,6 +11,8 @@ constants are fixed (Male, Smiling: f = logit of the net's probability, centre 0
 net's probability itself; Young: f = age in years, centre 35, scale -5). For the landmark-geometry and
 colour features they were calibrated once by tools/calibrate_probe.py on DCGAN samples: centre =
 median, scale = IQR / 1.349 (a robust standard deviation), so each score is 0.5 on the median sample.
+Colours are measured on the image standardised per sample (zero mean, unit std over all pixels and
+channels), so no colour score moves when the whole image is darkened, brightened or changes contrast.
 Unsupported attributes are NaN; ask ``require_supported`` before relying on a column.
 """
 
@@ -27,6 +29,7 @@ from ..instrument import Instrument, Output
 LANDMARKS, EXPRESSION, AGE_GENDER = "faceapi-landmarks", "faceapi-expression", "faceapi-age-gender"
 HAPPY = 1          # index of "happy" in face-api's expression order
 SAMPLE_SIZE = 96   # colours are sampled from the face resized to this (antialiased): same scale at any size
+STD_FLOOR = 1e-2   # [0, 1] units; below it the image is blank and standardising would only amplify noise
 
 # Fixed constants for network outputs: (centre, scale); f = logit(p) for probabilities, years for age.
 FIXED = {
@@ -38,18 +41,18 @@ FIXED = {
 # BEGIN CALIBRATION (written by tools/calibrate_probe.py; do not edit by hand)
 CALIBRATION_SOURCE = 'tools/calibrate_probe.py: dcgan, 2000 samples, seed 0'
 CALIBRATION = {   # attribute: (centre, scale) of its feature
-    'Bald': (-0.225777, 0.19467),
-    'Big_Lips': (0.220577, 0.0292202),
-    'Big_Nose': (-1.28858, 0.07179),
-    'Black_Hair': (-0.300062, 0.176581),
-    'Blond_Hair': (0.367996, 0.203118),
-    'Brown_Hair': (0.0455036, 0.174001),
-    'Bushy_Eyebrows': (0.152333, 0.200754),
-    'Gray_Hair': (0.0691839, 0.183833),
-    'Mouth_Slightly_Open': (0.053735, 0.0473773),
+    'Bald': (-1.3435, 1.07908),
+    'Big_Lips': (0.220576, 0.0292202),
+    'Big_Nose': (-1.28858, 0.0717901),
+    'Black_Hair': (0.0500785, 0.755817),
+    'Blond_Hair': (0.331756, 0.943354),
+    'Brown_Hair': (0.410252, 0.859221),
+    'Bushy_Eyebrows': (0.343642, 0.494406),
+    'Gray_Hair': (-1.32113, 1.01951),
+    'Mouth_Slightly_Open': (0.0537351, 0.0473774),
     'Narrow_Eyes': (-0.288029, 0.0392207),
-    'Pale_Skin': (0.22306, 0.161659),
-    'Wearing_Lipstick': (0.0500736, 0.0933154),
+    'Pale_Skin': (-0.533752, 0.598153),
+    'Wearing_Lipstick': (0.299772, 0.544043),
 }
 # END CALIBRATION
 
@@ -57,6 +60,11 @@ SUPPORTED = ("Bald", "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Brown_
              "Gray_Hair", "Male", "Mouth_Slightly_Open", "Narrow_Eyes", "Pale_Skin", "Smiling",
              "Wearing_Lipstick", "Young")
 MEASURED = tuple(a for a in SUPPORTED if a not in FIXED)   # the calibrated ones
+COLOUR_ATTRIBUTES = ("Bald", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair", "Pale_Skin",
+                     "Wearing_Lipstick", "Bushy_Eyebrows")
+# Which scores come from a trained network and which from a hand-made heuristic (geometry, colours):
+# reports should not present a heuristic's change with the weight of a classifier's.
+ATTRIBUTE_KINDS = {a: "network" if a in FIXED else "heuristic" for a in SUPPORTED}
 
 # iBUG 68-point indices (0-based).
 R_EYE, L_EYE = slice(36, 42), slice(42, 48)     # the subject's right eye is on the image's left
@@ -70,10 +78,23 @@ def _luma(rgb):
 
 
 def _opponent(rgb):
-    """Redness (R - G), yellowness ((R + G)/2 - B) and chroma, for rgb in [0, 1]."""
+    """Redness (R - G), yellowness ((R + G)/2 - B) and chroma of rgb (any units: linear in them)."""
     a = rgb[..., 0] - rgb[..., 1]
     b = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
     return a, b, torch.sqrt(a * a + b * b + 1e-6)
+
+
+def _standardise(img, weight):
+    """(img - mean) / std per sample over all pixels and channels, pixels weighted by ``weight``
+    [B, 1, H, W] (0 on the padding, so a non-square input's black border does not enter the stats).
+
+    Any global x -> a x + b (a > 0) cancels: colour features in these units cannot be moved by
+    relighting the whole image, only by changing colours relative to the rest of it."""
+    w = weight.expand_as(img)
+    n = w.sum((1, 2, 3), keepdim=True)
+    mean = (w * img).sum((1, 2, 3), keepdim=True) / n
+    var = (w * (img - mean) ** 2).sum((1, 2, 3), keepdim=True) / n
+    return (img - mean) / var.sqrt().clamp_min(STD_FLOOR)
 
 
 def _dist(p, q):
@@ -125,6 +146,7 @@ class Probe(Instrument):
             age_gender = reg.create(AGE_GENDER) if age_gender is None else age_gender
         self.landmark_net, self.expression_net, self.age_gender_net = landmarks, expression, age_gender
         self.supported_attributes = SUPPORTED
+        self.attribute_kinds = dict(ATTRIBUTE_KINDS)
         self.register_buffer("supported", torch.tensor([a in SUPPORTED for a in CELEBA_ATTRIBUTES]),
                              persistent=False)
         self.register_buffer("hair_pattern", HAIR_PATTERN, persistent=False)
@@ -149,6 +171,7 @@ class Probe(Instrument):
         P(male) by 0.16 and Narrow_Eyes by 0.16 on average), so averaging halves the instrument's noise.
         """
         x = pad_square(images)
+        content = (pad_square(torch.ones_like(images[:, :1])) + 1) / 2   # 1 on the image, 0 on the padding
         b = x.shape[0]
         views = [x, x.flip(-1)] if self.symmetric else [x]
         # one net call per view: on CPU a batch of 2B costs 3-7x a batch of B here (cache), not 2x
@@ -164,7 +187,8 @@ class Probe(Instrument):
         if only is None or only in MEASURED:
             lm = torch.cat([self.landmark_net(v)["landmarks"] for v in views])   # [B, 68, 2], fractions of x
             f.update(self._geometry(lm))
-            f.update(self._colours(torch.cat(views), lm))
+            masks = [content, content.flip(-1)] if self.symmetric else [content]
+            f.update(self._colours(torch.cat(views), torch.cat(masks), lm))
         if self.symmetric:
             f = {k: (v[:b] + v[b:]) / 2 for k, v in f.items()}
         if lm is not None:
@@ -193,9 +217,12 @@ class Probe(Instrument):
             "Big_Nose": torch.log(_dist(p(31), p(35)) / iod) + torch.log(_dist(p(27), p(33)) / iod),
         }
 
-    def _colours(self, x, lm):
-        img = F.interpolate((x + 1) / 2, size=(SAMPLE_SIZE, SAMPLE_SIZE), mode="bilinear",
-                            align_corners=False, antialias=True)
+    def _colours(self, x, content, lm):
+        resize = lambda t: F.interpolate(t, size=(SAMPLE_SIZE, SAMPLE_SIZE), mode="bilinear",   # noqa: E731
+                                         align_corners=False, antialias=True)
+        # Standardised units: all features below are differences or linear in them, so a global change of
+        # brightness/contrast cannot pass as an attribute change (a darker face is not a balder one).
+        img = _standardise(resize((x + 1) / 2), resize(content))
         iod, across, down = self._frame(lm)
         unit = iod[:, None, None]
 
@@ -222,15 +249,18 @@ class Probe(Instrument):
         a_hair, b_hair, c_hair = _opponent(hair)
         a_skin, _, c_skin = _opponent(skin)
         a_lip, _, c_lip = _opponent(lips)
+        # Lightness is relative to the image (0 = its mean, 1 = one std). Brown_Hair's "mid-dark" was
+        # Y = 0.3 with weight 4 in [0, 1] units; the median DCGAN sample has mean 0.32 and std 0.175, so
+        # that is Y = -0.15 std and weight 4 * 0.175 = 0.7 here.
         return {
             "Bald": -_dist(hair, skin),                                # top of the head coloured like skin
             "Black_Hair": -y_hair,
             "Blond_Hair": y_hair + b_hair,                             # light and yellow
-            "Brown_Hair": a_hair + b_hair - 4 * (y_hair - 0.3) ** 2,   # warm hue at mid-dark lightness
+            "Brown_Hair": a_hair + b_hair - 0.7 * (y_hair + 0.15) ** 2,   # warm hue at mid-dark lightness
             "Gray_Hair": y_hair - 2 * c_hair,                          # light and colourless
-            "Pale_Skin": y_skin - c_skin,                              # light and colourless skin
+            "Pale_Skin": y_skin - c_skin,                              # skin light (for this image) and colourless
             "Wearing_Lipstick": (a_lip - a_skin) + (c_lip - c_skin),   # lips redder/more saturated than skin
-            "Bushy_Eyebrows": (1 - _luma(brow) / y_skin[:, None].clamp_min(1e-3)).mean(1),
+            "Bushy_Eyebrows": (y_skin[:, None] - _luma(brow)).mean(1),   # brows darker than the skin, over a band
         }
 
     def _check_calibrated(self) -> None:
@@ -265,6 +295,13 @@ def require_supported(instrument, attrs) -> None:
         if a not in supported:
             raise BenchError(f"instrument {instrument.name!r} does not support attribute {a!r}; "
                              f"supported: {', '.join(supported)}")
+
+
+def attribute_kind(instrument, attr: str) -> str:
+    """"network" or "heuristic" for one attribute of an attribute instrument. Instruments without
+    ``attribute_kinds`` (celeba-resnet50: a trained CelebA classifier) are networks for every attribute."""
+    require_supported(instrument, attr)
+    return getattr(instrument, "attribute_kinds", {}).get(attr, "network")
 
 
 def probe(symmetric: bool = True, **options) -> Probe:
