@@ -242,8 +242,14 @@ def _answer(run: Run, prefix: str, attr: str, methods: list[str]) -> dict:
         ns = sorted({int(n) for n in compared.n if finite(n)})
         n = "n = " + (f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}" if ns else "?")
         who = "every method" if len(compared) == len(usable) else "every ranked method"
+        # a method fitted fewer times (an untrained reference has one "fit") is named, not counted as K
+        fewer = sorted({(m, int(v)) for m, v in run.summary[(run.summary.attr == attr) & (run.summary.level == level)
+                                                            & run.summary.method.isin(compared.method)]
+                        [["method", "n_seeds"]].itertuples(index=False) if finite(v) and v < k})
+        if fewer:
+            who += f" under all its fit seeds: {k} each, " + ", ".join(f"{m} {v}" for m, v in fewer)
         blocks.append({"id": tid, "sentence": f"{where}: compared at ΔR_k = {fmt_level(level)} "
-                                              f"({n} samples reached by {who} {under})",
+                                              f"({n} samples reached by {who}{'' if fewer else ' ' + under})",
                        "table": ranking_table(f"{tid}-table", f"{where}: ranked by emotion disturbance", usable,
                                               methods)})
     missing = "" if blocks else ("no ranking: this run folder has no ranking.csv" if "ranking.csv" in run.absent

@@ -388,6 +388,17 @@ def test_could_not_reach_is_never_ranked(one_run, tmp_path):
     assert [r[0][1] for r in rows] == ["1", "2", ""] and rows[-1][1][1] == "ganspace"
 
 
+def test_a_reference_with_fewer_fit_seeds_is_named(tmp_path):
+    # an untrained reference is "fitted" once: the sentence must not claim K seeds for it
+    run = make_run(tmp_path / "r")
+    s = pd.read_csv(run / "summary.csv")
+    s.loc[s.method == "baseline", "n_seeds"] = 1
+    s.to_csv(run / "summary.csv", index=False)
+    html = render_report([run], tmp_path / "o.html").read_text()
+    assert ("Male, towards presence: compared at ΔR_k = +0.3 (n = 27 samples reached by every method under all "
+            "its fit seeds: 3 each, baseline 1)") in html
+
+
 def test_heuristic_attribute_is_flagged(one_run, tmp_path):
     _, html = one_run
     warning = "the achieved change of Bald rests on a heuristic measure (probe), not a trained network"
