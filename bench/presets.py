@@ -36,6 +36,7 @@ _IFG_QUICK = {"n_samples": 1024, "ratio": 0.1, "max_sigmas": 4.0}   # 1024 rende
 PRESETS = {
     "quick": {
         "n_eval": 32,
+        "fit_seeds": 3,
         "methods": {
             "sefa": {"n_samples": 64, "top_k": 10, "max_sigmas": 4.0},
             "ganspace": {"n_samples": 64, "top_k": 10, "n_pca_samples": 1024, "max_sigmas": 4.0},
@@ -47,6 +48,7 @@ PRESETS = {
     },
     "paper": {
         "n_eval": 1000,
+        "fit_seeds": 3,
         "methods": {"baseline": _EYE_PAPER, "hfld": _EYE_PAPER},
     },
 }

@@ -21,6 +21,8 @@ strength whose R_k is closest to the target, and ``reached`` says whether that i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .method import Editor, FitContext
@@ -109,3 +111,97 @@ def matched_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: s
     reached = (achieved - target).abs() <= tol
     edited = editor.edit(lat, attr, strength.to(lat)).cpu()
     return edited, achieved.float(), reached, strength.float()
+
+
+# -- the ladder: equal achieved changes from each original ------------------------------------------
+
+LADDER_TOL = 0.03      # a level is reached within ±this (levels are 0.1 apart: no two overlap)
+LADDER_GRID = 8        # scan points per side of s = 0, shared by every level of a sample
+
+
+@dataclass
+class Ladder:
+    """The ladder edits of N samples at L signed levels (all [L, N], CPU; ``latents`` [L, N, ...])."""
+
+    levels: torch.Tensor
+    target: torch.Tensor       # R_k(original) + level: what each sample was driven to
+    strength: torch.Tensor     # the method's own strength found
+    achieved: torch.Tensor     # the search's R_k at that strength (score_latents)
+    reached: torch.Tensor      # |achieved - target| <= tol
+    latents: torch.Tensor
+
+
+@torch.no_grad()
+def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: str, levels, *,
+                tol: float = LADDER_TOL, grid: int = LADDER_GRID, steps: int = 6,
+                batch_size: int = 64) -> Ladder:
+    """Drive every sample to R_k(original) + level, for every signed level, by the editor's own strength.
+
+    One coarse scan of R_k(s) per sample (``grid`` points a side, out to the range ends) serves every
+    level: for each (level, sample) the first grid step that crosses the target is found on each
+    side (the side whose interpolated crossing is nearer to s = 0 wins: the smallest edit), then
+    ``steps`` bisections run on all bracketed (level, sample) pairs at once, and the end of the
+    final bracket whose R_k is closer to the target is kept. Pairs never bracketed keep the scanned
+    strength closest to the target; ``reached`` says whether that is within ``tol``. A target outside
+    what R_k can show (e.g. R_k(original) + 0.3 > 1) is thus recorded as not reached, never clipped.
+    """
+    lat = latents.to(ctx.dev)
+    lo, hi = (float(v) for v in editor.strength_range(attr))
+    lv = torch.as_tensor(levels, dtype=torch.float64).reshape(-1)
+    n, n_lv, grid, f64 = lat.shape[0], lv.shape[0], max(1, int(grid)), torch.float64
+
+    def score(idx: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return ctx.score_latents(editor.edit(lat[idx.to(lat.device)], attr, s.to(lat)), attr, batch_size).double()
+
+    everyone = torch.arange(n)
+    r0 = score(everyone, torch.zeros(n, dtype=f64))
+    target = r0[None, :] + lv[:, None]                                   # [L, N]
+    # the scan: per side, strengths [G+1] from 0 outwards and R_k [N, G+1]
+    side_s = [torch.linspace(0.0, end, grid + 1, dtype=f64) for end in (hi, lo)]
+    side_r = [torch.stack([r0] + [score(everyone, s.expand(n).clone()) for s in ss[1:]], 1) for ss in side_s]
+    # per side: first crossing of each target and where inside that grid step (linear interpolation)
+    pos, j_cross = [], []
+    for ss, rr in zip(side_s, side_r):
+        below = torch.sign(rr[None, :, :] - target[:, :, None])          # [L, N, G+1]
+        crossed = below[..., 1:] != below[..., :1]
+        has = crossed.any(-1)
+        j = torch.where(has, crossed.int().argmax(-1) + 1, torch.full_like(has, grid + 1, dtype=torch.long))
+        jc = j.clamp(max=grid)
+        r_prev = rr.expand(n_lv, n, grid + 1).gather(-1, (jc - 1)[..., None])[..., 0]
+        r_at = rr.expand(n_lv, n, grid + 1).gather(-1, jc[..., None])[..., 0]
+        frac = ((target - r_prev) / (r_at - r_prev)).nan_to_num(0.0).clamp(0, 1)
+        pos.append(torch.where(has, (j - 1).double() + frac, torch.full_like(frac, float("inf"))))
+        j_cross.append(jc)
+    use_hi = pos[0] <= pos[1]
+    bracketed = torch.isfinite(torch.minimum(pos[0], pos[1]))
+    j = torch.where(use_hi, j_cross[0], j_cross[1])
+    a = torch.where(use_hi, side_s[0][j - 1], side_s[1][j - 1])          # not past the target
+    b = torch.where(use_hi, side_s[0][j], side_s[1][j])                  # past it
+    pick = lambda k, side: side_r[side].expand(n_lv, n, grid + 1).gather(-1, k[..., None])[..., 0]  # noqa: E731
+    r_a = torch.where(use_hi, pick(j - 1, 0), pick(j - 1, 1))
+    r_b = torch.where(use_hi, pick(j, 0), pick(j, 1))
+    # the scanned point closest to the target, for pairs never bracketed
+    all_s = torch.cat([side_s[0], side_s[1][1:]])
+    all_r = torch.cat([side_r[0], side_r[1][:, 1:]], 1)                  # [N, 2G+1]
+    best = (all_r[None] - target[..., None]).abs().argmin(-1)            # [L, N]
+    best_s, best_r = all_s[best], all_r.expand(n_lv, n, -1).gather(-1, best[..., None])[..., 0]
+    # bisection on every bracketed (level, sample) pair at once
+    li, si = bracketed.nonzero(as_tuple=True)
+    start = torch.sign(r0 - target)                                     # the side of the target at s = 0
+    for _ in range(steps):
+        if len(si) == 0:
+            break
+        mid = (a[li, si] + b[li, si]) / 2
+        r_mid = score(si, mid)
+        past = torch.sign(r_mid - target[li, si]) != start[li, si]
+        a[li, si] = torch.where(past, a[li, si], mid)
+        r_a[li, si] = torch.where(past, r_a[li, si], r_mid)
+        b[li, si] = torch.where(past, mid, b[li, si])
+        r_b[li, si] = torch.where(past, r_mid, r_b[li, si])
+    a_closer = (r_a - target).abs() < (r_b - target).abs()
+    strength = torch.where(bracketed, torch.where(a_closer, a, b), best_s)
+    achieved = torch.where(bracketed, torch.where(a_closer, r_a, r_b), best_r)
+    edited = torch.stack([torch.cat([editor.edit(lat[i:i + batch_size], attr, strength[l, i:i + batch_size].to(lat))
+                                     .cpu() for i in range(0, n, batch_size)]) for l in range(n_lv)])
+    return Ladder(lv.float(), target.float(), strength.float(), achieved.float(),
+                  (achieved - target).abs() <= tol, edited)

@@ -1,11 +1,13 @@
-"""``bench run``: fit -> edit (to 0 and to 1) -> measure -> summarise -> report, resumable.
+"""``bench run``: fit (per attribute and fit seed) -> ladder edits -> measure -> summarise -> report, resumable.
 
 The work is split into units, each written atomically to ``runs/<id>/units/`` when done: the shared
-originals (rendered and measured once), then one unit per (method, attribute) holding X0 and X1's
-measurements. A rerun of the same command finds its folder (the id hashes the config), skips
-finished units and redoes only what a crash interrupted; fits resume through the artifact store.
-Summaries and the report are cheap and rebuilt from the units every time. A method that raises or
-produces NaN is recorded as failed and the others go on. Folder layout: docs/run-format.md.
+originals (rendered and measured once), then one unit per (method, fit seed, attribute) holding the
+measured ladder edits (every sample driven to R_k(original) + level for every signed level). A rerun
+of the same command finds its folder (the id hashes the config), skips finished units and redoes
+only what a crash interrupted; fits resume through the artifact store and are cached per
+(method, attribute, fit seed), so a run with other ``--attrs`` reuses every fit it shares. Summaries
+and the report are cheap and rebuilt from the units every time. A method that raises or produces
+NaN is recorded as failed and the others go on. Folder layout and rules: docs/run-format.md.
 """
 
 from __future__ import annotations
@@ -27,20 +29,19 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from .analysis import analyse
 from .attributes import CELEBA_ATTRIBUTES
 from .errors import BenchError, MissingAsset
 from .fs import atomic, writable_dir
 from .method import FitContext, canonical_json, fit_or_load, module_fingerprint
 from .metric import EditSet
-from .protocol import DEFAULT_TOL, matched_edit, native_edit
-from .stats import Bootstrap, compare
+from .protocol import LADDER_TOL, ladder_edit
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity")
 DEFAULT_INSTRUMENTS = {"attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks",
                        "descriptor": "faceapi-descriptor"}   # role -> instrument name
+DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4)
 EMOTION_BACKENDS = ("deepface-emotion", "fer-emotion")   # "auto": the first that loads
-COMPARISON_COLUMNS = ["attr", "method", "metric", "quantity", "label", "value", "baseline", "diff", "diff_lo",
-                      "diff_hi", "rel", "rel_lo", "rel_hi", "p_value", "test"]
 SAMPLE_SEED_OFFSET = 1000   # evaluation samples are drawn from seed + 1000: held out from every fit
 PACKAGES = ("latent-edit-bench", "torch", "numpy", "pandas", "scipy", "pluggy", "safetensors", "seaborn",
             "jinja2", "pyarrow", "deepface")
@@ -57,13 +58,15 @@ class RunConfig:
     preset: str = "quick"
     n: int | None = None                   # None: the preset's n_eval
     seed: int = 0
-    protocol: str = "matched"
-    tol: float = DEFAULT_TOL
-    search_steps: int = 6                  # bisections after the matched search's grid scan (bracket / 64)
+    fit_seeds: int | None = None           # K fits per method and attribute; None: the preset's
+    levels: tuple = DEFAULT_LEVELS         # |achieved change of R_k|, each towards presence and absence
+    tol: float = LADDER_TOL                # a level is reached within ±tol
+    min_reach: float = 0.5                 # a method reaches a level when this fraction of samples does, every seed
+    search_steps: int = 6                  # bisections after the ladder's grid scan
     reference: str = "baseline"
     metrics: tuple = DEFAULT_METRICS
     instruments: dict = field(default_factory=lambda: dict(DEFAULT_INSTRUMENTS))
-    trajectory: dict = field(default_factory=lambda: {"samples": 4, "targets": [0.0, 0.25, 0.5, 0.75, 1.0]})
+    trajectory: dict = field(default_factory=lambda: {"samples": 4})
     n_boot: int = 2000
     overrides: dict = field(default_factory=dict)   # {method: {option: value}} over the preset's config
 
@@ -74,6 +77,14 @@ class RunConfig:
     def run_id(self) -> str:
         return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:10]
 
+    @property
+    def fit_seed_list(self) -> list[int]:
+        return [self.seed + k for k in range(int(self.fit_seeds))]
+
+    @property
+    def signed_levels(self) -> list[float]:
+        return sorted([-float(v) for v in self.levels] + [float(v) for v in self.levels])
+
 
 # -- set-up: validate everything before any work ----------------------------------------------------
 
@@ -83,14 +94,21 @@ def _split(names) -> tuple:
     return tuple(n.strip() for n in names if n.strip())
 
 
-def make_config(methods, attrs, preset: str = "quick", n: int | None = None, **kw) -> RunConfig:
+def make_config(methods, attrs, preset: str = "quick", n: int | None = None, fit_seeds: int | None = None,
+                levels=None, **kw) -> RunConfig:
     from .presets import preset as get_preset
 
+    p = get_preset(preset)
+    if levels is not None:
+        levels = tuple(float(v) for v in (_split(levels) if isinstance(levels, str) else levels))
+        kw["levels"] = levels
+    if kw.get("reference") is None:
+        kw.pop("reference", None)
     cfg = RunConfig(methods=_split(methods), attrs=_split(attrs), preset=preset, **kw)
-    if n is None:
-        cfg.n = int(get_preset(preset)["n_eval"])
-    else:
-        cfg.n = int(n)
+    if "reference" not in kw and cfg.reference not in cfg.methods and cfg.methods:
+        cfg.reference = cfg.methods[0]
+    cfg.n = int(p["n_eval"]) if n is None else int(n)
+    cfg.fit_seeds = int(p["fit_seeds"]) if fit_seeds is None else int(fit_seeds)
     return cfg
 
 
@@ -106,18 +124,31 @@ def validate(cfg: RunConfig, plugins) -> None:
         raise BenchError(f"a method is named twice in --methods: {', '.join(cfg.methods)}")
     for m in cfg.methods:
         plugins.methods.get(m)
+    if cfg.reference not in cfg.methods:
+        raise BenchError(f"--reference {cfg.reference!r} is not in --methods ({', '.join(cfg.methods)}); "
+                         f"name one of them, e.g. --reference {cfg.methods[0]}")
     known = plugins.attributes()
     for a in cfg.attrs:
         if a not in known:
             raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(known)}")
     if cfg.n is None or cfg.n <= 0:
         raise BenchError(f"-n must be a positive number of samples, got {cfg.n}")
-    if cfg.preset not in PRESETS:
-        raise BenchError(f"unknown preset {cfg.preset!r}; valid presets: {', '.join(PRESETS)}")
-    if cfg.protocol not in ("matched", "native"):
-        raise BenchError(f"unknown protocol {cfg.protocol!r}; valid: matched, native")
+    if cfg.fit_seeds is None or cfg.fit_seeds < 1:
+        raise BenchError(f"--fit-seeds must be at least 1, got {cfg.fit_seeds}")
+    if not cfg.levels:
+        raise BenchError("--levels needs at least one level")
+    bad = [v for v in cfg.levels if not 0 < v < 1]
+    if bad:
+        raise BenchError(f"--levels must lie in (0, 1) (achieved changes of R_k, applied in both directions); "
+                         f"got {', '.join(f'{v:g}' for v in bad)}")
+    if len(set(cfg.levels)) != len(cfg.levels):
+        raise BenchError(f"a level is named twice in --levels: {', '.join(f'{v:g}' for v in cfg.levels)}")
     if not 0 < cfg.tol < 0.5:
         raise BenchError(f"--tol must be in (0, 0.5), got {cfg.tol}")
+    if not 0 < cfg.min_reach <= 1:
+        raise BenchError(f"--min-reach must be in (0, 1], got {cfg.min_reach}")
+    if cfg.preset not in PRESETS:
+        raise BenchError(f"unknown preset {cfg.preset!r}; valid presets: {', '.join(PRESETS)}")
     for m in cfg.metrics:
         plugins.metrics.get(m)
     plugins.backbones.get(cfg.backbone)
@@ -145,13 +176,17 @@ class Run:
         if unknown:
             raise BenchError(f"--set names method(s) not in the run: {', '.join(unknown)}; "
                              f"methods: {', '.join(cfg.methods)}")
-        self.editors = {m: self.plugins.methods.create(m, **{**_method_config(cfg.preset, m),
-                                                             **cfg.overrides.get(m, {})})
-                        for m in cfg.methods}
+        for m in cfg.methods:       # a bad option fails here, before any work
+            self.editor(m)
         self.metrics = {m: self.plugins.metrics.create(m) for m in cfg.metrics}
         writable_dir(self.out)
         writable_dir(self.cache_dir)
         self._check_folder()
+
+    def editor(self, method: str):
+        """A fresh, unfitted editor of ``method`` with the preset's config and the run's overrides."""
+        return self.plugins.methods.create(method, **{**_method_config(self.cfg.preset, method),
+                                                      **self.cfg.overrides.get(method, {})})
 
     # -- folder ----------------------------------------------------------------------------------
     def _check_folder(self) -> None:
@@ -162,10 +197,10 @@ class Run:
                 raise BenchError(f"{self.out} holds a run with a different config; choose another --out "
                                  f"or remove the folder")
 
-    def unit_path(self, method: str | None, attr: str | None = None) -> Path:
+    def unit_path(self, method: str | None, attr: str | None = None, seed: int = 0) -> Path:
         if method is None:
             return self.out / "units" / "original.safetensors"
-        return self.out / "units" / method / f"{attr}.safetensors"
+        return self.out / "units" / method / f"seed{seed}" / f"{attr}.safetensors"
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_models(self) -> None:
@@ -186,6 +221,8 @@ class Run:
         if bad:
             raise BenchError(f"instrument {self.roles['attributes']!r} does not support {', '.join(bad)}; "
                              f"supported: {', '.join(supported)}")
+        kinds = getattr(R, "attribute_kinds", None) or {}
+        self.kinds = {a: kinds.get(a, "network") for a in self.cfg.attrs}   # trained classifiers: "network"
         self.ctx = FitContext(self.backbone, {self.roles["attributes"]: R}, attributes=self.cfg.attrs,
                               seed=self.cfg.seed, device=self.device, cache_dir=self.cache_dir,
                               progress=self.progress, attribute_instrument=self.roles["attributes"])
@@ -223,58 +260,50 @@ class Run:
         _save_atomic({f"orig.{k}": v for k, v in m.items()}, path)
         return m
 
-    # -- one method --------------------------------------------------------------------------------
-    def edit_unit(self, name: str, editor, attr: str) -> dict[str, torch.Tensor]:
-        """Edit all samples to 0 and to 1, measure both sets; returns the unit's tensors."""
+    # -- one (method, fit seed, attribute) ---------------------------------------------------------
+    def fit(self, name: str, attr: str, seed: int):
+        """The editor of ``name`` fitted for ``attr`` alone with fit seed ``seed`` (cached per all three)."""
+        editor = self.editor(name)
+        fit_or_load(editor, dataclasses.replace(self.ctx, attributes=(attr,), seed=seed))
+        return editor
+
+    def edit_unit(self, name: str, editor, attr: str, seed: int, orig: dict) -> dict[str, torch.Tensor]:
+        """Drive all samples along the ladder, measure every edit; returns the unit's tensors."""
         lat = self.latents()
-        for s in editor.strength_range(attr):   # fail fast, before any rendering, on a broken edit
+        for s in editor.strength_range(attr):   # fail fast, before any search, on a broken edit
             if not torch.isfinite(editor.edit(lat.to(self.device), attr, float(s))).all():
                 raise FloatingPointError(f"{name} produced non-finite latents for {attr} at strength {s:g}")
-        unit = {}
-        for t, target in (("0", 0.0), ("1", 1.0)):
-            if self.cfg.protocol == "matched":
-                edited, _, _, strength = matched_edit(editor, self.ctx, lat, attr, target,
-                                                      steps=self.cfg.search_steps,
-                                                      batch_size=self.batch_size, tol=self.cfg.tol)
-            else:
-                strength = editor.native_strength(self.ctx, lat, attr, target).float()
-                edited = native_edit(editor, lat, attr, strength, batch_size=self.batch_size)
-            if not torch.isfinite(edited).all():
-                raise FloatingPointError(f"{name} produced non-finite latents for {attr} -> {target:g}")
-            m = self.measure(edited)
-            for role, v in m.items():
-                if role != "attributes" and not torch.isfinite(v).all():
-                    raise FloatingPointError(f"{name}: the {role} of the {attr} -> {target:g} edits are NaN")
-            # reached: judged on the measured X0/X1, the same numbers the edit metric reports
-            reached = (m["attributes"][:, CELEBA_ATTRIBUTES.index(attr)] - target).abs() <= self.cfg.tol
-            unit.update({f"x{t}.{role}": v for role, v in m.items()})
-            unit[f"strength{t}"] = strength.float().cpu()
-            unit[f"reached{t}"] = reached.float().cpu()
+        lad = ladder_edit(editor, self.ctx, lat, attr, self.cfg.signed_levels, tol=self.cfg.tol,
+                          steps=self.cfg.search_steps, batch_size=self.batch_size)
+        if not torch.isfinite(lad.latents).all():
+            raise FloatingPointError(f"{name} produced non-finite latents for {attr}")
+        n_lv, n = lad.latents.shape[:2]
+        m = self.measure(lad.latents.reshape(n_lv * n, *lad.latents.shape[2:]))
+        for role, v in m.items():
+            if role != "attributes" and not torch.isfinite(v).all():
+                raise FloatingPointError(f"{name}: the {role} of the {attr} edits are NaN")
+        # reached: judged on the measured edits, the same numbers every metric reads
+        k = CELEBA_ATTRIBUTES.index(attr)
+        r = m["attributes"][:, k].reshape(n_lv, n)
+        target = orig["attributes"][:, k][None, :] + lad.levels[:, None]
+        unit = {f"x.{role}": v.reshape(n_lv, n, *v.shape[1:]) for role, v in m.items()}
+        unit.update(levels=lad.levels, target=target, strength=lad.strength,
+                    reached=((r - target).abs() <= self.cfg.tol).float())
+        if seed == self.cfg.fit_seed_list[0]:
+            self.trajectory(name, attr, lat, lad.latents)
         return unit
 
-    def trajectory(self, name: str, editor, attr: str, unit: dict) -> Path:
-        """Image grid: rows = the first samples, columns = original then edits to the targets 0 ... 1.
-
-        Targets 0 and 1 reuse the unit's strengths; the matched protocol searches the ones between,
-        the native protocol interpolates between the native strengths for 0 and 1."""
+    def trajectory(self, name: str, attr: str, lat: torch.Tensor, ladder: torch.Tensor) -> Path:
+        """Image grid: rows = the first samples, columns = levels -max ... original ... +max."""
         from reports.images import make_grid, save_png
 
         k = min(self.cfg.trajectory["samples"], self.cfg.n)
-        lat = self.latents()[:k]
-        s0, s1 = unit["strength0"][:k], unit["strength1"][:k]
-        cols = [lat]
-        for target in self.cfg.trajectory["targets"]:
-            if target in (0.0, 1.0):
-                edited = native_edit(editor, lat, attr, s0 if target == 0.0 else s1)
-            elif self.cfg.protocol == "matched":
-                edited = matched_edit(editor, self.ctx, lat, attr, target, steps=self.cfg.search_steps,
-                                      batch_size=self.batch_size, tol=self.cfg.tol)[0]
-            else:
-                edited = native_edit(editor, lat, attr, s0 + float(target) * (s1 - s0))
-            cols.append(edited)
+        neg = sum(1 for v in self.cfg.signed_levels if v < 0)
+        cols = [ladder[i, :k] for i in range(neg)] + [lat[:k]] + [ladder[i, :k] for i in range(neg, len(ladder))]
         grid = torch.stack(cols, 1).reshape(-1, *lat.shape[1:])    # row-major: sample, then column
         with torch.no_grad():
-            images = self.backbone.render(grid.to(self.device))
+            images = torch.cat([self.backbone.render(grid[i:i + self.batch_size].to(self.device)).cpu()
+                                for i in range(0, grid.shape[0], self.batch_size)])
         path = self.out / "trajectories" / f"{name}__{attr}.png"
         save_png(make_grid(images, ncol=len(cols)), path, scale=2)
         return path
@@ -289,31 +318,32 @@ class Run:
         _write_json(self.out / "manifest.json", manifest)
         orig = self.originals()
         status = manifest["methods"]
-        todo = [(m, a) for m in self.cfg.methods for a in self.cfg.attrs]
-        bar = tqdm(total=len(todo), desc="run", unit="edit set", disable=not self.progress)
-        for name, editor in self.editors.items():
-            status[name] = {"status": "ok"}
+        seeds = self.cfg.fit_seed_list
+        todo = len(self.cfg.methods) * len(seeds) * len(self.cfg.attrs)
+        bar = tqdm(total=todo, desc="run", unit="unit", disable=not self.progress)
+        for name in self.cfg.methods:
+            status[name] = {"status": "ok", "fits": status.get(name, {}).get("fits", {})}
+            stage = "fit"
             try:
-                stage = "fit"
-                t = time.perf_counter()
-                fit_or_load(editor, self.ctx)
-                status[name].update(artifact=str(editor.artifact_path), cache_hit=editor.cache_hit,
-                                    fit_seconds=round(time.perf_counter() - t, 2))
-                for attr in self.cfg.attrs:
-                    path = self.unit_path(name, attr)
-                    if not path.exists():
-                        stage = f"edit {attr}"
-                        self.log(f"{name}: editing {attr} to 0 and 1 ({self.cfg.protocol} protocol)")
-                        unit = self.edit_unit(name, editor, attr)
-                        stage = f"trajectory {attr}"
-                        self.trajectory(name, editor, attr, unit)
-                        _save_atomic(unit, path)
-                    bar.update(1)
+                for seed in seeds:
+                    for attr in self.cfg.attrs:
+                        path = self.unit_path(name, attr, seed)
+                        if not path.exists():
+                            stage = f"fit {attr} seed {seed}"
+                            t = time.perf_counter()
+                            editor = self.fit(name, attr, seed)
+                            status[name]["fits"].setdefault(str(seed), {})[attr] = {
+                                "artifact": str(editor.artifact_path), "cache_hit": editor.cache_hit,
+                                "fit_seconds": round(time.perf_counter() - t, 2)}
+                            stage = f"edit {attr} seed {seed}"
+                            self.log(f"{name}: ladder edits of {attr}, fit seed {seed}")
+                            _save_atomic(self.edit_unit(name, editor, attr, seed, orig), path)
+                        bar.update(1)
             except Exception as e:   # one method's failure must not cost the others their results
                 status[name] = {"status": "failed", "stage": stage, "error": f"{type(e).__name__}: {e}",
                                 "traceback": traceback.format_exc(limit=8)}
                 self.log(f"{name}: FAILED during {stage}: {type(e).__name__}: {e}")
-                bar.update(sum(1 for a in self.cfg.attrs if not self.unit_path(name, a).exists()))
+                bar.update(sum(1 for s in seeds for a in self.cfg.attrs if not self.unit_path(name, a, s).exists()))
             _write_json(self.out / "manifest.json", manifest)
         bar.close()
         self.summarise(orig, manifest)
@@ -329,62 +359,42 @@ class Run:
     # -- summarise ---------------------------------------------------------------------------------
     def summarise(self, orig: dict, manifest: dict) -> None:
         ok = [m for m in self.cfg.methods if manifest["methods"].get(m, {}).get("status") == "ok"]
-        measurements = [_measurement_rows("original", "", float("nan"), orig, None, None)]
-        samples, summary = [], []
-        boot = Bootstrap(self.cfg.n, self.cfg.n_boot, seed=self.cfg.seed)
+        measurements = [_measurement_rows("original", "", -1, None, orig, None, None, None)]
+        samples = []
         trajectories: dict = {}
         for name in ok:
             for attr in self.cfg.attrs:
-                unit = load_file(self.unit_path(name, attr))
-                for t in ("0", "1"):
-                    measurements.append(_measurement_rows(name, attr, float(t), _unprefix(unit, f"x{t}."),
-                                                          unit[f"strength{t}"], unit[f"reached{t}"]))
-                es = EditSet(name, attr, orig, _unprefix(unit, "x0."), _unprefix(unit, "x1."),
-                             unit["reached0"].bool(), unit["reached1"].bool(), unit["strength0"],
-                             unit["strength1"], instruments=dict(self.roles))
-                frame = pd.DataFrame({"method": name, "attr": attr, "sample": np.arange(self.cfg.n)})
-                for mname, metric in self.metrics.items():
-                    cols = {k: v.detach().double().cpu().numpy() for k, v in metric.measure(es).items()}
-                    part = pd.DataFrame(cols)
-                    s = metric.summarise(part, attr, boot)
-                    s.insert(0, "metric", mname)
-                    s.insert(0, "method", name)
-                    s.insert(0, "attr", attr)
-                    summary.append(s)
-                    frame = pd.concat([frame, part.add_prefix(f"{mname}.")], axis=1)
-                samples.append(frame)
+                for seed in self.cfg.fit_seed_list:
+                    unit = load_file(self.unit_path(name, attr, seed))
+                    levels = self.cfg.signed_levels      # exact decimals (the unit stores float32)
+                    assert len(levels) == len(unit["levels"]), "unit written for other levels"
+                    for i, level in enumerate(levels):
+                        x = {k[2:]: v[i] for k, v in unit.items() if k.startswith("x.")}
+                        measurements.append(_measurement_rows(name, attr, seed, level, x, unit["target"][i],
+                                                              unit["strength"][i], unit["reached"][i]))
+                        es = EditSet(name, attr, orig, x, unit["reached"][i].bool(), unit["strength"][i],
+                                     level=level, seed=seed, instruments=dict(self.roles))
+                        frame = pd.DataFrame({"method": name, "attr": attr, "seed": seed, "level": level,
+                                              "sample": np.arange(self.cfg.n),
+                                              "reached": unit["reached"][i].bool().numpy()})
+                        parts = [frame]
+                        for mname, metric in self.metrics.items():
+                            cols = {k: v.detach().double().cpu().numpy() for k, v in metric.measure(es).items()}
+                            parts.append(pd.DataFrame(cols).add_prefix(f"{mname}."))
+                        samples.append(pd.concat(parts, axis=1))
                 png = self.out / "trajectories" / f"{name}__{attr}.png"
                 if png.exists():
                     trajectories.setdefault(name, {})[attr] = str(png.relative_to(self.out))
         manifest["figures"] = {"trajectories": trajectories}
         pd.concat(measurements, ignore_index=True).to_parquet(self.out / "measurements.parquet", index=False)
-        samples = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame(columns=["method", "attr", "sample"])
+        samples = (pd.concat(samples, ignore_index=True) if samples else
+                   pd.DataFrame(columns=["method", "attr", "seed", "level", "sample", "reached"]))
         samples.to_parquet(self.out / "samples.parquet", index=False)
-        summary = pd.concat(summary, ignore_index=True) if summary else pd.DataFrame(
-            columns=["attr", "method", "metric", "quantity", "label", "value", "lo", "hi", "n", "better", "table"])
-        summary.to_csv(self.out / "summary.csv", index=False)
-        self.compare(samples, ok, boot).to_csv(self.out / "comparison.csv", index=False)
-
-    def compare(self, samples: pd.DataFrame, ok: list, boot: Bootstrap) -> pd.DataFrame:
-        ref = self.cfg.reference
-        rows = []
-        if ref not in ok:
-            return pd.DataFrame(columns=COMPARISON_COLUMNS)
-        for attr in self.cfg.attrs:
-            base_all = samples[(samples.method == ref) & (samples.attr == attr)].reset_index(drop=True)
-            for name in ok:
-                if name == ref:
-                    continue
-                mine_all = samples[(samples.method == name) & (samples.attr == attr)].reset_index(drop=True)
-                for mname, metric in self.metrics.items():
-                    pre = f"{mname}."
-                    cols = [c for c in base_all.columns if c.startswith(pre)]
-                    base = base_all[cols].rename(columns=lambda c: c[len(pre):])
-                    mine = mine_all[cols].rename(columns=lambda c: c[len(pre):])
-                    for q in metric.quantities(attr, list(base.columns)):
-                        rows.append({"attr": attr, "method": name, "metric": mname, "quantity": q.name,
-                                     "label": q.label or q.name, **compare(q, mine, base, boot)})
-        return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+        tables = analyse(samples, self.metrics, methods=ok, attrs=self.cfg.attrs, reference=self.cfg.reference,
+                         n=self.cfg.n, min_reach=self.cfg.min_reach, n_boot=self.cfg.n_boot, seed=self.cfg.seed,
+                         kinds=self.kinds)
+        for name, frame in tables.items():
+            frame.to_csv(self.out / f"{name}.csv", index=False)
 
     # -- provenance --------------------------------------------------------------------------------
     def _manifest(self) -> dict:
@@ -410,7 +420,8 @@ class Run:
             "versions": _versions(),
             "platform": {"python": platform.python_version(), "machine": platform.machine(),
                          "device": str(self.device), "torch_threads": torch.get_num_threads()},
-            "seeds": {"fit": self.cfg.seed, "samples": self.cfg.seed + SAMPLE_SEED_OFFSET,
+            "attribute_kinds": dict(self.kinds),
+            "seeds": {"fit": self.cfg.fit_seed_list, "samples": self.cfg.seed + SAMPLE_SEED_OFFSET,
                       "bootstrap": self.cfg.seed},
             "assets": assets,
             "weights_sha256": weights,
@@ -458,11 +469,13 @@ def _write_json(path: Path, obj: dict) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=str))
 
 
-def _measurement_rows(method, attr, target, m: dict, strength, reached) -> pd.DataFrame:
+def _measurement_rows(method, attr, seed, level, m: dict, target, strength, reached) -> pd.DataFrame:
     from .measure import DEEPFACE_EMOTIONS
 
     n = next(iter(m.values())).shape[0]
-    cols = {"method": [method] * n, "attr": [attr] * n, "target": np.full(n, target), "sample": np.arange(n),
+    cols = {"method": [method] * n, "attr": [attr] * n, "seed": np.full(n, seed),
+            "level": np.full(n, np.nan if level is None else level), "sample": np.arange(n),
+            "target": np.full(n, np.nan) if target is None else target.double().numpy(),
             "strength": np.zeros(n) if strength is None else strength.double().numpy(),
             "reached": np.zeros(n, bool) if reached is None else reached.bool().numpy()}
     if "attributes" in m:

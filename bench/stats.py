@@ -1,16 +1,26 @@
-"""Uncertainty for every reported number: percentile bootstrap over samples, paired across methods.
+"""Uncertainty for every reported number: a two-level bootstrap over fit seeds, then samples.
 
-Every run's methods edit the *same* N samples, so one set of bootstrap resamples (a seeded
-[n_boot, N] matrix of multinomial counts) serves every method: a quantity's replicates for method A
-and for the baseline come from the same resampled samples, and their difference is a paired
-bootstrap. Quantities that are a plain mean of a per-sample column also get a Wilcoxon signed-rank
-test on the per-sample differences (scipy); the others get the paired bootstrap's two-sided p-value.
+A trained method's numbers move with the seed of its fit as well as with the samples it edits, so
+an interval over samples alone is too narrow for any claim about the method. Every replicate b
+therefore resamples both levels:
+
+- samples: one seeded [n_boot, N] matrix of multinomial counts ``W`` shared by every method, so a
+  method and the reference are always resampled on the same samples (paired);
+- fit seeds: per method, an independent seeded [n_boot, K] matrix of counts ``V`` (the methods'
+  fits are independent).
+
+A column's replicate mean over the fit seeds k and a subset S of the samples is
+sum_k V_bk sum_{i in S} W_bi x_ki / (K sum_{i in S} W_bi); a quantity is a function of such means
+(:class:`bench.metric.Quantity`). The subset is a run's "reached" samples: restricting the shared
+weights keeps the pairing. With ``V`` fixed to ones the same code gives the samples-only interval,
+so the share of an interval that is fit variance can be read off.
 """
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
-import pandas as pd
 
 from .metric import Quantity
 
@@ -18,7 +28,7 @@ LEVEL = 0.95
 
 
 class Bootstrap:
-    """Seeded resampling weights over N samples: ``weights`` [n_boot, N], rows sum to N."""
+    """Seeded resampling weights: ``weights`` [n_boot, N] over samples, ``seed_weights(method, K)`` over fits."""
 
     def __init__(self, n: int, n_boot: int = 2000, seed: int = 0):
         if n < 1:
@@ -27,17 +37,31 @@ class Bootstrap:
         self.n, self.n_boot, self.seed = n, n_boot, seed
         self.weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
 
-    def means(self, frame: pd.DataFrame, columns) -> tuple[dict, dict]:
-        """(point means, replicate means [n_boot]) of each column."""
-        if len(frame) != self.n:
-            raise ValueError(f"bootstrap was drawn for {self.n} samples, the frame has {len(frame)}")
-        x = frame[list(columns)].to_numpy(dtype=np.float64)
-        point = x.mean(axis=0)
-        reps = self.weights @ x / self.n
-        return ({c: point[i] for i, c in enumerate(columns)}, {c: reps[:, i] for i, c in enumerate(columns)})
+    def seed_weights(self, stream: str, k: int) -> np.ndarray:
+        """[n_boot, k] resample counts of k fit seeds, one fixed stream per method name."""
+        if k == 1:
+            return np.ones((self.n_boot, 1))
+        rng = np.random.default_rng([self.seed, zlib.crc32(stream.encode())])
+        return rng.multinomial(k, np.full(k, 1.0 / k), size=self.n_boot).astype(np.float64)
 
 
-def _interval(reps: np.ndarray) -> tuple[float, float]:
+def means(x: dict, boot: Bootstrap, subset: np.ndarray, seed_w: np.ndarray | None) -> tuple[dict, dict]:
+    """(point, replicates) of each column's mean. ``x[col]`` is [K, N] (fit seeds x all samples);
+    ``subset`` [N] bool picks the samples; ``seed_w`` [n_boot, K] or None (samples-only)."""
+    w = boot.weights[:, subset]                                    # [B, n]
+    wsum = w.sum(1)
+    point, reps = {}, {}
+    for c, v in x.items():
+        v = np.asarray(v, dtype=np.float64)[:, subset]             # [K, n]
+        point[c] = v.mean()
+        per_seed = w @ v.T                                        # [B, K]: sum_i W_bi x_ki
+        sw = np.ones((boot.n_boot, v.shape[0])) if seed_w is None else seed_w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reps[c] = (per_seed * sw).sum(1) / (v.shape[0] * wsum)
+    return point, reps
+
+
+def interval(reps: np.ndarray) -> tuple[float, float]:
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return float("nan"), float("nan")
@@ -46,44 +70,48 @@ def _interval(reps: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def replicates(q: Quantity, frame: pd.DataFrame, boot: Bootstrap) -> tuple[float, np.ndarray]:
-    point, reps = boot.means(frame, q.columns)
+def replicates(q: Quantity, x: dict, boot: Bootstrap, subset, seed_w) -> tuple[float, np.ndarray]:
+    point, reps = means({c: x[c] for c in q.columns}, boot, subset, seed_w)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.float64(q.fn(point)), np.asarray(q.fn(reps), dtype=np.float64)
+        return float(q.fn(point)), np.asarray(q.fn(reps), dtype=np.float64)
 
 
-def evaluate(q: Quantity, frame: pd.DataFrame, boot: Bootstrap) -> tuple[float, float, float]:
-    """(value, lo, hi): the quantity on all samples and its 95% percentile-bootstrap interval."""
-    value, reps = replicates(q, frame, boot)
-    return (float(value), *_interval(reps))
+def evaluate(q: Quantity, x: dict, boot: Bootstrap, subset, seed_w) -> tuple[float, float, float]:
+    """(value, lo, hi): the quantity over all fit seeds and the subset, and its 95% interval."""
+    value, reps = replicates(q, x, boot, subset, seed_w)
+    return (value, *interval(reps))
 
 
-def compare(q: Quantity, frame: pd.DataFrame, base: pd.DataFrame, boot: Bootstrap) -> dict:
-    """A method against the baseline on one quantity, paired by sample.
+def per_seed(q: Quantity, x: dict, subset) -> list[float]:
+    """The quantity's point estimate for each fit seed alone (on the same samples)."""
+    k = next(iter(x.values())).shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return [float(q.fn({c: float(np.asarray(x[c], np.float64)[j, subset].mean()) for c in q.columns}))
+                for j in range(k)]
 
-    Returns diff = method - baseline and rel = diff / |baseline| (e.g. -0.3 = 30% less), each with a
-    95% interval from the shared resamples, the p-value and the test's name."""
-    from scipy import stats
 
-    v, r = replicates(q, frame, boot)
-    b, rb = replicates(q, base, boot)
+def p_two_sided(diff_reps: np.ndarray) -> float:
+    """Twice the smaller tail of the replicate differences around 0 (capped at 1)."""
+    d = diff_reps[np.isfinite(diff_reps)]
+    if d.size == 0:
+        return float("nan")
+    return float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
+
+
+def compare(q: Quantity, x: dict, ref: dict, boot: Bootstrap, subset, seed_w, ref_seed_w) -> dict:
+    """A method against the reference on one quantity, paired by sample, over the same ``subset``.
+
+    diff = method - reference and rel = diff / |reference| (e.g. -0.3 = 30% less), each with a 95%
+    two-level interval; ``diff_lo/hi_samples``: the interval when only samples are resampled."""
+    v, r = replicates(q, x, boot, subset, seed_w)
+    b, rb = replicates(q, ref, boot, subset, ref_seed_w)
+    _, r_s = replicates(q, x, boot, subset, None)
+    _, rb_s = replicates(q, ref, boot, subset, None)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel, rel_reps = (v - b) / abs(b), (r - rb) / np.abs(rb)
-    diff_reps = r - rb
-    if q.per_sample is not None:
-        d = frame[q.per_sample].to_numpy(np.float64) - base[q.per_sample].to_numpy(np.float64)
-        if np.allclose(d, 0):
-            p, test = 1.0, "wilcoxon"
-        else:
-            p, test = float(stats.wilcoxon(d, zero_method="wilcox").pvalue), "wilcoxon"
-    else:
-        finite = diff_reps[np.isfinite(diff_reps)]
-        if finite.size == 0:
-            p = float("nan")
-        else:
-            p = float(min(1.0, 2 * min((finite <= 0).mean(), (finite >= 0).mean())))
-        test = "paired bootstrap"
-    v, b, rel = float(v), float(b), float(rel)
-    return {"value": v, "baseline": b, "diff": v - b, "diff_lo": _interval(diff_reps)[0],
-            "diff_hi": _interval(diff_reps)[1], "rel": rel, "rel_lo": _interval(rel_reps)[0],
-            "rel_hi": _interval(rel_reps)[1], "p_value": p, "test": test}
+    d_lo, d_hi = interval(r - rb)
+    s_lo, s_hi = interval(r_s - rb_s)
+    r_lo, r_hi = interval(rel_reps)
+    return {"value": v, "ref_value": b, "diff": v - b, "diff_lo": d_lo, "diff_hi": d_hi,
+            "diff_lo_samples": s_lo, "diff_hi_samples": s_hi, "rel": float(rel), "rel_lo": r_lo,
+            "rel_hi": r_hi, "p_value": p_two_sided(r - rb), "test": "two-level bootstrap"}

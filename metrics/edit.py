@@ -1,4 +1,4 @@
-"""``edit``: did the edit happen? The achieved target R_k at 0 and 1, and the search's success rate."""
+"""``edit``: did the edit happen? The target's R_k before and after, and the achieved change."""
 
 from __future__ import annotations
 
@@ -14,19 +14,11 @@ class Edit(Metric):
 
     def measure(self, s: EditSet):
         k = target_index(s)
-        r0, r1 = s.x0["attributes"][:, k], s.x1["attributes"][:, k]
-        reached0, reached1 = s.reached0.to(r0.dtype), s.reached1.to(r0.dtype)
-        return {"achieved0": r0, "achieved1": r1, "change": r1 - r0, "orig": s.original["attributes"][:, k],
-                "reached0": reached0, "reached1": reached1, "reached_both": reached0 * reached1}
+        r0, r1 = s.original["attributes"][:, k], s.edited["attributes"][:, k]
+        return {"orig": r0, "edited": r1, "change": r1 - r0}
 
     def quantities(self, attr, columns):
         t = dict(table="edit")
-        return [
-            mean_of("orig", label="R_k(original)", **t),
-            mean_of("achieved0", label="R_k(X0) (target 0)", **t),
-            mean_of("achieved1", label="R_k(X1) (target 1)", **t),
-            mean_of("change", label="R_k(X1) - R_k(X0)", better="higher", **t),
-            mean_of("reached0", label="success rate (target 0 reached)", better="higher", **t),
-            mean_of("reached1", label="success rate (target 1 reached)", better="higher", **t),
-            mean_of("reached_both", label="success rate (both targets reached)", better="higher", **t),
-        ]
+        return [mean_of("orig", label="R_k(original)", **t),
+                mean_of("edited", label="R_k(edited)", **t),
+                mean_of("change", label="achieved change R_k(edited) - R_k(original)", **t)]

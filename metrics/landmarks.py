@@ -22,19 +22,14 @@ class Landmarks(Metric):
     needs = ("landmarks",)
 
     def measure(self, s: EditSet):
-        o, a, b = s.original["landmarks"], s.x0["landmarks"], s.x1["landmarks"]
+        o, e = s.original["landmarks"], s.edited["landmarks"]
         iod = (o[:, 42:48].mean(1) - o[:, 36:42].mean(1)).norm(dim=-1)   # eye centre to eye centre
-        return {"x0_x1": displacement(a, b, iod), "orig_x0": displacement(o, a, iod),
-                "orig_x1": displacement(o, b, iod), "x0_x1_mouth": displacement(a, b, iod, MOUTH),
-                "x0_x1_eyes_brows": displacement(a, b, iod, EYES_BROWS)}
+        return {"displacement": displacement(o, e, iod), "mouth": displacement(o, e, iod, MOUTH),
+                "eyes_brows": displacement(o, e, iod, EYES_BROWS)}
 
     def quantities(self, attr, columns):
         t = dict(better="lower", table="landmarks")
-        return [
-            mean_of("x0_x1", label="landmark displacement X0 vs X1 (inter-ocular distances)", **t),
-            mean_of("orig_x0", label="landmark displacement original vs X0 (inter-ocular distances)", **t),
-            mean_of("orig_x1", label="landmark displacement original vs X1 (inter-ocular distances)", **t),
-            mean_of("x0_x1_mouth", label="mouth landmark displacement X0 vs X1 (inter-ocular distances)", **t),
-            mean_of("x0_x1_eyes_brows",
-                    label="eye and brow landmark displacement X0 vs X1 (inter-ocular distances)", **t),
-        ]
+        unit = "(inter-ocular distances)"
+        return [mean_of("displacement", label=f"landmark displacement, original vs edit {unit}", **t),
+                mean_of("mouth", label=f"mouth landmark displacement {unit}", **t),
+                mean_of("eyes_brows", label=f"eye and brow landmark displacement {unit}", **t)]

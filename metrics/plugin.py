@@ -12,15 +12,15 @@ from bench import Entry, hookimpl
 def register_metrics():
     return [
         Entry("edit", "metrics.edit:Edit",
-              "achieved target R_k(X0), R_k(X1), their change and the matched search's success rate"),
+              "the target's R_k before and after the edit and the achieved change"),
         Entry("topk", "metrics.topk:TopK",
               "relative change ratio |mean ΔR_j| / |mean ΔR_k| of every other attribute (paper Tables I-III)"),
         Entry("gesture", "metrics.gesture:Gesture",
               "relative change ratio of Smiling, Mouth_Slightly_Open, Narrow_Eyes (paper Table IV)"),
         Entry("emotion", "metrics.emotion:Emotion",
-              "emotion disturbance |E(X1) - E(X0)| in percentage points, paired and set-level (paper Table V)"),
+              "emotion disturbance |E(edit) - E(original)| in percentage points, paired and set-level (paper Table V)"),
         Entry("landmarks", "metrics.landmarks:Landmarks",
-              "mean 68-point landmark displacement in inter-ocular distances (whole face, mouth, eyes+brows)"),
+              "mean 68-point landmark displacement, original vs edit, in inter-ocular distances (whole face, mouth, eyes+brows)"),
         Entry("identity", "metrics.identity:Identity",
-              "cosine similarity of the 128-D face descriptors (X0 vs X1, original vs each)"),
+              "cosine similarity of the 128-D face descriptors (original vs edit)"),
     ]

@@ -1,6 +1,6 @@
 """``topk``: the paper's relative change ratio r_j = |mean ΔR_j| / |mean ΔR_k| (Tables I-III).
 
-ΔR_j = R_j(X1) - R_j(X0) per sample; k is the target. A ratio of means, so its interval and the
+ΔR_j = R_j(edit) - R_j(original) per sample; k is the target. A ratio of means, so its interval and the
 method-vs-baseline test come from the paired bootstrap.
 """
 
@@ -38,12 +38,12 @@ class TopK(Metric):
     def measure(self, s: EditSet):
         target_index(s)        # the target must be scored: it is every ratio's denominator
         names = [a for a in scored(s.original["attributes"]) if self.only is None or a in self.only or a == s.attr]
-        d = s.x1["attributes"] - s.x0["attributes"]
+        d = s.edited["attributes"] - s.original["attributes"]
         return {f"d.{a}": d[:, CELEBA_ATTRIBUTES.index(a)] for a in names}
 
     def quantities(self, attr, columns):
         others = [c[2:] for c in columns if c.startswith("d.") and c != f"d.{attr}"]
         qs = [ratio(attr, j, self.table) for j in others]
         if self.only is None:
-            qs.append(mean_of(f"d.{attr}", "delta_k", label=f"R_k(X1) - R_k(X0) ({attr})", table=self.table))
+            qs.append(mean_of(f"d.{attr}", "delta_k", label=f"R_k(edit) - R_k(original) ({attr})", table=self.table))
         return qs

@@ -201,3 +201,52 @@ def test_fit_cli_stores_then_hits_cache(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "sefa: cache hit, loaded" in second.stdout
     assert len(list((tmp_path / "sefa").glob("*.safetensors"))) == 1
+
+
+# -- the ladder ------------------------------------------------------------------------------------
+
+LEVELS = (-0.3, -0.2, -0.1, 0.1, 0.2, 0.3)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_ladder_reaches_every_reachable_level_and_records_the_rest(sign):
+    """On the analytic ramp: each (level, sample) lands within tol of R_k(orig) + level where the range
+    allows it (checked against the closed form), and is marked unreached exactly where it does not."""
+    from bench.protocol import LADDER_TOL, ladder_edit
+
+    ctx = FitContext(Ramp(), {"brightness": Brightness()}, attributes=(ATTR,))
+    w0 = torch.tensor([-2.0, -0.6, -0.1, 0.2, 0.7, 1.4, 3.0])
+    lat = w0[:, None, None]
+    lad = ladder_edit(Shift(sign=sign), ctx, lat, ATTR, LEVELS, steps=12)
+    r0 = ramp_score(w0)
+    assert lad.latents.shape == (len(LEVELS), len(w0), 1, 1)
+    for li, level in enumerate(LEVELS):
+        target = r0 + level
+        truth = ramp_score(lad.latents[li, :, 0, 0])                 # recomputed independently
+        assert torch.allclose(lad.achieved[li].double(), truth, atol=1e-5)
+        assert torch.allclose(lad.target[li].double(), target, atol=1e-6)
+        # reachable: the target lies between R at the two range ends (R is monotone in s here)
+        lo, hi = ramp_score(w0 - 1), ramp_score(w0 + 1)
+        inside = (lo <= target) & (target <= hi)
+        assert torch.all(lad.reached[li][inside]), (level, truth, target)
+        assert torch.all((truth[inside] - target[inside]).abs() < 2e-3)
+        beyond = (target < lo - LADDER_TOL) | (target > hi + LADDER_TOL)
+        assert torch.all(~lad.reached[li][beyond]) and (beyond.any() or level in (-0.1, 0.1))
+        # the edit goes the right way: towards presence raises R, towards absence lowers it
+        assert torch.all(torch.sign(truth[inside] - r0[inside]) == math.copysign(1, level))
+    assert torch.all(lad.strength.abs() <= 1.0)
+
+
+def test_ladder_takes_the_crossing_nearest_to_zero_on_a_non_monotone_score():
+    from bench.protocol import ladder_edit
+
+    ctx = FitContext(Ramp(), {"bump": Bump()}, attributes=(ATTR,))
+    w0 = torch.tensor([-0.5, 0.4], dtype=torch.float64)
+    R = lambda w: torch.sigmoid(12 * (0.3 - torch.tanh(torch.as_tensor(w, dtype=torch.float64)) ** 2))  # noqa: E731
+    lad = ladder_edit(Shift(), ctx, w0[:, None, None].float(), ATTR, (0.1,), steps=16)
+    target = R(w0) + 0.1
+    w_t = torch.atanh(torch.sqrt(0.3 - torch.logit(target) / 12))   # |w| where R = target
+    cand = torch.stack([w_t - w0, -w_t - w0], 1)                      # both crossings; the nearer one wins
+    first = cand.gather(1, cand.abs().argmin(1, keepdim=True))[:, 0]
+    assert torch.all(lad.reached[0])
+    assert torch.allclose(lad.strength[0].double(), first, atol=1e-3)

@@ -1,96 +1,106 @@
-"""bench.stats against scipy: percentile bootstrap, paired comparison, Wilcoxon signed-rank."""
+"""bench.stats: the two-level bootstrap (fit seeds, then samples) against scipy and direct resampling."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
 from bench.metric import Quantity, mean_of
-from bench.stats import Bootstrap, compare, evaluate
+from bench.stats import Bootstrap, compare, evaluate, means, per_seed
 
 N = 60
 RATIO = Quantity("ratio", lambda m: np.abs(m["a"]) / np.abs(m["b"]), ("a", "b"))   # not a plain mean
+ALL = np.ones(N, bool)
 
 
-def frame(seed=0, n=N, shift=0.0):
+def data(seed=0, k=1, n=N, shift=0.0, seed_sd=0.0):
+    """{col: [K, N]}: per-sample values plus a per-fit-seed offset of spread ``seed_sd`` on "a"."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"a": rng.gamma(2.0, 1.0, n) + shift, "b": rng.normal(3.0, 1.0, n)})
+    a = rng.gamma(2.0, 1.0, n) + shift
+    b = rng.normal(3.0, 1.0, n)
+    off = rng.normal(0, seed_sd, (k, 1))
+    return {"a": a[None, :] + off, "b": np.repeat(b[None, :], k, 0)}
 
 
 def test_bootstrap_weights_are_seeded_resamples():
     b1, b2, b3 = Bootstrap(N, 500, seed=7), Bootstrap(N, 500, seed=7), Bootstrap(N, 500, seed=8)
     assert np.array_equal(b1.weights, b2.weights) and not np.array_equal(b1.weights, b3.weights)
     assert b1.weights.shape == (500, N) and (b1.weights.sum(1) == N).all() and (b1.weights >= 0).all()
-    f = frame()
-    assert evaluate(RATIO, f, b1) == evaluate(RATIO, f, b2)
-    # each replicate is the mean of a resample drawn with replacement: reproduce one by index sampling
+    v1, v2 = b1.seed_weights("hfld", 3), b2.seed_weights("hfld", 3)
+    assert np.array_equal(v1, v2) and not np.array_equal(v1, b1.seed_weights("baseline", 3))
+    assert v1.shape == (500, 3) and (v1.sum(1) == 3).all()
+    x = data(k=3, seed_sd=1.0)
+    # replicate 3 is the mean over a resample of seeds and a resample of samples, drawn with replacement
     idx = np.repeat(np.arange(N), b1.weights[3].astype(int))
-    assert np.isclose(b1.means(f, ["a"])[1]["a"][3], f["a"].to_numpy()[idx].mean())
-    with pytest.raises(ValueError, match="drawn for 60 samples"):
-        b1.means(frame(n=10), ["a"])
+    seeds = np.repeat(np.arange(3), v1[3].astype(int))
+    want = x["a"][seeds][:, idx].mean()
+    assert np.isclose(means(x, b1, ALL, v1)[1]["a"][3], want)
 
 
 def test_interval_of_a_mean_matches_scipy_percentile_bootstrap():
-    f = frame(seed=1)
-    value, lo, hi = evaluate(mean_of("a"), f, Bootstrap(N, 4000, seed=0))
-    ref = stats.bootstrap((f["a"].to_numpy(),), np.mean, n_resamples=4000, method="percentile",
+    x = data(seed=1)
+    value, lo, hi = evaluate(mean_of("a"), x, Bootstrap(N, 4000, seed=0), ALL, None)
+    ref = stats.bootstrap((x["a"][0],), np.mean, n_resamples=4000, method="percentile",
                           random_state=np.random.default_rng(1)).confidence_interval
-    assert np.isclose(value, f["a"].mean()) and lo < value < hi
+    assert np.isclose(value, x["a"].mean()) and lo < value < hi
     width = ref.high - ref.low
     assert abs(lo - ref.low) < 0.15 * width and abs(hi - ref.high) < 0.15 * width
-    # and the normal-theory interval, for scale
-    se = f["a"].std(ddof=1) / np.sqrt(N)
-    assert abs((hi - lo) - 2 * 1.96 * se) < 0.25 * 2 * 1.96 * se
 
 
-def test_compare_identical_frames():
-    f, boot = frame(), Bootstrap(N, 500)
+def test_subset_weights_are_restricted_and_paired():
+    """On a subset the replicate mean is the weighted mean of the subset's resampled samples."""
+    boot, x = Bootstrap(N, 300, seed=2), data(seed=2)
+    sub = np.arange(N) % 3 != 0
+    _, reps = means(x, boot, sub, None)
+    w = boot.weights[:, sub]
+    assert np.allclose(reps["a"], (w * x["a"][0, sub]).sum(1) / w.sum(1))
+
+
+def test_fit_seed_variance_widens_the_interval():
+    """Seeds that disagree (offsets of sd 1 on a sample spread of ~1.4) must widen the interval well beyond
+    the samples-only one; seeds that agree must not."""
+    boot = Bootstrap(N, 2000, seed=0)
+    spread = {}
+    for sd in (0.0, 1.0):
+        x = data(seed=3, k=5, seed_sd=sd)
+        _, lo, hi = evaluate(mean_of("a"), x, boot, ALL, boot.seed_weights("m", 5))
+        _, lo_s, hi_s = evaluate(mean_of("a"), x, boot, ALL, None)
+        spread[sd] = (hi - lo) / (hi_s - lo_s)
+    assert spread[0.0] == pytest.approx(1.0, abs=1e-9)
+    assert spread[1.0] > 2.0
+
+
+def test_per_seed_estimates():
+    x = data(seed=4, k=3, seed_sd=0.5)
+    sub = np.arange(N) < 40
+    got = per_seed(RATIO, x, sub)
+    want = [abs(x["a"][k, :40].mean()) / abs(x["b"][k, :40].mean()) for k in range(3)]
+    assert np.allclose(got, want)
+
+
+def test_compare_identical_data():
+    boot = Bootstrap(N, 500)
+    x = data()
     for q in (mean_of("a"), RATIO):
-        r = compare(q, f, f.copy(), boot)
+        r = compare(q, x, {k: v.copy() for k, v in x.items()}, boot, ALL, None, None)
         assert r["diff"] == 0 and r["diff_lo"] == 0 and r["diff_hi"] == 0 and r["rel"] == 0 and r["p_value"] == 1
-        assert r["test"] == ("wilcoxon" if q.per_sample else "paired bootstrap")
 
 
-def test_compare_shifted_paired_sample():
-    """The method's a is the baseline's minus 0.3 plus small noise: paired, clearly lower."""
-    base, boot = frame(seed=2), Bootstrap(N, 2000)
-    rng = np.random.default_rng(3)
-    f = base.assign(a=base["a"] - 0.3 + rng.normal(0, 0.1, N))
+def test_compare_shifted_paired_sample_and_fit_variance():
+    """The method's a is the reference's minus 0.3 plus small noise: paired, clearly lower; the same shift
+    is no longer significant when the method's fits disagree by far more than 0.3."""
+    boot = Bootstrap(N, 2000)
+    ref = data(seed=5, k=3)
+    rng = np.random.default_rng(6)
+    mine = {"a": ref["a"] - 0.3 + rng.normal(0, 0.1, ref["a"].shape), "b": ref["b"]}
     for q in (mean_of("a"), RATIO):
-        r = compare(q, f, base, boot)
-        assert r["p_value"] < 0.01
-        assert r["diff_hi"] < 0 and r["rel_hi"] < 0 and r["rel_lo"] <= r["rel"] <= r["rel_hi"]
-        vb, vm = q.fn(base.mean()), q.fn(f.mean())
-        assert np.isclose(r["value"], vm) and np.isclose(r["baseline"], vb)
+        r = compare(q, mine, ref, boot, ALL, boot.seed_weights("m", 3), boot.seed_weights("ref", 3))
+        assert r["p_value"] < 0.01 and r["diff_hi"] < 0 and r["rel_hi"] < 0
+        vb, vm = q.fn({c: v.mean() for c, v in ref.items()}), q.fn({c: v.mean() for c, v in mine.items()})
+        assert np.isclose(r["value"], vm) and np.isclose(r["ref_value"], vb)
         assert np.isclose(r["diff"], vm - vb) and np.isclose(r["rel"], (vm - vb) / abs(vb))
-    # unpaired, the same shift drowns in the between-sample spread: pairing is what makes it visible
-    shuffled = f.sample(frac=1, random_state=0).reset_index(drop=True)
-    assert compare(mean_of("a"), shuffled, base, boot)["p_value"] > 0.01
-
-
-def test_wilcoxon_p_matches_scipy():
-    base, f = frame(seed=4), frame(seed=5)
-    r = compare(mean_of("a"), f, base, Bootstrap(N, 200))
-    assert r["test"] == "wilcoxon"
-    assert np.isclose(r["p_value"], stats.wilcoxon(f["a"].to_numpy() - base["a"].to_numpy()).pvalue)
-
-
-def test_summarise_columns():
-    from bench.metric import EditSet, Metric
-
-    class Two(Metric):
-        name, needs = "two", ()
-
-        def measure(self, s: EditSet):
-            return {}
-
-        def quantities(self, attr, columns):
-            return [mean_of("a", label="mean a", better="lower", table="t"), RATIO]
-
-    out = Two().summarise(frame(), "Male", Bootstrap(N, 300))
-    assert list(out.columns) == ["quantity", "label", "value", "lo", "hi", "n", "better", "table"]
-    assert out["quantity"].tolist() == ["a", "ratio"] and out["label"].tolist() == ["mean a", "ratio"]
-    assert out["n"].tolist() == [N, N] and out["better"].tolist() == ["lower", ""]
-    assert ((out["lo"] < out["value"]) & (out["value"] < out["hi"])).all()
+    noisy = {"a": mine["a"] + np.array([[-1.5], [0.0], [1.5]]), "b": ref["b"]}
+    r = compare(mean_of("a"), noisy, ref, boot, ALL, boot.seed_weights("m", 3), boot.seed_weights("ref", 3))
+    assert r["p_value"] > 0.05 and r["diff_lo"] < 0 < r["diff_hi"]
+    assert r["diff_hi_samples"] < 0                       # samples alone would have called it significant

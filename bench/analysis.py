@@ -1,0 +1,185 @@
+"""From per-sample metric columns to the run's tables: curves, per-seed estimates, equal-edit comparisons
+and the ranking (docs/run-format.md for the files, docs/metrics.md for the rules).
+
+Input: ``samples`` with one row per (method, attr, seed, level, sample), a ``reached`` column and
+``<metric>.<column>`` columns. Nothing here is ever computed on a sample that did not reach its
+level, and no two methods are compared except at a level both reach, on the samples both reached
+under every fit seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .stats import Bootstrap
+
+MIN_PAIRED = 8          # fewer common samples than this: no comparison at that level
+HEADLINE = ("emotion", "disturbance")
+
+SUMMARY_COLUMNS = ["attr", "level", "method", "metric", "quantity", "label", "value", "lo", "hi", "n", "n_seeds",
+                   "reach", "better", "table"]
+SEEDS_COLUMNS = ["attr", "level", "method", "seed", "metric", "quantity", "value", "n", "reach"]
+COMPARISON_COLUMNS = ["attr", "level", "method", "reference", "metric", "quantity", "label", "value", "ref_value",
+                      "diff", "diff_lo", "diff_hi", "diff_lo_samples", "diff_hi_samples", "rel", "rel_lo", "rel_hi",
+                      "p_value", "n", "better", "test"]
+RANKING_COLUMNS = ["attr", "direction", "level", "method", "status", "rank", "value", "lo", "hi", "n", "reach", "rel",
+                   "rel_lo", "rel_hi", "p_value", "kind"]
+
+
+@dataclass
+class Block:
+    """One (method, attr, level): ``reached`` [K, N] and each metric's columns {metric: {col: [K, N]}}."""
+
+    seeds: list
+    reached: np.ndarray
+    columns: dict
+
+    @property
+    def common(self) -> np.ndarray:           # reached under every fit seed
+        return self.reached.all(0)
+
+    @property
+    def reach(self) -> float:                 # the worst fit seed's reached fraction
+        return float(self.reached.mean(1).min())
+
+
+def blocks(samples: pd.DataFrame, metric_names) -> dict:
+    """{(method, attr, level): Block}, rows ordered by fit seed then sample."""
+    out = {}
+    for (m, a, lv), g in samples.groupby(["method", "attr", "level"], sort=False):
+        g = g.sort_values(["seed", "sample"])
+        seeds = sorted(g.seed.unique())
+        k = len(seeds)
+        cols = {}
+        for name in metric_names:
+            pre = f"{name}."
+            cols[name] = {c[len(pre):]: g[c].to_numpy(np.float64).reshape(k, -1) for c in g.columns
+                          if c.startswith(pre)}
+        out[m, a, float(lv)] = Block(seeds, g.reached.to_numpy(bool).reshape(k, -1), cols)
+    return out
+
+
+def analyse(samples: pd.DataFrame, metrics: dict, *, methods, attrs, reference: str, n: int, min_reach: float = 0.5,
+            n_boot: int = 2000, seed: int = 0, kinds: dict | None = None) -> dict[str, pd.DataFrame]:
+    """summary, seeds, comparison and ranking frames (the CSVs of a run folder)."""
+    boot = Bootstrap(n, n_boot, seed=seed)
+    bl = blocks(samples, list(metrics))
+    levels = sorted({lv for (_, _, lv) in bl})
+    seed_w = {}
+
+    def sw(method, k):
+        if (method, k) not in seed_w:
+            seed_w[method, k] = boot.seed_weights(method, k)
+        return seed_w[method, k]
+
+    summary, per_seed, comparison = [], [], []
+    for a in attrs:
+        for lv in levels:
+            for m in methods:
+                b = bl.get((m, a, lv))
+                if b is None or not b.common.any():
+                    continue
+                k = len(b.seeds)
+                for mname, metric in metrics.items():
+                    x = b.columns[mname]
+                    for q in metric.quantities(a, list(x)):
+                        value, lo, hi = stats.evaluate(q, x, boot, b.common, sw(m, k))
+                        summary.append([a, lv, m, mname, q.name, q.label or q.name, value, lo, hi,
+                                        int(b.common.sum()), k, b.reach, q.better or "", q.table])
+                        for s, v in zip(b.seeds, stats.per_seed(q, x, b.common)):
+                            per_seed.append([a, lv, m, int(s), mname, q.name, v, int(b.common.sum()),
+                                             float(b.reached[b.seeds.index(s)].mean())])
+            ref = bl.get((reference, a, lv))
+            if ref is None or ref.reach < min_reach:
+                continue
+            for m in methods:
+                b = bl.get((m, a, lv))
+                if m == reference or b is None or b.reach < min_reach:
+                    continue
+                both = b.common & ref.common
+                if both.sum() < MIN_PAIRED:
+                    continue
+                for mname, metric in metrics.items():
+                    x, xr = b.columns[mname], ref.columns[mname]
+                    for q in metric.quantities(a, list(x)):
+                        c = stats.compare(q, x, xr, boot, both, sw(m, len(b.seeds)), sw(reference, len(ref.seeds)))
+                        comparison.append({"attr": a, "level": lv, "method": m, "reference": reference,
+                                           "metric": mname, "quantity": q.name, "label": q.label or q.name,
+                                           **c, "n": int(both.sum()), "better": q.better or ""})
+    ranking = rank(bl, metrics, methods=methods, attrs=attrs, reference=reference, min_reach=min_reach,
+                   boot=boot, sw=sw, kinds=kinds or {})
+    return {"summary": pd.DataFrame(summary, columns=SUMMARY_COLUMNS),
+            "seeds": pd.DataFrame(per_seed, columns=SEEDS_COLUMNS),
+            "comparison": pd.DataFrame(comparison, columns=COMPARISON_COLUMNS),
+            "ranking": pd.DataFrame(ranking, columns=RANKING_COLUMNS)}
+
+
+def compared_level(bl: dict, methods, attr: str, direction: int, reference: str, min_reach: float):
+    """(level, methods ranked there, their common samples) or None.
+
+    The rule: the largest level (in this direction) that every method reaches, i.e. that at least
+    ``min_reach`` of the samples reach under every fit seed of every method, with at least
+    ``MIN_PAIRED`` samples reached by all of them under all seeds. Where no level qualifies, the
+    largest level the reference and at least one other method reach (with enough common samples);
+    the methods that do not reach it are "could not reach". A weaker edit is never ranked against a
+    stronger one."""
+    levels = sorted({lv for (_, a, lv) in bl if a == attr and np.sign(lv) == direction}, key=abs, reverse=True)
+
+    def reaching(lv):
+        return [m for m in methods if (b := bl.get((m, attr, lv))) is not None and b.reach >= min_reach]
+
+    def common(lv, ms):
+        return np.logical_and.reduce([bl[m, attr, lv].common for m in ms])
+
+    for everyone in (True, False):
+        for lv in levels:
+            ms = reaching(lv)
+            if (len(ms) == len(methods)) if everyone else (reference in ms and len(ms) >= 2):
+                c = common(lv, ms)
+                if c.sum() >= MIN_PAIRED:
+                    return lv, ms, c
+    return None
+
+
+def rank(bl, metrics, *, methods, attrs, reference, min_reach, boot, sw, kinds) -> list:
+    mname, qname = HEADLINE
+    if mname not in metrics:
+        return []
+    rows = []
+    for a in attrs:
+        q = next((q for q in metrics[mname].quantities(a, []) if q.name == qname), None)
+        for direction in (1, -1):
+            d = "+" if direction > 0 else "-"
+            found = compared_level(bl, methods, a, direction, reference, min_reach)
+            if q is None or found is None:
+                rows.append([a, d, np.nan, "", "no common level", np.nan, *[np.nan] * 9, kinds.get(a, "")])
+                continue
+            lv, ranked, common = found
+            vals = {}
+            for m in ranked:
+                b = bl[m, a, lv]
+                x = b.columns[mname]
+                v, lo, hi = stats.evaluate(q, x, boot, common, sw(m, len(b.seeds)))
+                rel = [np.nan] * 4
+                if m != reference and reference in ranked:
+                    rb = bl[reference, a, lv]
+                    c = stats.compare(q, x, rb.columns[mname], boot, common, sw(m, len(b.seeds)),
+                                      sw(reference, len(rb.seeds)))
+                    rel = [c["rel"], c["rel_lo"], c["rel_hi"], c["p_value"]]
+                vals[m] = (v, lo, hi, b.reach, rel)
+            order = sorted(ranked, key=lambda m: vals[m][0])
+            for i, m in enumerate(order):
+                v, lo, hi, reach, rel = vals[m]
+                status = "reference" if m == reference else "ranked"
+                rows.append([a, d, lv, m, status, i + 1, v, lo, hi, int(common.sum()), reach, *rel, kinds.get(a, "")])
+            for m in methods:
+                if m not in ranked:
+                    b = bl.get((m, a, lv))
+                    reach = b.reach if b is not None else 0.0
+                    rows.append([a, d, lv, m, "could not reach", np.nan, np.nan, np.nan, np.nan, np.nan, reach,
+                                 np.nan, np.nan, np.nan, np.nan, kinds.get(a, "")])
+    return rows
