@@ -111,6 +111,29 @@ class FitContext:
         """R_k(images) [B]; raises BenchError if R does not score ``attr`` (never a silent NaN)."""
         return self._column(self.score(images), attr)
 
+    def score_attrs(self, images: torch.Tensor, attrs, check: bool = True) -> torch.Tensor:
+        """R_k(images) for each k in ``attrs``: [B, len(attrs)], differentiable. Uses the scorer's
+        ``score_attribute(images, attr)`` per attribute where it has one (same numbers; the probe's full
+        forward runs every net for all its attributes), else the full forward's columns.
+
+        ``check``: raise BenchError if an attribute is not scored (NaN). The check reads the scores on
+        the host (a device sync), so a loop scoring the same attributes every step checks once."""
+        s = self.scorer
+        dev = next((p.device for p in s.parameters()), images.device)
+        images = images.to(dev)
+        one = getattr(s, "score_attribute", None)
+        if one is not None:
+            r = torch.stack([one(images, a) for a in attrs], 1)
+        else:
+            full = s(images)["attributes"]
+            # basic indexing per column: a list index would copy an index tensor to the device
+            r = torch.stack([full[:, CELEBA_ATTRIBUTES.index(a)] for a in attrs], 1)
+        if check:
+            bad = [a for a, c in zip(attrs, torch.isnan(r).any(0).tolist()) if c]
+            if bad:
+                raise BenchError(f"instrument {self.scorer_name!r} does not score attribute(s) {', '.join(bad)}")
+        return r
+
     # seeded samples and their scores, computed once per context
     @property
     def dev(self) -> torch.device:

@@ -56,6 +56,13 @@ def random_discriminator(backbone, seed: int) -> torch.nn.Module:
     return d.eval().requires_grad_(False).to(backbone.device)
 
 
+def _to_device(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``dev``; to CUDA through pinned memory, asynchronously (a pageable copy syncs)."""
+    if dev.type == "cuda":
+        return t.pin_memory().to(dev, non_blocking=True)
+    return t.to(dev)
+
+
 def native_strength(ctx_or_scorer, latents: torch.Tensor, attr: str, target) -> torch.Tensor:
     """The native EYE strength towards ``target``: t - R_k(G(latents)), [B] on the CPU.
 
@@ -88,12 +95,14 @@ class EYE(Editor):
         "max_strength": 1.0,          # strength_range = ±this, in the native unit; > 1 extrapolates T
     }
     checkpoint_steps = 50   # save T + Adam state every this many steps (not in config: it does not change the fit)
+    log_every = 50          # per-step loss values reach the host (and are checked finite) every this many steps
 
     def __init__(self, **overrides):
         super().__init__(**overrides)
         self.T: torch.Tensor | None = None
         self._attrs: tuple[str, ...] = ()
         self.log: dict = {}
+        self._fit_nets: dict = {}   # aux instruments already on the device during a fit
 
     # -- instruments --------------------------------------------------------------------------
     def _aux_instruments(self) -> list[str]:
@@ -106,6 +115,11 @@ class EYE(Editor):
 
             ctx.instruments[name] = get_plugins().instruments.create(name)
         return ctx.instruments[name].to(ctx.dev)
+
+    def _net(self, ctx: FitContext, name: str):
+        """``instrument`` without the per-step ``.to`` (it walks every parameter): a fit moves each once."""
+        net = self._fit_nets.get(name)
+        return net if net is not None else self.instrument(ctx, name)
 
     def instruments_used(self, ctx: FitContext) -> list[str]:
         names = super().instruments_used(ctx)
@@ -123,28 +137,28 @@ class EYE(Editor):
         return d
 
     # -- the loss -----------------------------------------------------------------------------
-    def columns(self, ctx: FitContext, scores: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        r = scores[:, cols]
-        if torch.isnan(r).any():
-            bad = [a for a, c in zip(ctx.attributes, torch.isnan(r).any(0).tolist()) if c]
-            raise BenchError(f"instrument {ctx.scorer_name!r} does not score attribute(s) {', '.join(bad)}")
-        return r
+    def losses(self, ctx: FitContext, T: torch.Tensor, step: int, D=None, check: bool = True) -> dict[str, torch.Tensor]:
+        """The unweighted loss terms of one training step (a function of T, ctx, config and step).
 
-    def losses(self, ctx: FitContext, T: torch.Tensor, step: int, D=None) -> dict[str, torch.Tensor]:
-        """The unweighted loss terms of one training step (a function of T, ctx, config and step)."""
+        Only the fitted attributes are scored (:meth:`FitContext.score_attrs`). ``check``: raise if R
+        does not score one (a host sync: the fit checks on its first step, then relies on its
+        periodic finiteness check)."""
         cfg, bb, dev = self.config, ctx.backbone, ctx.dev
         g = step_generator(ctx.seed * 7919 + cfg["seed"], step)
-        z = torch.randn(cfg["batch_size"], bb.z_dim, generator=g)
-        target = torch.rand(cfg["batch_size"], T.shape[0], generator=g).to(dev)      # a* per sample
-        cols = torch.tensor([CELEBA_ATTRIBUTES.index(a) for a in ctx.attributes], device=dev)
+        z = _to_device(torch.randn(cfg["batch_size"], bb.z_dim, generator=g), dev)
+        target = _to_device(torch.rand(cfg["batch_size"], T.shape[0], generator=g), dev)   # a* per sample
         with torch.no_grad():
-            w = bb.to_edit(z.to(dev))
+            w = bb.to_edit(z)
             x = bb.synthesize(w)
-            s = target - self.columns(ctx, ctx.score(x), cols).to(dev)
+            s = target - ctx.score_attrs(x, ctx.attributes, check=check).to(dev)
         w2 = w + torch.einsum("ba,ald->bld", s, T)
         x2 = bb.synthesize(w2)
-        out = {"reg": F.binary_cross_entropy(self.columns(ctx, ctx.score(x2), cols).clamp(0, 1), target)}
-        content = self.instrument(ctx, cfg["content_instrument"])
+        r2 = ctx.score_attrs(x2, ctx.attributes, check=check).to(dev).clamp(0, 1)
+        # BCE rejects NaN inputs (an error on the CPU, a device assert on CUDA): score it with NaN
+        # replaced, then add 0 * sum, which is exactly 0 (and 0 gradient) unless a score is NaN, so
+        # an unchecked NaN makes the loss NaN for the fit's finiteness check instead.
+        out = {"reg": F.binary_cross_entropy(r2.nan_to_num(0.5), target) + 0 * r2.sum()}
+        content = self._net(ctx, cfg["content_instrument"])
         with torch.no_grad():
             f = content(x)
         f2 = content(x2)
@@ -165,6 +179,13 @@ class EYE(Editor):
     def fit(self, ctx: FitContext) -> None:
         if not ctx.attributes:
             raise BenchError(f"method {self.name!r}: no attributes to fit")
+        self._fit_nets = {n: self.instrument(ctx, n) for n in self._aux_instruments()}
+        try:
+            self._fit(ctx)
+        finally:
+            self._fit_nets = {}
+
+    def _fit(self, ctx: FitContext) -> None:
         cfg, bb = self.config, ctx.backbone
         A = len(ctx.attributes)
         D = self.discriminator(ctx)
@@ -184,31 +205,45 @@ class EYE(Editor):
             opt.load_state_dict({"state": {0: {"step": a["step"], "exp_avg": a["exp_avg"].to(ctx.dev),
                                                "exp_avg_sq": a["exp_avg_sq"].to(ctx.dev)}},
                                  "param_groups": opt.state_dict()["param_groups"]})
-        history = state["log"]["values"].tolist()   # rows [loss, *terms] per step, kept as a tensor
+        history = state["log"]["values"].to(torch.float64)   # rows [loss, *terms] per step, on the host
+        block: list[torch.Tensor] = []   # the steps since the last flush, on the device: no sync per step
+        start, steps = int(state["step"]), int(cfg["steps"])
         from tqdm.auto import tqdm
 
-        for step in tqdm(range(int(state["step"]), int(cfg["steps"])), desc=f"fit {self.name}",
-                         disable=not ctx.progress, unit="step"):
-            terms = self.losses(ctx, T, step, D)
+        for step in tqdm(range(start, steps), desc=f"fit {self.name}", disable=not ctx.progress, unit="step"):
+            terms = self.losses(ctx, T, step, D, check=step == start)
             loss = sum(weights[k] * v for k, v in terms.items())
-            if not torch.isfinite(loss):
-                raise BenchError(f"{self.name}: loss is not finite at step {step}: "
-                                 f"{ {k: float(v) for k, v in terms.items()} }")
             opt.zero_grad(set_to_none=True)
             (T.grad,) = torch.autograd.grad(loss, [T])   # only T: the frozen nets' params get no .grad
             opt.step()
-            history.append([loss.item()] + [terms[k].item() for k in weights])
+            with torch.no_grad():
+                block.append(torch.stack([loss, *(terms[k] for k in weights)]))
             done = step + 1
-            if done % self.checkpoint_steps == 0 and done < int(cfg["steps"]):
+            save = done % self.checkpoint_steps == 0 and done < steps
+            if save or done % self.log_every == 0 or done == steps:
+                # raises before a checkpoint could store a T that a non-finite step has already updated
+                history = torch.cat([history, self._flush(block, done - len(block), terms_logged)])
+                block = []
+            if save:
                 st = opt.state[T]
                 ck.save({"step": done, "T": T.detach(), "log": self._log(terms_logged, history),
                          "adam": {"step": st["step"], "exp_avg": st["exp_avg"], "exp_avg_sq": st["exp_avg_sq"]}})
         self.T, self._attrs = T.detach().cpu().clone(), tuple(ctx.attributes)
         self.log = self._log(terms_logged, history)
 
+    def _flush(self, block: list[torch.Tensor], first_step: int, names) -> torch.Tensor:
+        """The block's rows as float64 on the host (one transfer); BenchError at its first non-finite loss."""
+        rows = torch.stack(block).to("cpu", torch.float64)
+        bad = (~torch.isfinite(rows[:, 0])).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise BenchError(f"{self.name}: loss is not finite at step {first_step + i}: "
+                             f"{ {k: float(v) for k, v in zip(names[1:], rows[i, 1:])} }")
+        return rows
+
     @staticmethod
-    def _log(names, rows) -> dict:
-        return {"terms": list(names), "values": torch.tensor(rows, dtype=torch.float64).reshape(-1, len(names))}
+    def _log(names, values: torch.Tensor) -> dict:
+        return {"terms": list(names), "values": values.reshape(-1, len(names))}
 
     def history(self, term: str) -> torch.Tensor:
         """The per-step values of one logged term ("loss" = the weighted total, "reg", "content", ...)."""
@@ -251,7 +286,7 @@ class HFLD(EYE):
         return [self.config["content_instrument"], self.config["landmark_instrument"]]
 
     def extra_losses(self, ctx, x, x2):
-        H = self.instrument(ctx, self.config["landmark_instrument"])
+        H = self._net(ctx, self.config["landmark_instrument"])
         with torch.no_grad():
             h = H(x)["landmarks"]
         return {"landmarks": (H(x2)["landmarks"] - h).abs().mean()}

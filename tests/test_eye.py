@@ -161,3 +161,78 @@ def test_d_term_on_a_small_stylegan2(instruments):
     rd = EYE(steps=2, batch_size=2, random_d=True)
     rd.fit(make_ctx(bb, instruments))
     assert not torch.equal(rd.history("d"), ed.history("d"))
+
+
+class FullForwardOnly(torch.nn.Module):
+    """The probe without ``score_attribute``: FitContext.score_attrs falls back to the full forward."""
+
+    def __init__(self, probe):
+        super().__init__()
+        self.probe, self.outputs = probe, probe.outputs
+
+    def forward(self, images):
+        return self.probe(images)
+
+
+def test_score_attrs_equals_the_full_forward(backbone, instruments):
+    from bench.attributes import CELEBA_ATTRIBUTES
+
+    ctx = make_ctx(backbone, instruments)
+    full_ctx = FitContext(backbone, {"probe": FullForwardOnly(instruments["probe"])}, attributes=(ATTR,))
+    attrs = ("Male", "Bald", "Smiling")
+    x = backbone.synthesize(ctx.latents(4, seed=3)).requires_grad_(True)
+    with torch.no_grad():
+        full = ctx.score(x)[:, [CELEBA_ATTRIBUTES.index(a) for a in attrs]]
+    for c in (ctx, full_ctx):
+        r = c.score_attrs(x, attrs)
+        torch.testing.assert_close(r, full, atol=1e-6, rtol=0)
+        (g,) = torch.autograd.grad(r.sum(), [x])       # differentiable
+        assert torch.isfinite(g).all() and g.abs().sum() > 0
+        with pytest.raises(BenchError, match="does not score attribute"):
+            c.score_attrs(x, ("Male", "Eyeglasses"))       # the probe has no Eyeglasses: NaN column / refusal
+
+
+def test_losses_and_fit_equal_the_full_forward_reference(backbone, instruments):
+    """Scoring only the fitted attributes (score_attribute) changes no number: the loss terms, their
+    gradients and a short fit equal those computed with the probe's full forward."""
+    attrs = ("Male", "Bald")
+    shared = dict(instruments)      # the content/landmark nets, loaded once for both contexts
+    ctx = FitContext(backbone, shared, attributes=attrs, seed=0)
+    ed = HFLD(batch_size=2, landmark_weight=1e2)
+    T = (0.3 * torch.randn(2, 1, 100, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+    new = [ed.losses(ctx, T, s) for s in (0, 1)]
+    ref_ctx = FitContext(backbone, {**shared, "probe": FullForwardOnly(instruments["probe"])}, attributes=attrs, seed=0)
+    ref = [ed.losses(ref_ctx, T, s) for s in (0, 1)]
+    for a, b in zip(new, ref):
+        assert set(a) == set(b) == {"reg", "content", "landmarks"}
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
+            ga, gb = (torch.autograd.grad(t[k], [T], retain_graph=True)[0] for t in (a, b))
+            torch.testing.assert_close(ga, gb, atol=1e-5, rtol=1e-4)
+    fits = []
+    for c in (ctx, ref_ctx):
+        f = HFLD(steps=3, batch_size=2, lr=1e-2, landmark_weight=1e2)
+        f.fit(c)
+        fits.append(f)
+    torch.testing.assert_close(fits[0].log["values"], fits[1].log["values"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(fits[0].T, fits[1].T, atol=1e-6, rtol=0)
+
+
+def test_non_finite_loss_names_its_step(backbone, instruments, tmp_path):
+    """The fit checks finiteness per block of logged steps (no host sync per step) and names the
+    first bad step; no checkpoint is written after it."""
+    class NaNAt3(EYE):
+        def losses(self, ctx, T, step, D=None, check=True):
+            out = super().losses(ctx, T, step, D, check)
+            if step == 3:
+                out["content"] = out["content"] * float("nan")
+            return out
+
+    ed = NaNAt3(steps=6, batch_size=2)
+    ed.checkpoint_steps = ed.log_every = 2     # blocks [0, 2), [2, 4): step 3 is the second of a block
+    ctx = make_ctx(backbone, instruments, cache_dir=tmp_path)
+    with pytest.raises(BenchError, match=r"loss is not finite at step 3: \{'reg': .*'content': nan"):
+        fit_or_load(ed, ctx)
+    path = artifact_path(ed, ctx)
+    partial = Checkpointer(path.with_name(path.stem + ".partial.safetensors")).load()
+    assert not path.exists() and partial["step"] == 2 and torch.isfinite(partial["T"]).all()
