@@ -30,7 +30,7 @@ _EYE_PAPER = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # = methods.eye.PA
 #   Male component at +4). Component choice on 64 samples and the top 10 (16 and 5 picked weaker ones);
 #   InterFaceGAN boundary from 1024 samples, top/bottom 10% (102 a side: at 2% of 128-512 samples,
 #   3-10 points a side in 100 dimensions are separable along almost any direction).
-_EYE_QUICK = {"steps": 400, "lr": 3e-3, "max_strength": 3.0}
+_EYE_QUICK = {"steps": 200, "lr": 6e-3, "max_strength": 3.0}
 _IFG_QUICK = {"n_samples": 1024, "ratio": 0.1, "max_sigmas": 4.0}   # 1024 renders scored once: ~15 s
 
 PRESETS = {

@@ -133,7 +133,7 @@ class Ladder:
 
 @torch.no_grad()
 def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: str, levels, *,
-                tol: float = LADDER_TOL, grid: int = LADDER_GRID, steps: int = 6,
+                tol: float = LADDER_TOL, grid: int = LADDER_GRID, steps: int = 4,
                 batch_size: int = 64) -> Ladder:
     """Drive every sample to R_k(original) + level, for every signed level, by the editor's own strength.
 
@@ -185,13 +185,16 @@ def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: st
     all_r = torch.cat([side_r[0], side_r[1][:, 1:]], 1)                  # [N, 2G+1]
     best = (all_r[None] - target[..., None]).abs().argmin(-1)            # [L, N]
     best_s, best_r = all_s[best], all_r.expand(n_lv, n, -1).gather(-1, best[..., None])[..., 0]
-    # bisection on every bracketed (level, sample) pair at once
+    # refine every bracketed (level, sample) pair at once: false position (R_k is smooth inside one grid
+    # step, so the linear guess lands close), kept in the middle 80% of the bracket so it always shrinks
     li, si = bracketed.nonzero(as_tuple=True)
     start = torch.sign(r0 - target)                                     # the side of the target at s = 0
     for _ in range(steps):
         if len(si) == 0:
             break
-        mid = (a[li, si] + b[li, si]) / 2
+        aa, bb, ra, rb, t = a[li, si], b[li, si], r_a[li, si], r_b[li, si], target[li, si]
+        frac = ((t - ra) / (rb - ra)).nan_to_num(0.5).clamp(0.1, 0.9)
+        mid = aa + frac * (bb - aa)
         r_mid = score(si, mid)
         past = torch.sign(r_mid - target[li, si]) != start[li, si]
         a[li, si] = torch.where(past, a[li, si], mid)

@@ -62,7 +62,7 @@ class RunConfig:
     levels: tuple = DEFAULT_LEVELS         # |achieved change of R_k|, each towards presence and absence
     tol: float = LADDER_TOL                # a level is reached within ±tol
     min_reach: float = 0.5                 # a method reaches a level when this fraction of samples does, every seed
-    search_steps: int = 6                  # bisections after the ladder's grid scan
+    search_steps: int = 4                  # false-position refinements after the ladder's grid scan
     reference: str = "baseline"
     metrics: tuple = DEFAULT_METRICS
     instruments: dict = field(default_factory=lambda: dict(DEFAULT_INSTRUMENTS))

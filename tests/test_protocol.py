@@ -217,7 +217,7 @@ def test_ladder_reaches_every_reachable_level_and_records_the_rest(sign):
     ctx = FitContext(Ramp(), {"brightness": Brightness()}, attributes=(ATTR,))
     w0 = torch.tensor([-2.0, -0.6, -0.1, 0.2, 0.7, 1.4, 3.0])
     lat = w0[:, None, None]
-    lad = ladder_edit(Shift(sign=sign), ctx, lat, ATTR, LEVELS, steps=12)
+    lad = ladder_edit(Shift(sign=sign), ctx, lat, ATTR, LEVELS)   # the default refinement steps
     r0 = ramp_score(w0)
     assert lad.latents.shape == (len(LEVELS), len(w0), 1, 1)
     for li, level in enumerate(LEVELS):
@@ -243,7 +243,7 @@ def test_ladder_takes_the_crossing_nearest_to_zero_on_a_non_monotone_score():
     ctx = FitContext(Ramp(), {"bump": Bump()}, attributes=(ATTR,))
     w0 = torch.tensor([-0.5, 0.4], dtype=torch.float64)
     R = lambda w: torch.sigmoid(12 * (0.3 - torch.tanh(torch.as_tensor(w, dtype=torch.float64)) ** 2))  # noqa: E731
-    lad = ladder_edit(Shift(), ctx, w0[:, None, None].float(), ATTR, (0.1,), steps=16)
+    lad = ladder_edit(Shift(), ctx, w0[:, None, None].float(), ATTR, (0.1,), steps=8)
     target = R(w0) + 0.1
     w_t = torch.atanh(torch.sqrt(0.3 - torch.logit(target) / 12))   # |w| where R = target
     cand = torch.stack([w_t - w0, -w_t - w0], 1)                      # both crossings; the nearer one wins

@@ -246,3 +246,14 @@ def test_bad_input_exits_2_with_a_clear_message(args, needle, tmp_path):
 def test_a_folder_of_another_config_is_refused(reference_run, cache):
     with pytest.raises(Exception, match="different config"):
         run_fast(reference_run, cache, n=9)
+
+
+def test_fits_are_cached_per_attribute_and_seed_so_other_attrs_reuse_them(reference_run, tmp_path, cache):
+    """The reference run fitted Male (seeds 0, 1); a run of Male and Bald loads those fits from the cache
+    and fits only Bald. Fit seeds differ: seed 1's artifact is not seed 0's."""
+    r = Run(make_config(**{**FAST, "attrs": "Male,Bald"}), tmp_path / "attrs", cache_dir=cache, progress=False,
+            log=lambda s: None)
+    r._load_models()
+    male = [r.fit("sefa", "Male", seed) for seed in (0, 1)]
+    assert all(e.cache_hit for e in male) and male[0].artifact_path != male[1].artifact_path
+    assert not r.fit("sefa", "Bald", 0).cache_hit
