@@ -279,7 +279,7 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
 @click.option("--fit-seeds", type=int, default=None,
               help="fit every method K times with seeds seed..seed+K-1; intervals cover fit variance (default: the preset's)")
 @click.option("--levels", default=None, metavar="L1,L2,...",
-              help="achieved changes of R_k to compare at, each towards presence and absence (default: 0.1,0.2,0.3,0.4)")
+              help="achieved changes of R_k to compare at, each towards presence and absence (default: 0.1,0.2,0.3)")
 @click.option("--tol", type=float, default=None, help="a level is reached within ±tol (default: 0.03)")
 @click.option("--min-reach", type=float, default=None,
               help="a method reaches a level when this fraction of samples does under every fit seed (default: 0.5)")

@@ -19,10 +19,12 @@ so the share of an interval that is fit variance can be read off.
 from __future__ import annotations
 
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .metric import Quantity
+if TYPE_CHECKING:   # no torch import for readers of run folders (the report)
+    from .metric import Quantity
 
 LEVEL = 0.95
 

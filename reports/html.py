@@ -24,6 +24,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from bench.analysis import COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS
 from bench.errors import BenchError
 
 from . import plots
@@ -31,14 +32,6 @@ from .tables import (DIRECTIONS, RANKING_NOTE, Cell, Col, Table, comparison_tabl
                      fmt_level, key_value_table, level_slug, list_table, quantity_table, ranking_table, seeds_table,
                      share, slug, topk_table)
 
-SUMMARY_COLUMNS = ["attr", "level", "method", "metric", "quantity", "label", "value", "lo", "hi", "n", "n_seeds",
-                   "reach", "better", "table"]
-SEEDS_COLUMNS = ["attr", "level", "method", "seed", "metric", "quantity", "value", "n", "reach"]
-COMPARISON_COLUMNS = ["attr", "level", "method", "reference", "metric", "quantity", "label", "value", "ref_value",
-                      "diff", "diff_lo", "diff_hi", "diff_lo_samples", "diff_hi_samples", "rel", "rel_lo", "rel_hi",
-                      "p_value", "n", "better", "test"]
-RANKING_COLUMNS = ["attr", "direction", "level", "method", "status", "rank", "value", "lo", "hi", "n", "reach",
-                   "rel", "rel_lo", "rel_hi", "p_value", "kind"]
 TEXT_COLUMNS = {"attr", "method", "metric", "quantity", "label", "better", "table", "test", "reference",
                 "direction", "status", "kind"}
 # summary.csv is the one file without which there is nothing to show; the others may be absent

@@ -1,16 +1,13 @@
-"""Issue #4: on the embedded backbone the matched protocol reaches its targets for most samples.
+"""On the embedded backbone the ladder's small levels are reached by most samples (the demo can compare).
 
-Every method is fitted for Male and Bald on the DCGAN with ``probe`` as R: the closed-form ones
-with the quick preset, EYE/HFLD with the quick preset's lr (3e-3) and strength range (±3) but
-``EYE_STEPS`` steps instead of 400 (the suite's time budget). N held-out samples (seed 1000) are
-matched-edited to R_k = 0 and to R_k = 1; each edit is rendered and scored again here, and a sample
-counts as reached when |R_k - target| <= tol, i.e. when the achieved change R_k(edit) - R_k(w)
-is within tol of the asked change target - R_k(w).
+The closed-form methods are fitted for Male and Bald (quick preset, fit seed 0) on the DCGAN with
+``probe`` as R; N held-out samples (seed 1000) are driven to R_k(original) ± 0.1 and ± 0.2 by
+``ladder_edit``; each edit is rendered and scored again here, and a sample counts as reached when
+its achieved change is within the ladder's tol of the level. EYE/HFLD are left to the demo
+(docs/demo-results.md lists every method's reach per level): their fits cost a minute each.
 
-``MOST`` lists the (method, attribute, target) combinations asserted to reach for most samples
-(> 0.5); every other combination is in ``SHORT`` with the lower bound asserted for it and the reason
-it falls short. Measured fractions are in the comments; the closed-form methods' equal the quick
-preset's table in docs/methods.md (same fits, same 32 samples). About 2.5 minutes on 2 idle cores.
+``FLOORS`` asserts a lower bound for every (method, attribute, level); the demo's measured fraction
+for ganspace (3 fit seeds, same samples) is in the comments. About a minute on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -25,94 +22,56 @@ from bench.instruments.probe import CALIBRATION
 from bench.method import FitContext, fit_or_load
 from bench.plugins import get_plugins
 from bench.presets import method_config
-from bench.protocol import DEFAULT_TOL, matched_edit
+from bench.protocol import DEFAULT_TOL, LADDER_TOL, ladder_edit
 
 TORCH_THREADS = 2
 N, SEED = 32, 1000
 ATTRS = ("Male", "Bald")
-METHODS = ("baseline", "hfld", "ganspace", "interfacegan", "sefa")
-EYE_STEPS = 200
-
-# reached by most samples (fraction > 0.5); the measured fraction in the comment
-MOST = {
-    ("baseline", "Male", 1.0),       # 0.81
-    ("ganspace", "Male", 1.0),       # 0.69
-    ("interfacegan", "Male", 1.0),   # 0.91
-    ("sefa", "Male", 1.0),           # 0.88
-    ("ganspace", "Bald", 0.0),       # 0.81
-    ("sefa", "Bald", 0.0),           # 0.75
-    ("hfld", "Male", 1.0),           # 0.59 (quick preset: landmark weight 1e2)
-}
-MALE0 = ("face-api's gender net scores 99% of DCGAN faces above 0.1 (1% quantile 0.11 over 2048 samples); "
-         "inside the ranges where faces stay faces few samples get there")
-HFLD = ("hfld's landmark term resists the edit: in the test's 200 steps T learns Bald more slowly than "
-        "baseline's (0.41 at the preset's 400 steps, N = 32)")
-BALD1 = "Bald <= 0.76 for every image by the probe's definition (test_bald_one_is_beyond_the_probe)"
-# every other combination: (lower bound asserted, why it falls short); 0.0 = no claim
-SHORT = {
-    ("baseline", "Male", 0.0): (0.0, MALE0),                  # 0.00
-    ("ganspace", "Male", 0.0): (0.1, MALE0),                  # 0.22
-    ("interfacegan", "Male", 0.0): (0.05, MALE0),             # 0.16
-    ("sefa", "Male", 0.0): (0.0, MALE0 + "; SeFa's chosen component raises Male only"),   # 0.00
-    ("baseline", "Bald", 0.0): (0.35, f"T after {EYE_STEPS} of the quick preset's 400 steps (400: 0.72)"),   # 0.50
-    ("interfacegan", "Bald", 0.0): (0.4, "the SVM normal is a weaker Bald direction than GANSpace's and "
-                                         "SeFa's components: half the samples"),   # 0.53
-    ("hfld", "Male", 0.0): (0.0, MALE0),                                               # 0.00
-    ("hfld", "Bald", 0.0): (0.2, HFLD),                                                # 0.31
-    **{(m, "Bald", 1.0): (0.0, BALD1) for m in METHODS},                              # 0.00
-}
-
-
-def config(method: str) -> dict:
-    cfg = method_config("quick", method)
-    if method in ("baseline", "hfld"):
-        cfg["steps"] = EYE_STEPS
-    return cfg
+METHODS = ("ganspace", "interfacegan", "sefa")
+LEVELS = (-0.2, -0.1, 0.1, 0.2)
+# towards absence and the first step towards presence: most samples (> 0.5). +0.2 is rarer: many
+# originals sit near the top of R_k already (Male: face-api's gender net scores most DCGAN faces
+# above 0.7), and ±4 sigma is as far as directions go before faces break up.
+FLOORS = {(m, a, lv): 0.5 for m in METHODS for a in ATTRS for lv in (-0.2, -0.1, 0.1)}
+FLOORS |= {(m, a, 0.2): 0.25 for m in METHODS for a in ATTRS}     # demo, ganspace: Male 0.38, Bald 0.52
+# SeFa's Male component (picked by its effect on 64 samples) mostly raises Male; lowering it by 0.2 works
+# for fewer than half the samples (measured 0.44; +0.1: 0.69)
+FLOORS[("sefa", "Male", -0.2)] = 0.35
+# measured here (seed 0, N = 32): ganspace Male -0.2/-0.1/+0.1/+0.2 0.78/0.94/0.66/0.38, Bald 0.78/0.84/0.69/0.56;
+# interfacegan Male 0.94/0.97/0.66/0.47, Bald 0.66/0.81/0.75/0.50; sefa Male 0.44/0.69/0.69/0.47, Bald 0.66/0.72/0.75/0.53
 
 
 @pytest.fixture(scope="module")
 def reach(tmp_path_factory):
     plugins = get_plugins()
-    if "probe" not in plugins.instruments:
-        pytest.skip("probe not registered")
     backbone = plugins.backbones.create("dcgan")
-    ctx = FitContext(backbone, {"probe": plugins.instruments.create("probe")}, attributes=ATTRS, seed=0,
-                     device=torch.device("cpu"), cache_dir=tmp_path_factory.mktemp("cache"),
-                     attribute_instrument="probe")
+    ctx = FitContext(backbone, {"probe": plugins.instruments.create("probe")}, seed=0, device=torch.device("cpu"),
+                     cache_dir=tmp_path_factory.mktemp("cache"), attribute_instrument="probe")
     lat = ctx.latents(N, seed=SEED)
     out = {}
     for name in METHODS:
-        ed = fit_or_load(plugins.methods.create(name, **config(name)), ctx)
         for attr in ATTRS:
-            r0 = ctx.score_latents(lat, attr)
+            fctx = FitContext(**{**ctx.__dict__, "attributes": (attr,)})
+            ed = fit_or_load(plugins.methods.create(name, **method_config("quick", name)), fctx)
+            lad = ladder_edit(ed, ctx, lat, attr, LEVELS)
             lo, hi = ed.strength_range(attr)
-            for target in (0.0, 1.0):
-                edited, _, _, s = matched_edit(ed, ctx, lat, attr, target)
-                assert torch.all((s >= lo - 1e-6) & (s <= hi + 1e-6))
-                truth = ctx.score_latents(edited, attr)            # rendered and scored again
-                change_err = ((truth - r0) - (target - r0)).abs()   # achieved vs asked change of R_k
-                frac = float((change_err <= DEFAULT_TOL).float().mean())
-                out[(name, attr, target)] = (frac, truth)
-                print(f"{name} {attr} -> {target:g}: reached {frac:.2f}; R_k {float(r0.mean()):.2f} -> "
-                      f"{float(truth.mean()):.2f}; |s| {float(s.abs().mean()):.2f} of {hi:.2f}")
+            assert torch.all((lad.strength >= lo - 1e-6) & (lad.strength <= hi + 1e-6))
+            r0 = ctx.score_latents(lat, attr)
+            for i, lv in enumerate(LEVELS):
+                truth = ctx.score_latents(lad.latents[i], attr)       # rendered and scored again
+                frac = float((((truth - r0) - lv).abs() <= LADDER_TOL).float().mean())
+                # the search's own verdict agrees with the re-render (up to float noise at the band's edge)
+                agree = ((((truth - r0) - lv).abs() <= LADDER_TOL) == lad.reached[i]).float().mean()
+                assert agree >= 0.95, (name, attr, lv, float(agree))
+                out[(name, attr, lv)] = frac
+                print(f"{name} {attr} {lv:+.1f}: reached {frac:.2f}")
     return out
 
 
-def test_every_combination_is_claimed_or_explained():
-    combos = {(m, a, t) for m in METHODS for a in ATTRS for t in (0.0, 1.0)}
-    assert MOST | set(SHORT) == combos and not MOST & set(SHORT)
-
-
 @pytest.mark.slow
-def test_most_samples_reach(reach):
-    bad = {k: round(reach[k][0], 3) for k in MOST if not reach[k][0] > 0.5}
-    assert not bad, f"combinations below 'most samples': {bad}"
-
-
-@pytest.mark.slow
-def test_short_combinations_hold_their_floor(reach):
-    bad = {k: (round(reach[k][0], 3), floor, why) for k, (floor, why) in SHORT.items() if reach[k][0] < floor}
-    assert not bad, bad
+def test_most_samples_reach_the_small_levels(reach):
+    bad = {k: (round(reach[k], 3), floor) for k, floor in FLOORS.items() if reach[k] < floor}
+    assert not bad, f"below their floor: {bad}"
 
 
 def test_bald_one_is_beyond_the_probe():
@@ -129,12 +88,3 @@ def test_bald_one_is_beyond_the_probe():
     with torch.no_grad():
         bald = probe(torch.cat([flat, noise]))["attributes"][:, k]
     assert torch.allclose(bald[:2], torch.tensor(ceiling), atol=1e-4) and torch.all(bald <= ceiling + 1e-6)
-
-
-@pytest.mark.slow
-def test_bald_one_stays_under_the_ceiling(reach):
-    centre, scale = CALIBRATION["Bald"]
-    ceiling = 1 / (1 + math.exp(centre / scale))
-    for name in METHODS:
-        frac, truth = reach[(name, "Bald", 1.0)]
-        assert frac == 0.0 and float(truth.max()) <= ceiling + 1e-5
