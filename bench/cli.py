@@ -41,8 +41,11 @@ def resolve_device(name: str):
 
 def writable_output(path: Path) -> Path:
     """Create the parent folder now, so a bad -o fails before any work is done."""
-    from .fs import writable_dir
+    from .fs import file_in_the_way, writable_dir
 
+    blocker = file_in_the_way(path.parent)
+    if blocker is not None:   # e.g. -o /dev/null/x.png: name the parent, not mkdir's "File exists"
+        raise BenchError(f"cannot write {str(path)!r}: its parent {str(blocker)!r} is not a directory")
     writable_dir(path.parent)
     return path
 
@@ -227,14 +230,18 @@ def zoo_train_stylegan2(output_dir, steps, batch_size, size, max_channels, lr, r
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("cache"),
               show_default=True, help="artifact store")
+@click.option("--fit-seeds", type=int, default=None,
+              help="fit seeds seed..seed+K-1, as `bench run --fit-seeds K` does (default: the preset's)")
 @click.option("--refit", is_flag=True, help="ignore cached artifacts")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_dir, refit, device):
-    """Fit editing methods for attributes (or load them from the cache)."""
+def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_seeds, cache_dir, refit, device):
+    """Fit editing methods per attribute and fit seed, exactly as `bench run` does (or load them from the cache)."""
     import time
 
+    import dataclasses
+
     from .method import FitContext, fit_or_load
-    from .presets import method_config
+    from .presets import method_config, preset as get_preset
 
     plugins = _plugins()
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -248,7 +255,11 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
         if a not in known:
             raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(known)}")
     plugins.instruments.get(instrument)
-    editors = [plugins.methods.create(m, **method_config(preset, m)) for m in names]   # bad config: before work
+    for m in names:                              # bad config: before any work
+        plugins.methods.create(m, **method_config(preset, m))
+    k = get_preset(preset)["fit_seeds"] if fit_seeds is None else fit_seeds
+    if k < 1:
+        raise BenchError(f"--fit-seeds must be at least 1, got {k}")
     dev = resolve_device(device)
     R = plugins.instruments.create(instrument)
     supported = tuple(getattr(R, "supported_attributes", known))
@@ -261,12 +272,15 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, cache_
     backbone = plugins.backbones.create(backbone_name, **options).to(dev)
     ctx = FitContext(backbone, {instrument: R.to(dev)}, attributes=tuple(attr_names), seed=seed,
                      device=dev, cache_dir=cache_dir, progress=True, attribute_instrument=instrument)
-    for name, ed in zip(names, editors):
-        click.echo(f"{name}: fitting {', '.join(attr_names)} ({preset} preset) ...")
-        t0 = time.perf_counter()
-        fit_or_load(ed, ctx, refit=refit)
-        how = "cache hit, loaded" if ed.cache_hit else "fitted, stored"
-        click.echo(f"{name}: {how} {ed.artifact_path} in {time.perf_counter() - t0:.1f} s")
+    for name in names:
+        for s in range(seed, seed + k):
+            for attr in attr_names:   # one fit per attribute and seed: the artifacts `bench run` loads
+                ed = plugins.methods.create(name, **method_config(preset, name))
+                click.echo(f"{name}: fitting {attr}, fit seed {s} ({preset} preset) ...")
+                t0 = time.perf_counter()
+                fit_or_load(ed, dataclasses.replace(ctx, attributes=(attr,), seed=s), refit=refit)
+                how = "cache hit, loaded" if ed.cache_hit else "fitted, stored"
+                click.echo(f"{name}: {how} {ed.artifact_path} in {time.perf_counter() - t0:.1f} s")
 
 
 @cli.command()
@@ -323,6 +337,17 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
             batch_size=batch_size, log=click.echo, report=not no_report)
     r.execute()
     click.echo(f"done: {out}")
+    failed = r.failed
+    if failed:   # exit 1, not 0 (success) nor 2 (usage error): scripts and CI must see a method failed
+        click.echo(failed_line(failed, out, report=not no_report), err=True)
+        click.get_current_context().exit(1)
+
+
+def failed_line(failed, out: Path, report: bool = True) -> str:
+    """The last line of a run where methods failed: which, and where their errors are."""
+    where = [str(out / "report.html")] if report else []
+    where.append(f"{out / 'manifest.json'} (methods.<name>.error)")
+    return f"FAILED: {', '.join(failed)}; see {' and '.join(where)}"
 
 
 @cli.command()

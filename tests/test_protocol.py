@@ -186,6 +186,7 @@ def run(*args):
     (["--methods", "sefa", "--attrs", "Bogus"], "unknown attribute 'Bogus'; valid: 5_o_Clock_Shadow"),
     (["--methods", "sefa", "--instrument", "nope"], "valid instruments"),
     (["--methods", "sefa", "--attrs", "Male,Eyeglasses"], "does not support Eyeglasses; supported: Bald"),
+    (["--methods", "sefa", "--fit-seeds", "0"], "--fit-seeds must be at least 1"),
 ])
 def test_fit_usage_errors(args, needle):
     res = run("fit", *args)
@@ -193,7 +194,8 @@ def test_fit_usage_errors(args, needle):
 
 
 def test_fit_cli_stores_then_hits_cache(tmp_path):
-    args = ["fit", "--methods", "sefa", "--attrs", "Male", "--cache", str(tmp_path), "--device", "cpu"]
+    args = ["fit", "--methods", "sefa", "--attrs", "Male", "--fit-seeds", "1", "--cache", str(tmp_path), "--device",
+            "cpu"]
     first = run(*args)
     assert first.returncode == 0, first.stderr
     assert "sefa: fitted, stored" in first.stdout
@@ -201,6 +203,13 @@ def test_fit_cli_stores_then_hits_cache(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "sefa: cache hit, loaded" in second.stdout
     assert len(list((tmp_path / "sefa").glob("*.safetensors"))) == 1
+    # what `bench fit` stored is what `bench run` loads (same per-attribute, per-seed key)
+    from bench.run import Run, make_config
+
+    r = Run(make_config("sefa", "Male", fit_seeds=1), tmp_path / "run", cache_dir=tmp_path, progress=False,
+            log=lambda s: None)
+    r._load_models()
+    assert r.fit("sefa", "Male", 0).cache_hit
 
 
 # -- the ladder ------------------------------------------------------------------------------------
