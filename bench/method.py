@@ -15,6 +15,7 @@ import abc
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ import torch
 from .attributes import CELEBA_ATTRIBUTES
 from .errors import BenchError
 from .registry import configure
+
+logger = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = 1   # bump when the stored layout changes: old artifacts then miss the cache
 
@@ -77,12 +80,27 @@ class FitContext:
     checkpointer: "Checkpointer | None" = None             # set by fit_or_load for the running fit
     on_checkpoint: Callable[[int], None] | None = None      # called after each checkpoint save (tests)
     memo: dict = field(default_factory=dict)                # shared samples/scores within one run
+    # loads a named instrument that is not in ``instruments`` yet (the run passes its registry's
+    # ``create``); None: the built-in registry. Loaded instruments join ``instruments``, so every
+    # method of a run shares one copy.
+    load_instrument: Callable[[str], Any] | None = None
 
     def __post_init__(self):
         self.attributes = tuple(self.attributes)
         for a in self.attributes:
             if a not in CELEBA_ATTRIBUTES:
                 raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(CELEBA_ATTRIBUTES)}")
+
+    def instrument(self, name: str):
+        """The instrument ``name`` from the shared pool, loaded on first use."""
+        if name not in self.instruments:
+            load = self.load_instrument
+            if load is None:
+                from .plugins import get_plugins
+
+                load = get_plugins().instruments.create
+            self.instruments[name] = load(name).eval()
+        return self.instruments[name]
 
     # the attribute regressor R
     @property
@@ -369,13 +387,21 @@ def _join(obj, tensors: dict):
     return obj
 
 
+class CorruptArtifact(BenchError):
+    """An artifact file that does not parse or does not match the sha256 its sidecar recorded."""
+
+
 def save_artifact(path: Path, state: dict, meta: dict | None = None) -> None:
     """Write ``state`` atomically to ``path`` (.safetensors) plus a human-readable ``.json`` sidecar.
 
     The structure lives in the safetensors header (one file, replaced atomically), so a kill at any
-    moment leaves either the old or the new artifact; the sidecar is a copy for people.
+    moment leaves either the old or the new artifact; the sidecar is a copy for people plus the file's
+    sha256, which :func:`load_artifact` checks (a kill between the two replaces leaves a stale sha256:
+    the artifact then reads as corrupt and is refitted, never used wrongly).
     """
     from safetensors.torch import save_file
+
+    from .assets import sha256_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,23 +410,61 @@ def save_artifact(path: Path, state: dict, meta: dict | None = None) -> None:
     text = json.dumps(doc, sort_keys=True, indent=1, default=_json_default)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata={"bench": text})
+    digest = sha256_file(tmp)
     os.replace(tmp, path)
     side = sidecar(path)
     tmp = side.with_name(side.name + f".tmp{os.getpid()}")
-    tmp.write_text(text + "\n")
+    # the sha256 cannot live in the file it hashes: the sidecar carries it
+    tmp.write_text(json.dumps({**doc, "sha256": digest}, sort_keys=True, indent=1, default=_json_default) + "\n")
     os.replace(tmp, side)
 
 
 def load_artifact(path: Path) -> tuple[dict, dict]:
-    """(state, meta) from an artifact written by :func:`save_artifact`; tensors only, no code."""
+    """(state, meta) from an artifact written by :func:`save_artifact`; safetensors and JSON only, no code.
+
+    Raises :class:`CorruptArtifact` if the file does not parse or its sha256 differs from the sidecar's.
+    """
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        doc = json.loads(f.metadata()["bench"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    from .assets import sha256_file
+
+    path = Path(path)
+    side = sidecar(path)
+    if side.exists():
+        try:
+            recorded = json.loads(side.read_text()).get("sha256")
+        except (OSError, ValueError, AttributeError) as e:
+            raise CorruptArtifact(f"{side}: unreadable sidecar ({e})") from None
+        # artifacts written before sha256s were recorded have none: they are accepted if they parse
+        if recorded is not None and sha256_file(path) != recorded:
+            raise CorruptArtifact(f"{path}: sha256 differs from the one recorded in {side.name}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            doc = json.loads(f.metadata()["bench"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = _join(doc["state"], tensors)
+    except Exception as e:   # safetensors' own error type, a truncated header, bad JSON, missing keys...
+        raise CorruptArtifact(f"{path}: unreadable artifact ({type(e).__name__}: {e})") from None
     if doc.get("format") != ARTIFACT_FORMAT:
         raise BenchError(f"{path}: artifact format {doc.get('format')}, expected {ARTIFACT_FORMAT}")
-    return _join(doc["state"], tensors), doc["meta"]
+    return state, doc["meta"]
+
+
+def quarantine(path: Path, why: str) -> Path:
+    """Move a corrupt artifact and its sidecar aside (``<key>.corrupt-<UTC time>.safetensors``), kept for
+    inspection rather than deleted, and warn naming it; returns the new path."""
+    import datetime as _dt
+
+    path = Path(path)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    bad = path.with_name(f"{path.stem}.corrupt-{stamp}{path.suffix}")
+    for src, dst in ((path, bad), (sidecar(path), sidecar(bad))):
+        try:
+            os.replace(src, dst)
+        except FileNotFoundError:   # another process quarantined it first, or there was no sidecar
+            pass
+    logger.warning("corrupt artifact %s (%s); moved to %s, refitting", path, why, bad)
+    return bad
 
 
 def sidecar(path: Path) -> Path:
@@ -424,7 +488,11 @@ class Checkpointer:
     def load(self) -> dict | None:
         if self.path is None or not self.path.exists():
             return None
-        state, _ = load_artifact(self.path)
+        try:
+            state, _ = load_artifact(self.path)
+        except CorruptArtifact as e:   # a damaged checkpoint only costs the fit its head start
+            quarantine(self.path, str(e))
+            return None
         self.resumed = True
         return state
 
@@ -482,10 +550,14 @@ def fit_or_load(editor: Editor, ctx: FitContext, refit: bool = False, checkpoint
         return editor
     path = artifact_path(editor, ctx)
     if path.exists() and not refit:
-        state, _ = load_artifact(path)
-        editor.load_state_dict(state)
-        editor.artifact_path, editor.cache_hit = path, True
-        return editor
+        try:
+            state, _ = load_artifact(path)
+        except CorruptArtifact as e:   # a damaged cache entry must cost a refit, not the method's results
+            quarantine(path, str(e))
+        else:
+            editor.load_state_dict(state)
+            editor.artifact_path, editor.cache_hit = path, True
+            return editor
     partial = path.with_name(path.stem + ".partial.safetensors")
     ck = Checkpointer(partial, every=checkpoint_every, on_save=ctx.on_checkpoint)
     if refit:

@@ -223,18 +223,29 @@ class Run:
                              f"supported: {', '.join(supported)}")
         kinds = getattr(R, "attribute_kinds", None) or {}
         self.kinds = {a: kinds.get(a, "network") for a in self.cfg.attrs}   # trained classifiers: "network"
-        self.ctx = FitContext(self.backbone, {self.roles["attributes"]: R}, attributes=self.cfg.attrs,
-                              seed=self.cfg.seed, device=self.device, cache_dir=self.cache_dir,
-                              progress=self.progress, attribute_instrument=self.roles["attributes"])
+        # one pool: the fits load their extra nets (content, landmarks) into the measuring instruments' dict,
+        # so an instrument both measures and trains (hfld's landmarks) is loaded once, from this run's plugins
+        self.ctx = FitContext(self.backbone, self.instruments, attributes=self.cfg.attrs, seed=self.cfg.seed,
+                              device=self.device, cache_dir=self.cache_dir, progress=self.progress,
+                              attribute_instrument=self.roles["attributes"],
+                              load_instrument=lambda name: self.plugins.instruments.create(name).to(self.device))
 
     def _first_loadable(self, names):
-        """(name, instrument) of the first of ``names`` whose weights load; the others are logged."""
+        """(name, instrument) of the first of ``names`` that loads; the skipped ones get one short line per
+        run (the full MissingAsset text is a paragraph, and most users run without DeepFace's file)."""
+        skipped = {}
         for name in names:
             try:
-                return name, self.plugins.instruments.create(name)
-            except MissingAsset as e:
-                self.log(f"emotion: {name} not available ({str(e).splitlines()[0]}); trying the next backend")
-        raise BenchError(f"no emotion instrument could be loaded; tried {', '.join(names)}")
+                inst = self.plugins.instruments.create(name)
+            except BenchError as e:   # weights missing, or (make demo) the deepface package not installed
+                skipped[name] = e
+                continue
+            if skipped and not getattr(self, "_emotion_hinted", False):
+                self._emotion_hinted = True
+                self.log(f"emotion: using {name}; " + "; ".join(_skip_reason(n, e) for n, e in skipped.items()))
+            return name, inst
+        raise BenchError("no emotion instrument could be loaded: "
+                         + "; ".join(_skip_reason(n, e) for n, e in skipped.items()))
 
     # -- measuring -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -243,7 +254,7 @@ class Run:
         parts: dict[str, list] = {}
         for i in range(0, latents.shape[0], self.batch_size):
             x = self.backbone.synthesize(latents[i:i + self.batch_size].to(self.device))
-            outs = {name: inst(x) for name, inst in self.instruments.items()}
+            outs = {name: self.instruments[name](x) for name in dict.fromkeys(self.roles.values())}
             for role, name in self.roles.items():
                 parts.setdefault(role, []).append(outs[name][role].float().cpu())
         return {role: torch.cat(v) for role, v in parts.items()}
@@ -310,6 +321,24 @@ class Run:
 
     # -- the whole run -----------------------------------------------------------------------------
     def execute(self) -> Path:
+        """Do (or finish) the run. A second identical run started meanwhile waits on ``<out>/.lock``, then
+        finds the finished units and only re-summarises, instead of redoing all the work beside this one."""
+        from .fs import folder_lock
+
+        def waiting():
+            self.log(f"another bench run is working in {self.out}; waiting")
+
+        with folder_lock(self.out / ".lock", on_wait=waiting):
+            return self._execute()
+
+    @property
+    def failed(self) -> list[str]:
+        """Methods the folder's manifest records as failed (after :meth:`execute`: this run's failures)."""
+        path = self.out / "manifest.json"
+        methods = json.loads(path.read_text()).get("methods", {}) if path.exists() else {}
+        return [m for m in self.cfg.methods if methods.get(m, {}).get("status") == "failed"]
+
+    def _execute(self) -> Path:
         from tqdm.auto import tqdm
 
         t0 = time.perf_counter()
@@ -435,6 +464,15 @@ def _method_config(preset: str, method: str) -> dict:
     from .presets import method_config
 
     return method_config(preset, method)
+
+
+def _skip_reason(name: str, e: Exception) -> str:
+    """One short clause on why ``name`` did not load: for missing weights, the path where the file goes."""
+    if name == "deepface-emotion" and isinstance(e, MissingAsset):
+        from .instruments.deepface_emotion import weights_path
+
+        return f"{name} weights not found (put them at {weights_path()} to use it)"
+    return f"{name} not loadable ({str(e).split(': ')[0][:100]})"
 
 
 def _asset_names(inst) -> set:

@@ -71,7 +71,9 @@ def get(name: str) -> ZooEntry:
     try:
         return ZOO[name]
     except KeyError:
-        raise UnknownName("zoo entry", name, ZOO) from None
+        e = UnknownName("zoo entry", name, ZOO)
+        e.args = (f"unknown zoo entry {name!r}; valid zoo entries: {', '.join(e.valid)}",)   # not "entrys"
+        raise e from None
 
 
 def resolve(name_or_path: str) -> Path:
@@ -85,6 +87,9 @@ def resolve(name_or_path: str) -> Path:
             f"(from {entry.url}), or run `bench zoo fetch {entry.name}`"
             + (f". Note: {entry.notes}" if entry.notes else ""))
     path = Path(name_or_path).expanduser()
+    if path.is_dir():   # it exists, but no loader can read a folder: say so rather than "does not exist"
+        raise BenchError(f"{str(path)!r} is a directory; a checkpoint file is expected "
+                         f"(e.g. a .pt, .pkl or .safetensors file inside it), or a zoo name")
     if path.exists():
         return path
     raise MissingAsset(f"no such file {str(path)!r}, and {name_or_path!r} is not a zoo name; "

@@ -31,7 +31,8 @@ def test_sample_writes_grid(tmp_path):
     (["sample", "-o", "/proc/forbidden/x.png"], "cannot write"),
     (["sample", "--backbone", "stylegan2"], "needs --weights"),
     (["sample", "--backbone", "stylegan2", "--weights", "/no/such.pt"], "no such file"),
-    (["zoo", "fetch", "nope"], "valid zoo entrys"),
+    (["sample", "-o", "/dev/null/x.png"], "its parent '/dev/null' is not a directory"),
+    (["zoo", "fetch", "nope"], "valid zoo entries: "),
 ])
 def test_usage_errors_exit_2_without_traceback(args, needle):
     res = run(*args)
@@ -48,3 +49,56 @@ def test_missing_zoo_file_says_where_to_put_it(tmp_path):
     assert "bench zoo fetch stylegan2-ffhq256-nvidia" in res.stderr
     listing = run("zoo", "list", env=env)
     assert listing.returncode == 0 and "550000.pt" in listing.stdout and "missing" in listing.stdout
+
+
+def test_weights_directory_says_a_checkpoint_file_is_expected(tmp_path):
+    res = run("sample", "--backbone", "stylegan2", "--weights", str(tmp_path))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{str(tmp_path)!r} is a directory; a checkpoint file is expected" in res.stderr
+    assert "does not exist" not in res.stderr
+
+
+def test_writable_dir_names_the_file_in_the_way(tmp_path):
+    from bench.errors import BenchError
+    from bench.fs import writable_dir
+
+    (tmp_path / "f").write_text("")
+    with pytest.raises(BenchError, match=r"'.*f' is not a directory"):
+        writable_dir(tmp_path / "f" / "run")
+    with pytest.raises(BenchError, match="it is not a directory"):
+        writable_dir(tmp_path / "f")
+
+
+@pytest.mark.parametrize("failed, code", [([], 0), (["exploding", "nans"], 1)])
+def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
+    """`bench run` maps Run.failed to exit 1 (usage errors stay 2); the run itself is stubbed out."""
+    from click.testing import CliRunner
+
+    import bench.run
+    from bench.cli import cli
+
+    class FakeRun:
+        def __init__(self, cfg, out, **kw):
+            self.out, self.failed = out, failed
+
+        def execute(self):
+            return self.out
+
+    monkeypatch.setattr(bench.run, "Run", FakeRun)
+    out = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["run", "--methods", "sefa", "--attrs", "Male", "--out", str(out),
+                                   "--device", "cpu", "--cache", str(tmp_path / "c")])
+    assert res.exit_code == code, res.output
+    if failed:
+        last = res.stderr.strip().splitlines()[-1]
+        assert last.startswith("FAILED: exploding, nans")
+        assert str(out / "report.html") in last and str(out / "manifest.json") in last
+    else:
+        assert "FAILED" not in res.output
+
+
+def test_failed_line_without_report_points_at_the_manifest(tmp_path):
+    from bench.cli import failed_line
+
+    line = failed_line(["hfld"], tmp_path, report=False)
+    assert line.startswith("FAILED: hfld") and "report.html" not in line and "manifest.json" in line

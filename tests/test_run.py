@@ -257,3 +257,57 @@ def test_fits_are_cached_per_attribute_and_seed_so_other_attrs_reuse_them(refere
     male = [r.fit("sefa", "Male", seed) for seed in (0, 1)]
     assert all(e.cache_hit for e in male) and male[0].artifact_path != male[1].artifact_path
     assert not r.fit("sefa", "Bald", 0).cache_hit
+
+
+# -- exit status, folder lock, emotion hint (no real work: Run built without __init__) ------------
+
+def bare_run(out, **kw):
+    r = Run.__new__(Run)          # skips validation and model loading: these tests need none
+    r.out, r.cfg, r.logs = out, make_config(**{**FAST, **kw}), []
+    r.log = r.logs.append
+    return r
+
+
+def test_failed_lists_the_methods_the_manifest_records_as_failed(tmp_path):
+    r = bare_run(tmp_path, methods="sefa,exploding,nans")
+    assert r.failed == []
+    (tmp_path / "manifest.json").write_text(json.dumps({"methods": {
+        "sefa": {"status": "ok"}, "nans": {"status": "failed"}, "exploding": {"status": "failed"}}}))
+    assert r.failed == ["exploding", "nans"]
+
+
+def test_a_second_run_waits_on_the_folder_lock(tmp_path):
+    import fcntl
+    import threading
+
+    r = bare_run(tmp_path)
+    ran = threading.Event()
+    r._execute = lambda: (ran.set(), tmp_path)[1]
+    with open(tmp_path / ".lock", "a") as held:           # another `bench run` working in this folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        t = threading.Thread(target=r.execute)
+        t.start()
+        time.sleep(0.5)
+        assert not ran.is_set()
+        assert r.logs == [f"another bench run is working in {tmp_path}; waiting"]
+    t.join(5)                                            # closing the file released the lock
+    assert ran.is_set()
+    r.logs.clear()
+    assert r.execute() == tmp_path and r.logs == []      # free lock: no waiting, no message
+
+
+def test_missing_deepface_weights_hint_is_one_short_line_per_run(tmp_path):
+    from bench.errors import MissingAsset
+    from bench.instruments.deepface_emotion import weights_path
+
+    class Instruments:
+        def create(self, name):
+            if name == "deepface-emotion":
+                raise MissingAsset("deepface-emotion needs ... " + "a very long explanation " * 20)
+            return object()
+
+    r = bare_run(tmp_path)
+    r.plugins = types.SimpleNamespace(instruments=Instruments())
+    for _ in range(2):
+        assert r._first_loadable(("deepface-emotion", "fer-emotion"))[0] == "fer-emotion"
+    assert len(r.logs) == 1 and str(weights_path()) in r.logs[0] and len(r.logs[0]) < 120 + len(str(weights_path()))
