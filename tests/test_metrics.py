@@ -219,16 +219,21 @@ def test_bad_options_and_inputs():
 
 
 def test_docs_example_metric_runs():
-    """The complete example of docs/metrics.md registers as a plugin and measures."""
+    """The complete example of docs/writing-a-metric.md registers as a plugin and measures; it is the
+    module of the test package tests/plugins/bench-expression-flip (installed by test_metric_plugin.py)."""
     import re
     import types
     from pathlib import Path
 
     from bench.plugins import Plugins, make_plugin_manager
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "writing-a-metric.md").read_text()
+    code = re.search(r"```python\n# expression_flip.py\n(.*?)```", doc, re.S).group(1)
+    assert code == (root / "tests" / "plugins" / "bench-expression-flip" / "bench_expression_flip"
+                    / "expression_flip.py").read_text()
     module = types.ModuleType("expression_flip")
-    exec(re.search(r"```python\n# expression_flip.py\n(.*?)```", doc, re.S).group(1), module.__dict__)
+    exec(code, module.__dict__)
     metric = Plugins(make_plugin_manager([module])).metrics.create("expression-flip")
     s = edit_set()
     cols = metric.measure(s)
