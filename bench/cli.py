@@ -236,9 +236,8 @@ def zoo_train_stylegan2(output_dir, steps, batch_size, size, max_channels, lr, r
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_seeds, cache_dir, refit, device):
     """Fit editing methods per attribute and fit seed, exactly as `bench run` does (or load them from the cache)."""
-    import time
-
     import dataclasses
+    import time
 
     from .method import FitContext, fit_or_load
     from .presets import method_config, preset as get_preset

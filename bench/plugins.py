@@ -18,7 +18,19 @@ def make_plugin_manager(extra_plugins=()) -> pluggy.PluginManager:
     pm.load_setuptools_entrypoints("bench")
     for plugin in extra_plugins:  # for tests and notebooks: register a module or object directly
         pm.register(plugin)
+    pm.check_pending()            # a hookimpl without a hookspec (a misspelt register_*) fails here, loudly
     return pm
+
+
+def plugin_versions(pm: pluggy.PluginManager) -> list[dict]:
+    """Every registered plugin with the distribution and version it came from (None: registered directly)."""
+    dist = {id(plugin): d for plugin, d in pm.list_plugin_distinfo()}
+    out = []
+    for name, plugin in pm.list_name_plugin():
+        d = dist.get(id(plugin))
+        out.append({"plugin": name, "distribution": d.project_name if d else None,
+                    "version": d.version if d else None})
+    return sorted(out, key=lambda r: r["plugin"] or "")
 
 
 def _collect(pm: pluggy.PluginManager, hook_name: str):

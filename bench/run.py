@@ -35,6 +35,7 @@ from .errors import BenchError, MissingAsset
 from .fs import atomic, writable_dir
 from .method import FitContext, canonical_json, fit_or_load, module_fingerprint
 from .metric import EditSet
+from .plugins import plugin_versions
 from .protocol import LADDER_TOL, ladder_edit
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity")
@@ -450,6 +451,8 @@ class Run:
             "platform": {"python": platform.python_version(), "machine": platform.machine(),
                          "device": str(self.device), "torch_threads": torch.get_num_threads()},
             "attribute_kinds": dict(self.kinds),
+            "metrics": {name: {"title": m.title or name, "needs": list(m.needs)} for name, m in self.metrics.items()},
+            "plugins": plugin_versions(self.plugins.pm),
             "seeds": {"fit": self.cfg.fit_seed_list, "samples": self.cfg.seed + SAMPLE_SEED_OFFSET,
                       "bootstrap": self.cfg.seed},
             "assets": assets,

@@ -109,12 +109,8 @@ class EYE(Editor):
         return [self.config["content_instrument"]]
 
     def instrument(self, ctx: FitContext, name: str):
-        """A named instrument from the context's shared dict, created (and shared) if not loaded yet."""
-        if name not in ctx.instruments:
-            from bench.plugins import get_plugins
-
-            ctx.instruments[name] = get_plugins().instruments.create(name)
-        return ctx.instruments[name].to(ctx.dev)
+        """A named instrument from the context's pool (loaded once per run and shared by every method)."""
+        return ctx.instrument(name).to(ctx.dev)
 
     def _net(self, ctx: FitContext, name: str):
         """``instrument`` without the per-step ``.to`` (it walks every parameter): a fit moves each once."""

@@ -41,7 +41,7 @@ OPTIONAL = {"seeds.csv": SEEDS_COLUMNS, "comparison.csv": COMPARISON_COLUMNS, "r
 HEADLINE = ("emotion", "disturbance")          # what ranking.csv ranks by: the one number the report leads with
 LANDMARKS = ("landmarks", "displacement")      # the second curve panel
 KNOWN_MANIFEST = {"id", "created", "config", "instruments", "attribute_kinds", "versions", "seeds", "assets",
-                  "methods", "figures", "seconds"}
+                  "methods", "figures", "seconds", "metrics"}
 CONFIG_FIRST = ["methods", "attrs", "backbone", "weights", "preset", "n", "seed", "fit_seeds", "levels", "tol",
                 "min_reach", "reference", "metrics"]
 PAPER_TABLES = {"I-III": "Table I-III", "IV": "Table IV", "V": "Table V"}
@@ -149,19 +149,11 @@ def _png_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _metric_titles(names) -> dict:
-    """Section titles from the installed metric plugins (their ``title``); the bare name otherwise."""
-    titles = {}
-    try:
-        from bench.plugins import get_plugins
-
-        reg = get_plugins().metrics
-        for n in names:
-            if n in reg:
-                titles[n] = getattr(reg.get(n).load(), "title", "") or n
-    except Exception:   # a report must render even where a run's metric plugin is not installed
-        pass
-    return {n: titles.get(n) or n for n in names}
+def _metric_titles(run: "Run", names) -> dict:
+    """Section titles as the run recorded them (manifest "metrics": the plugins' ``title``): the report
+    reads only the run folder, so it renders where the run's metric plugins are not installed."""
+    recorded = run.manifest.get("metrics") or {}
+    return {n: (recorded.get(n) or {}).get("title") or n for n in names}
 
 
 def _table_title(metric: str, table: str, titles: dict) -> str:
@@ -434,7 +426,7 @@ def _run_context(run: Run, prefix: str, top_k: int) -> dict:
     methods = _ordered([run.reference], cfg.get("methods") or [], run.summary.method, run.ranking.method)
     metric_order = _ordered(cfg.get("metrics") or [], run.summary.metric)
     metric_order = _ordered(["edit"] if "edit" in metric_order else [], metric_order)   # the edit first: always beside
-    titles = _metric_titles(_ordered(metric_order, run.comparison.metric))
+    titles = _metric_titles(run, _ordered(metric_order, run.comparison.metric))
     failed = [f"{m} ({st.get('status')}" + (f" at {st['stage']}" if st.get("stage") else "") + ")"
               for m, st in _status(run).items() if st.get("status") != "ok"]
     answers = [_answer(run, prefix, a, methods) for a in attrs]

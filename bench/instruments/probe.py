@@ -138,12 +138,11 @@ class Probe(Instrument):
         super().__init__()
         self.symmetric = symmetric
         if landmarks is None or expression is None or age_gender is None:
-            from ..plugins import get_plugins
+            from . import faceapi   # its parts, by their module: no detour through the plugin manager
 
-            reg = get_plugins().instruments
-            landmarks = reg.create(LANDMARKS) if landmarks is None else landmarks
-            expression = reg.create(EXPRESSION) if expression is None else expression
-            age_gender = reg.create(AGE_GENDER) if age_gender is None else age_gender
+            landmarks = faceapi.landmarks() if landmarks is None else landmarks
+            expression = faceapi.expression() if expression is None else expression
+            age_gender = faceapi.age_gender() if age_gender is None else age_gender
         self.landmark_net, self.expression_net, self.age_gender_net = landmarks, expression, age_gender
         self.supported_attributes = SUPPORTED
         self.attribute_kinds = dict(ATTRIBUTE_KINDS)
