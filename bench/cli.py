@@ -107,7 +107,7 @@ def _attribute_kind_lines(plugins) -> list[str]:
               show_default=True)
 def sample(backbone_name, weights, n, seed, ncol, scale, device, output):
     """Render a grid of n samples from a backbone."""
-    from reports.images import make_grid, save_png
+    from .images import make_grid, save_png
 
     writable_output(output)
     options = {"weights": weights} if weights else {}
@@ -333,8 +333,12 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
                       metrics=metrics, overrides=parse_sets(sets), **extra)
     out = out or Path("runs") / cfg.run_id
     r = Run(cfg, out, plugins=_plugins(), cache_dir=cache_dir, device=resolve_device(device),
-            batch_size=batch_size, log=click.echo, report=not no_report)
+            batch_size=batch_size, log=click.echo)
     r.execute()
+    if not no_report:   # the report reads only the run folder, as `bench report` does
+        from reports.html import render_report
+
+        click.echo(f"report: {render_report([out], out / 'report.html')}")
     click.echo(f"done: {out}")
     failed = r.failed
     if failed:   # exit 1, not 0 (success) nor 2 (usage error): scripts and CI must see a method failed
@@ -379,6 +383,26 @@ def parse_sets(sets) -> dict:
             pass
         out.setdefault(method.strip(), {})[option.strip()] = value
     return out
+
+
+@cli.command()
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="images per batch for (a) and (b) [default: 64; 8 with --quick]")
+@click.option("--iters", type=click.IntRange(min=1), default=None,
+              help="timed batches / steps per measurement, after a warm-up [default: 10; 2 with --quick]")
+@click.option("--backbones", default="dcgan,stylegan2-256", show_default=True,
+              help="comma-separated: dcgan, stylegan2-256 (random weights, the paper's size)")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write the table as CSV")
+@click.option("--quick", is_flag=True, help="few iterations, small batches (a smoke test, not a measurement)")
+def perf(device, batch_size, iters, backbones, out, quick):
+    """Images/s of G alone and of render + instruments, and steps/s of an HFLD step vs the official loop."""
+    from .perf import run_perf
+
+    if out is not None:
+        writable_output(out)
+    run_perf(resolve_device(device), [b.strip() for b in backbones.split(",") if b.strip()], batch_size=batch_size,
+             iters=iters, quick=quick, out=out, log=click.echo)
 
 
 def main():  # console-script entry point

@@ -1,4 +1,8 @@
-"""``bench run``: fit (per attribute and fit seed) -> ladder edits -> measure -> summarise -> report, resumable.
+"""``bench run``: fit (per attribute and fit seed) -> ladder edits -> measure -> summarise, resumable.
+
+The run writes files and nothing else: the report (``reports/``) is rendered from the folder afterwards
+by the CLI (``bench run`` then ``bench report``'s code), so no core module imports it.
+
 
 The work is split into units, each written atomically to ``runs/<id>/units/`` when done: the shared
 originals (rendered and measured once), then one unit per (method, fit seed, attribute) holding the
@@ -6,7 +10,7 @@ measured ladder edits (every sample driven to R_k(original) + level for every si
 of the same command finds its folder (the id hashes the config), skips finished units and redoes
 only what a crash interrupted; fits resume through the artifact store and are cached per
 (method, attribute, fit seed), so a run with other ``--attrs`` reuses every fit it shares. Summaries
-and the report are cheap and rebuilt from the units every time. A method that raises or produces
+are cheap and rebuilt from the units every time. A method that raises or produces
 NaN is recorded as failed and the others go on. Folder layout and rules: docs/run-format.md.
 """
 
@@ -165,13 +169,13 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: Path, plugins=None, cache_dir: Path | str = "cache",
                  device: str | torch.device = "cpu", batch_size: int = 64, log: Callable[[str], None] = print,
-                 progress: bool = True, report: bool = True):
+                 progress: bool = True):
         from .plugins import get_plugins
 
         self.cfg, self.out = cfg, Path(out)
         self.plugins = plugins or get_plugins()
         self.cache_dir, self.device = Path(cache_dir), torch.device(device)
-        self.batch_size, self.log, self.progress, self.report = batch_size, log, progress, report
+        self.batch_size, self.log, self.progress = batch_size, log, progress
         validate(cfg, self.plugins)
         unknown = sorted(set(cfg.overrides) - set(cfg.methods))
         if unknown:
@@ -209,7 +213,14 @@ class Run:
         self.backbone = self.plugins.backbones.create(self.cfg.backbone, **opts).to(self.device).eval()
         self.instruments: dict[str, object] = {}      # instrument name -> module (each loaded once)
         self.roles: dict[str, str] = {}               # role -> instrument name
+        needed = {"attributes"} | {r for m in self.metrics.values() for r in m.needs}   # R drives the ladder
+        missing = sorted(needed - set(self.cfg.instruments))
+        if missing:
+            raise BenchError(f"metric(s) need instrument output(s) {', '.join(missing)} that no instrument role "
+                             f"provides; roles: {', '.join(self.cfg.instruments)}")
         for role, name in self.cfg.instruments.items():
+            if role not in needed:    # loaded only when a metric reads it
+                continue
             if role == "emotion" and name == "auto":
                 name, inst = self._first_loadable(EMOTION_BACKENDS)
                 self.instruments.setdefault(name, inst.to(self.device).eval())
@@ -307,7 +318,7 @@ class Run:
 
     def trajectory(self, name: str, attr: str, lat: torch.Tensor, ladder: torch.Tensor) -> Path:
         """Image grid: rows = the first samples, columns = levels -max ... original ... +max."""
-        from reports.images import make_grid, save_png
+        from .images import make_grid, save_png
 
         k = min(self.cfg.trajectory["samples"], self.cfg.n)
         neg = sum(1 for v in self.cfg.signed_levels if v < 0)
@@ -379,11 +390,6 @@ class Run:
         self.summarise(orig, manifest)
         manifest["seconds"] = round(time.perf_counter() - t0, 1)
         _write_json(self.out / "manifest.json", manifest)
-        if self.report:
-            from reports.html import render_report
-
-            path = render_report([self.out], self.out / "report.html")
-            self.log(f"report: {path}")
         return self.out
 
     # -- summarise ---------------------------------------------------------------------------------

@@ -296,7 +296,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
                  for k, v in state.items()}
         _atomic_save(state, ckpt_path)
 
-    from reports.images import make_grid, save_png
+    from .images import make_grid, save_png
 
     sample_z = torch.randn(n_sample, G.z_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED)).to(device)
 

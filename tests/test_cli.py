@@ -85,6 +85,8 @@ def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
             return self.out
 
     monkeypatch.setattr(bench.run, "Run", FakeRun)
+    import reports.html                      # the report of the stubbed run: an empty page is enough here
+    monkeypatch.setattr(reports.html, "render_report", lambda runs, path: path)
     out = tmp_path / "r"
     res = CliRunner().invoke(cli, ["run", "--methods", "sefa", "--attrs", "Male", "--out", str(out),
                                    "--device", "cpu", "--cache", str(tmp_path / "c")])

@@ -35,8 +35,13 @@ def cache(tmp_path_factory):
 
 
 def run_fast(out, cache, plugins=None, **kw):
+    """The run, then its report from the folder (what `bench run` does)."""
+    from reports.html import render_report
+
     cfg = make_config(**{**FAST, **kw})
-    return Run(cfg, out, plugins=plugins, cache_dir=cache, progress=False, log=lambda s: None).execute()
+    out = Run(cfg, out, plugins=plugins, cache_dir=cache, progress=False, log=lambda s: None).execute()
+    render_report([out], out / "report.html")
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +316,30 @@ def test_missing_deepface_weights_hint_is_one_short_line_per_run(tmp_path):
     for _ in range(2):
         assert r._first_loadable(("deepface-emotion", "fer-emotion"))[0] == "fer-emotion"
     assert len(r.logs) == 1 and str(weights_path()) in r.logs[0] and len(r.logs[0]) < 120 + len(str(weights_path()))
+
+
+def test_only_the_instruments_the_metrics_need_are_loaded_once_each(tmp_path, cache):
+    """Metric.needs decides: edit and topk read attributes only, so no emotion, landmark or descriptor net
+    is loaded; with every metric each instrument is created exactly once (fits share the run's pool)."""
+    from bench.plugins import get_plugins
+
+    base = get_plugins()
+    made = []
+
+    class Counting(Plugins):
+        def __init__(self):
+            super().__init__(base.pm)
+            create = self.instruments.create
+            self.instruments.create = lambda name, **kw: (made.append(name), create(name, **kw))[1]
+
+    r = Run(make_config(**{**FAST, "metrics": ("edit", "topk")}), tmp_path / "needs", plugins=Counting(),
+            cache_dir=cache, progress=False, log=lambda s: None)
+    r._load_models()
+    assert set(r.roles) == {"attributes"} and made == ["probe"]
+    made.clear()
+    r = Run(make_config(**FAST), tmp_path / "all", plugins=Counting(), cache_dir=cache, progress=False,
+            log=lambda s: None)
+    r._load_models()
+    r.ctx.instrument("faceapi-landmarks")          # what hfld's fit asks for: the measuring instance
+    assert set(r.roles) == {"attributes", "emotion", "landmarks", "descriptor"}
+    assert sorted(made) == sorted(set(made)) and "faceapi-landmarks" in made

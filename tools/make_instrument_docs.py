@@ -96,7 +96,7 @@ def face_crop(rgb: np.ndarray, box, inst: Instruments, rounds: int = 3, k: float
 def dcgan_grid(inst: Instruments, out: Path, n: int = 16, seed: int = 0, scale: int = 4):
     from bench.attributes import CELEBA_ATTRIBUTES
     from bench.plugins import get_plugins
-    from reports.images import to_uint8
+    from bench.images import to_uint8
 
     bb = get_plugins().backbones.create("dcgan")
     images = bb.sample(n, seed)
