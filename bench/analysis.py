@@ -90,9 +90,9 @@ def analyse(samples: pd.DataFrame, metrics: dict, *, methods, attrs, reference: 
                         value, lo, hi = stats.evaluate(q, x, boot, b.common, sw(m, k))
                         summary.append([a, lv, m, mname, q.name, q.label or q.name, value, lo, hi,
                                         int(b.common.sum()), k, b.reach, q.better or "", q.table])
-                        for s, v in zip(b.seeds, stats.per_seed(q, x, b.common)):
+                        for s, v, reached in zip(b.seeds, stats.per_seed(q, x, b.common), b.reached):
                             per_seed.append([a, lv, m, int(s), mname, q.name, v, int(b.common.sum()),
-                                             float(b.reached[b.seeds.index(s)].mean())])
+                                             float(reached.mean())])
             ref = bl.get((reference, a, lv))
             if ref is None or ref.reach < min_reach:
                 continue

@@ -159,32 +159,29 @@ def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: st
     # the scan: per side, strengths [G+1] from 0 outwards and R_k [N, G+1]
     side_s = [torch.linspace(0.0, end, grid + 1, dtype=f64) for end in (hi, lo)]
     side_r = [torch.stack([r0] + [score(everyone, s.expand(n).clone()) for s in ss[1:]], 1) for ss in side_s]
-    # per side: first crossing of each target and where inside that grid step (linear interpolation)
-    pos, j_cross = [], []
+    def at(r: torch.Tensor, k: torch.Tensor) -> torch.Tensor:   # r [N, P] per sample, k [L, N] -> r[n, k[l, n]]
+        return r.expand(n_lv, -1, -1).gather(-1, k[..., None])[..., 0]
+
+    # per side: the first grid step that crosses each target, where inside it the crossing lies (linear
+    # interpolation), and that step's ends (a: not past the target, b: past it) with their scores
+    sides = []
     for ss, rr in zip(side_s, side_r):
         below = torch.sign(rr[None, :, :] - target[:, :, None])          # [L, N, G+1]
         crossed = below[..., 1:] != below[..., :1]
         has = crossed.any(-1)
-        j = torch.where(has, crossed.int().argmax(-1) + 1, torch.full_like(has, grid + 1, dtype=torch.long))
-        jc = j.clamp(max=grid)
-        r_prev = rr.expand(n_lv, n, grid + 1).gather(-1, (jc - 1)[..., None])[..., 0]
-        r_at = rr.expand(n_lv, n, grid + 1).gather(-1, jc[..., None])[..., 0]
-        frac = ((target - r_prev) / (r_at - r_prev)).nan_to_num(0.0).clamp(0, 1)
-        pos.append(torch.where(has, (j - 1).double() + frac, torch.full_like(frac, float("inf"))))
-        j_cross.append(jc)
-    use_hi = pos[0] <= pos[1]
-    bracketed = torch.isfinite(torch.minimum(pos[0], pos[1]))
-    j = torch.where(use_hi, j_cross[0], j_cross[1])
-    a = torch.where(use_hi, side_s[0][j - 1], side_s[1][j - 1])          # not past the target
-    b = torch.where(use_hi, side_s[0][j], side_s[1][j])                  # past it
-    pick = lambda k, side: side_r[side].expand(n_lv, n, grid + 1).gather(-1, k[..., None])[..., 0]  # noqa: E731
-    r_a = torch.where(use_hi, pick(j - 1, 0), pick(j - 1, 1))
-    r_b = torch.where(use_hi, pick(j, 0), pick(j, 1))
+        j = torch.where(has, crossed.int().argmax(-1) + 1, torch.full_like(has, grid, dtype=torch.long))
+        r_a, r_b = at(rr, j - 1), at(rr, j)
+        frac = ((target - r_a) / (r_b - r_a)).nan_to_num(0.0).clamp(0, 1)
+        pos = torch.where(has, (j - 1).double() + frac, torch.full_like(frac, float("inf")))
+        sides.append((pos, ss[j - 1], ss[j], r_a, r_b))
+    use_hi = sides[0][0] <= sides[1][0]                                  # the crossing nearer to s = 0 wins
+    bracketed = torch.isfinite(torch.minimum(sides[0][0], sides[1][0]))
+    a, b, r_a, r_b = (torch.where(use_hi, h, l) for h, l in zip(sides[0][1:], sides[1][1:]))
     # the scanned point closest to the target, for pairs never bracketed
     all_s = torch.cat([side_s[0], side_s[1][1:]])
     all_r = torch.cat([side_r[0], side_r[1][:, 1:]], 1)                  # [N, 2G+1]
     best = (all_r[None] - target[..., None]).abs().argmin(-1)            # [L, N]
-    best_s, best_r = all_s[best], all_r.expand(n_lv, n, -1).gather(-1, best[..., None])[..., 0]
+    best_s, best_r = all_s[best], at(all_r, best)
     # refine every bracketed (level, sample) pair at once: false position (R_k is smooth inside one grid
     # step, so the linear guess lands close), kept in the middle 80% of the bracket so it always shrinks
     li, si = bracketed.nonzero(as_tuple=True)

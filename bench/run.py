@@ -404,8 +404,9 @@ class Run:
                     unit = load_file(self.unit_path(name, attr, seed))
                     levels = self.cfg.signed_levels      # exact decimals (the unit stores float32)
                     assert len(levels) == len(unit["levels"]), "unit written for other levels"
+                    measured = _unprefix(unit, "x.")     # role -> [L, N, ...]
                     for i, level in enumerate(levels):
-                        x = {k[2:]: v[i] for k, v in unit.items() if k.startswith("x.")}
+                        x = {role: v[i] for role, v in measured.items()}
                         measurements.append(_measurement_rows(name, attr, seed, level, x, unit["target"][i],
                                                               unit["strength"][i], unit["reached"][i]))
                         es = EditSet(name, attr, orig, x, unit["reached"][i].bool(), unit["strength"][i],

@@ -57,9 +57,9 @@ def means(x: dict, boot: Bootstrap, subset: np.ndarray, seed_w: np.ndarray | Non
         v = np.asarray(v, dtype=np.float64)[:, subset]             # [K, n]
         point[c] = v.mean()
         per_seed = w @ v.T                                        # [B, K]: sum_i W_bi x_ki
-        sw = np.ones((boot.n_boot, v.shape[0])) if seed_w is None else seed_w
+        total = per_seed.sum(1) if seed_w is None else (per_seed * seed_w).sum(1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            reps[c] = (per_seed * sw).sum(1) / (v.shape[0] * wsum)
+            reps[c] = total / (v.shape[0] * wsum)
     return point, reps
 
 
