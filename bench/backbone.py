@@ -15,10 +15,11 @@ plus the hooks particular methods need: ``style_weights()`` (SeFa), ``early_acti
 from __future__ import annotations
 
 import abc
-import contextlib
 
 import torch
 from torch import nn
+
+from .batched import map_batches
 
 
 class Backbone(nn.Module, abc.ABC):
@@ -73,18 +74,10 @@ class Backbone(nn.Module, abc.ABC):
         ``dtype`` (e.g. torch.float16 on a GPU) renders under autocast; never use bf16 on CPU
         (it is emulated and 20-280x slower there).
         """
-        from tqdm.auto import tqdm
-
-        out = []
-        device = self.device
-        cast = (torch.autocast(device.type, dtype=dtype) if dtype not in (None, torch.float32)
-                else contextlib.nullcontext())
-        starts = range(0, latents.shape[0], batch_size)
-        with torch.no_grad(), cast:
-            for i in tqdm(starts, desc=f"render {self.name}", disable=not progress, unit="batch"):
-                x = self.synthesize(latents[i:i + batch_size].to(device))
-                out.append(x.float().cpu())
-        return torch.cat(out) if out else torch.empty(0, 3, self.resolution, self.resolution)
+        if latents.shape[0] == 0:
+            return torch.empty(0, 3, self.resolution, self.resolution)
+        return map_batches(self.synthesize, latents, batch_size, device=self.device, out="cpu", dtype=dtype,
+                           progress=progress, desc=f"render {self.name}").float()
 
     def sample(self, n: int, seed: int, batch_size: int = 32, progress: bool = False) -> torch.Tensor:
         """n images from ``seed`` (CPU float32, [-1, 1])."""

@@ -39,6 +39,12 @@ def resolve_device(name: str):
     return device
 
 
+DTYPE_OPTION = click.option(
+    "--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+    help="precision of rendering and measuring (autocast; stored numbers stay float32). "
+         "fp16/bf16 need --device cuda: on a CPU they are refused (emulated, 20-280x slower)")
+
+
 def writable_output(path: Path) -> Path:
     """Create the parent folder now, so a bad -o fails before any work is done."""
     from .fs import file_in_the_way, writable_dir
@@ -241,6 +247,7 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
 
     from .method import FitContext, fit_or_load
     from .presets import method_config, preset as get_preset
+    from .session import Session
 
     plugins = _plugins()
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -259,8 +266,8 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
     k = get_preset(preset)["fit_seeds"] if fit_seeds is None else fit_seeds
     if k < 1:
         raise BenchError(f"--fit-seeds must be at least 1, got {k}")
-    dev = resolve_device(device)
-    R = plugins.instruments.create(instrument)
+    session = Session(plugins, device=resolve_device(device), progress=True)
+    R = session.instrument(instrument)
     supported = tuple(getattr(R, "supported_attributes", known))
     bad = [a for a in attr_names if a not in supported]
     if bad:
@@ -268,9 +275,10 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
                          f"supported: {', '.join(supported)}")
     writable_output(cache_dir / "x")
     options = {"weights": weights} if weights else {}
-    backbone = plugins.backbones.create(backbone_name, **options).to(dev)
-    ctx = FitContext(backbone, {instrument: R.to(dev)}, attributes=tuple(attr_names), seed=seed,
-                     device=dev, cache_dir=cache_dir, progress=True, attribute_instrument=instrument)
+    backbone = session.backbone(backbone_name, **options)
+    ctx = FitContext(backbone, session.pool, attributes=tuple(attr_names), seed=seed, device=session.device,
+                     cache_dir=cache_dir, progress=True, attribute_instrument=instrument,
+                     load_instrument=session.instrument, batch_size=session.batch_size)
     for name in names:
         for s in range(seed, seed + k):
             for attr in attr_names:   # one fit per attribute and seed: the artifacts `bench run` loads
@@ -311,13 +319,16 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
               show_default=True, help="fitted-artifact store shared by runs")
 @click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE",
               help="override a method option over the preset (repeatable; VALUE is JSON or text)")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="images per batch when rendering and measuring (and scoring during the ladder)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@DTYPE_OPTION
 @click.option("--no-report", is_flag=True, help="skip report.html (render it later with `bench report`)")
 def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, backbone_name, weights, instrument, emotion,
-        metric_names, reference, out, cache_dir, sets, batch_size, device, no_report):
+        metric_names, reference, out, cache_dir, sets, batch_size, device, dtype, no_report):
     """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
     from .run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
+    from .session import Session
 
     instruments = {**DEFAULT_INSTRUMENTS, "attributes": instrument, "emotion": emotion}
     metrics = DEFAULT_METRICS if metric_names is None else tuple(m.strip() for m in metric_names.split(",")
@@ -332,8 +343,8 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
                       backbone=backbone_name, weights=weights, instruments=instruments, reference=reference,
                       metrics=metrics, overrides=parse_sets(sets), **extra)
     out = out or Path("runs") / cfg.run_id
-    r = Run(cfg, out, plugins=_plugins(), cache_dir=cache_dir, device=resolve_device(device),
-            batch_size=batch_size, log=click.echo)
+    session = Session(_plugins(), device=resolve_device(device), dtype=dtype, batch_size=batch_size, progress=True)
+    r = Run(cfg, out, session=session, cache_dir=cache_dir, log=click.echo)
     r.execute()
     if not no_report:   # the report reads only the run folder, as `bench report` does
         from reports.html import render_report
@@ -395,14 +406,15 @@ def parse_sets(sets) -> dict:
               help="comma-separated: dcgan, stylegan2-256 (random weights, the paper's size)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write the table as CSV")
 @click.option("--quick", is_flag=True, help="few iterations, small batches (a smoke test, not a measurement)")
-def perf(device, batch_size, iters, backbones, out, quick):
+@DTYPE_OPTION
+def perf(device, batch_size, iters, backbones, out, quick, dtype):
     """Images/s of G alone and of render + instruments, and steps/s of an HFLD step vs the official loop."""
     from .perf import run_perf
 
     if out is not None:
         writable_output(out)
     run_perf(resolve_device(device), [b.strip() for b in backbones.split(",") if b.strip()], batch_size=batch_size,
-             iters=iters, quick=quick, out=out, log=click.echo)
+             iters=iters, quick=quick, out=out, log=click.echo, plugins=_plugins(), dtype=dtype)
 
 
 def main():  # console-script entry point

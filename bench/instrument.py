@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .batched import map_batches
 from .errors import BenchError
 
 
@@ -49,8 +50,4 @@ class Instrument(nn.Module, abc.ABC):
     def measure(self, images: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
         """Batched no-grad measurement on the instrument's device; CPU float32 results."""
         device = next((p.device for p in self.parameters()), torch.device("cpu"))
-        parts: dict[str, list] = {}
-        for i in range(0, images.shape[0], batch_size):
-            for k, v in self(images[i:i + batch_size].to(device)).items():
-                parts.setdefault(k, []).append(v.float().cpu())
-        return {k: torch.cat(v) for k, v in parts.items()}
+        return {k: v.float() for k, v in map_batches(self, images, batch_size, device=device, out="cpu").items()}

@@ -101,17 +101,14 @@ _descriptor = None
 def descriptor_features(images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """face-api 128-D descriptors of images in [-1, 1] ([B, 3, H, W], any size): [B, 128] float64.
 
-    The instrument is created on first use and moved to the images' device.
+    The instrument is created on first use (from its module: KID's features are fixed, not a plugin
+    choice) and moved to the images' device.
     """
     global _descriptor
     if _descriptor is None:
-        from .plugins import get_plugins
+        from .instruments import faceapi
 
-        instruments = get_plugins().instruments
-        if "faceapi-descriptor" not in instruments:
-            raise BenchError("KID/FID features need the instrument 'faceapi-descriptor' (face-api's 128-D face "
-                             "descriptor), which is not registered; pass another feature_fn")
-        _descriptor = instruments.create("faceapi-descriptor").eval()
+        _descriptor = faceapi.descriptor().eval()
     _descriptor.to(images.device)
     return _as_features(_descriptor.measure(images, batch_size=batch_size)["descriptor"])
 

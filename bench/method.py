@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from .attributes import CELEBA_ATTRIBUTES
+from .batched import map_batches
 from .errors import BenchError
 from .registry import configure
 
@@ -80,10 +81,11 @@ class FitContext:
     checkpointer: "Checkpointer | None" = None             # set by fit_or_load for the running fit
     on_checkpoint: Callable[[int], None] | None = None      # called after each checkpoint save (tests)
     memo: dict = field(default_factory=dict)                # shared samples/scores within one run
-    # loads a named instrument that is not in ``instruments`` yet (the run passes its registry's
-    # ``create``); None: the built-in registry. Loaded instruments join ``instruments``, so every
-    # method of a run shares one copy.
+    # loads a named instrument that is not in ``instruments`` yet (a run passes its session's
+    # ``instrument``); loaded instruments join ``instruments``, so every method of a run shares one copy
     load_instrument: Callable[[str], Any] | None = None
+    batch_size: int = 64               # images per batch when scoring many latents (the session's)
+    dtype: Any = None                  # render/score precision for no-grad scoring (None: float32)
 
     def __post_init__(self):
         self.attributes = tuple(self.attributes)
@@ -94,12 +96,12 @@ class FitContext:
     def instrument(self, name: str):
         """The instrument ``name`` from the shared pool, loaded on first use."""
         if name not in self.instruments:
-            load = self.load_instrument
-            if load is None:
-                from .plugins import get_plugins
-
-                load = get_plugins().instruments.create
-            self.instruments[name] = load(name).eval()
+            if self.load_instrument is None:
+                raise BenchError(f"instrument {name!r} is not in this fit context (it has: "
+                                 f"{', '.join(self.instruments) or 'none'}) and the context has no "
+                                 f"load_instrument; pass a Session's instrument, e.g. "
+                                 f"FitContext(..., load_instrument=session.instrument)")
+            self.instruments[name] = self.load_instrument(name).eval()
         return self.instruments[name]
 
     # the attribute regressor R
@@ -167,13 +169,10 @@ class FitContext:
         return self.memo[key]
 
     @torch.no_grad()
-    def score_all(self, latents: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    def score_all(self, latents: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """R(G(latents)) [n, 40] on the CPU, rendered and scored in batches without grad."""
-        out = []
-        for i in range(0, latents.shape[0], batch_size):
-            x = self.backbone.synthesize(latents[i:i + batch_size].to(self.dev))
-            out.append(self.score(x).float().cpu())
-        return torch.cat(out)
+        return map_batches(lambda lat: self.score(self.backbone.synthesize(lat)).float(), latents,
+                           batch_size or self.batch_size, device=self.dev, out="cpu", dtype=self.dtype)
 
     def _column(self, scores: torch.Tensor, attr: str) -> torch.Tensor:
         r = scores[:, CELEBA_ATTRIBUTES.index(attr)]
@@ -182,15 +181,15 @@ class FitContext:
         return r
 
     @torch.no_grad()
-    def score_latents(self, latents: torch.Tensor, attr: str, batch_size: int = 64) -> torch.Tensor:
+    def score_latents(self, latents: torch.Tensor, attr: str, batch_size: int | None = None) -> torch.Tensor:
         """R_k(G(latents)) [n] on the CPU (no grad). Uses the scorer's ``score_attribute(images, attr)``
         where it has one (same numbers, only the work that attribute needs)."""
         one = getattr(self.scorer, "score_attribute", None)
         if one is None:
             return self._column(self.score_all(latents, batch_size), attr)
         dev = next((p.device for p in self.scorer.parameters()), self.dev)
-        return torch.cat([one(self.backbone.synthesize(latents[i:i + batch_size].to(self.dev)).to(dev), attr)
-                          .float().cpu() for i in range(0, latents.shape[0], batch_size)])
+        return map_batches(lambda lat: one(self.backbone.synthesize(lat).to(dev), attr).float(), latents,
+                           batch_size or self.batch_size, device=self.dev, out="cpu", dtype=self.dtype)
 
     def base_scores(self, n: int, attr: str, seed: int | None = None) -> torch.Tensor:
         """R_k of the n seeded samples; the render and R run once per (n, seed) for all attributes."""
@@ -260,7 +259,7 @@ class Editor(abc.ABC):
         """Attributes this editor was fitted for."""
         return ()
 
-    def _check_attr(self, attr: str) -> None:
+    def check_attr(self, attr: str) -> None:
         if attr not in self.attributes:
             raise BenchError(f"method {self.name!r} was not fitted for {attr!r}; fitted: "
                              f"{', '.join(self.attributes) or '(nothing: call fit)'}")
@@ -325,12 +324,12 @@ class DirectionEditor(PerAttributeEditor):
     ``max_sigmas`` sigmas either way. Subclasses only decide how the direction is found."""
 
     def edit(self, latents, attr, strength):
-        self._check_attr(attr)
+        self.check_attr(attr)
         a = self.per_attr[attr]
         return add_direction(latents, a["direction"], strength, a["layers"])
 
     def strength_range(self, attr):
-        self._check_attr(attr)
+        self.check_attr(attr)
         r = self.config["max_sigmas"] * self.per_attr[attr]["sigma"]
         return (-r, r)
 

@@ -2,14 +2,15 @@
 
 (a) G forward: ``backbone.synthesize`` on a batch of edit-space latents, no grad (images/s).
 (b) the evaluation path: render + every default instrument of ``bench run`` (probe, fer-emotion,
-    faceapi-landmarks, faceapi-descriptor), timed through ``Run.measure`` itself, outputs copied to
-    the host as a run does (images/s); goal on a GPU: (b) >= 0.7 x (a), i.e. the instruments cost
-    less than the generator.
+    faceapi-landmarks, faceapi-descriptor), timed through ``Session.measure``, the run's own path,
+    outputs copied to the host as a run does (images/s); goal on a GPU: (b) >= 0.7 x (a), i.e. the
+    instruments cost less than the generator.
 (c) one HFLD training step (methods/eye.py, timed inside a real ``fit``) against the official EYE
     loop's structure on the same nets (tools/eye_reference.py) (steps/s); goal on a GPU: >= 10x.
 
 Every number is the median of ``iters`` timed iterations after a warm-up, with the device synchronised
-around each timed region on CUDA. fp32 only (no ``--dtype`` yet).
+around each timed region on CUDA. ``--dtype fp16|bf16`` (CUDA only) runs (a) and (b) under autocast, as
+``bench run --dtype`` does; (c) trains in fp32, as the fits do.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import logging
 import math
 import statistics
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ EVAL_ROLES = {"attributes": "probe", "emotion": "fer-emotion", "landmarks": "fac
 FIT_ATTRS = ("Male",)                  # bench run fits one attribute at a time
 FIT_OPTIONS = {"lr": 3e-3}
 BACKBONES = ("dcgan", "stylegan2-256")
-COLUMNS = ("backbone", "device", "part", "measure", "batch", "iters", "rate", "unit", "seconds",
+COLUMNS = ("backbone", "device", "dtype", "part", "measure", "batch", "iters", "rate", "unit", "seconds",
            "baseline", "baseline_rate", "ratio", "goal", "meets_goal")
 REFERENCE = Path(__file__).resolve().parents[1] / "tools" / "eye_reference.py"
 
@@ -52,13 +52,12 @@ def random_stylegan2(size: int = 256, channel_multiplier: int = 2, seed: int = 0
 
 
 def write_random_stylegan2(path, size: int = 256, channel_multiplier: int = 2, seed: int = 0) -> Path:
-    """The random StyleGAN2 (with a random D) as a rosinality .pt, for ``bench run --backbone stylegan2
+    """The random StyleGAN2 (with a random D) as a safetensors file, for ``bench run --backbone stylegan2
     --weights PATH``: no random backbone is registered, and a file goes through the real loading path."""
-    from .backbones.formats import write_rosinality
+    from .backbones.formats import write_safetensors
 
     bb = random_stylegan2(size, channel_multiplier, seed, discriminator=True)
-    write_rosinality(path, bb.generator, d=bb.discriminator)
-    return Path(path)
+    return write_safetensors(path, bb.generator, d=bb.discriminator)
 
 
 def make_backbone(name: str, plugins):
@@ -90,31 +89,32 @@ def timed(fn, dev, warmup: int, iters: int) -> float:
     return statistics.median(times)
 
 
-def time_generator(bb, batch: int, dev, warmup: int, iters: int) -> float:
+def time_generator(bb, session, warmup: int, iters: int) -> float:
     with torch.no_grad():
-        w = bb.to_edit(bb.sample_z(batch, seed=0))
+        w = bb.to_edit(bb.sample_z(session.batch_size, seed=0))
 
         def forward():
-            bb.synthesize(w)
+            with torch.no_grad(), session.autocast():
+                bb.synthesize(w)
 
-        return timed(forward, dev, warmup, iters)
+        return timed(forward, session.device, warmup, iters)
 
 
-def time_measure(bb, pool: dict, batch: int, dev, warmup: int, iters: int) -> float:
-    """Seconds per batch of ``Run.measure``, the run's own render-and-measure code, on a stand-in Run."""
-    from .run import Run
-
+def time_measure(bb, session, warmup: int, iters: int) -> float:
+    """Seconds per batch of ``Session.measure`` (what ``bench run`` renders and measures with), results
+    copied to the host as a run does when it writes them."""
     with torch.no_grad():
-        lat = bb.to_edit(bb.sample_z(batch, seed=0)).cpu()   # runs keep latents on the host
-    run = types.SimpleNamespace(backbone=bb, device=dev, batch_size=batch, instruments=pool, roles=dict(EVAL_ROLES))
-    return timed(lambda: Run.measure(run, lat), dev, warmup, iters)
+        lat = bb.to_edit(bb.sample_z(session.batch_size, seed=0)).cpu()   # runs keep latents on the host
+
+    def measure():
+        return {k: v.cpu() for k, v in session.measure(bb, lat, EVAL_ROLES).items()}
+
+    return timed(measure, session.device, warmup, iters)
 
 
-def time_ours(ctx, dev, warmup: int, iters: int):
+def time_ours(ctx, plugins, dev, warmup: int, iters: int):
     """Median seconds between consecutive steps of a real HFLD fit (forward, backward, Adam, its logging)."""
-    from .plugins import get_plugins
-
-    ed = get_plugins().methods.create("hfld", steps=warmup + iters + 1, **FIT_OPTIONS)
+    ed = plugins.methods.create("hfld", steps=warmup + iters + 1, **FIT_OPTIONS)
     stamps, losses = [], ed.losses
 
     def stamped(*a, **k):   # a step starts with its losses call
@@ -144,33 +144,36 @@ def time_reference(editor, ctx, dev, warmup: int, iters: int) -> float:
 
 # -- the table ---------------------------------------------------------------------------------------
 
-def perf_rows(backbone: str, dev: torch.device, batch: int, iters: int, warmup: int, plugins, log=print) -> list[dict]:
+def perf_rows(backbone: str, session, iters: int, warmup: int, log=print) -> list[dict]:
     from .method import FitContext
 
     t0 = time.perf_counter()
-    bb = make_backbone(backbone, plugins).to(dev).eval()
-    pool = {n: plugins.instruments.create(n).to(dev).eval() for n in dict.fromkeys(EVAL_ROLES.values())}
+    dev, batch = session.device, session.batch_size
+    bb = make_backbone(backbone, session.plugins).to(dev).eval()
+    for name in dict.fromkeys(EVAL_ROLES.values()):
+        session.instrument(name)
     on_gpu = dev.type == "cuda"
 
     def row(part, measure, b, seconds, per, unit, baseline="", baseline_rate=float("nan"), goal=float("nan")):
         rate = per / seconds
         ratio = rate / baseline_rate if baseline_rate == baseline_rate else float("nan")
         meets = ("yes" if ratio >= goal else "no") if on_gpu and goal == goal else ("" if goal != goal else "n/a (CPU)")
-        return dict(backbone=backbone, device=str(dev), part=part, measure=measure, batch=b, iters=iters, rate=rate,
+        return dict(backbone=backbone, device=str(dev), dtype=session.dtype_name if part != "c" else "fp32",
+                    part=part, measure=measure, batch=b, iters=iters, rate=rate,
                     unit=unit, seconds=seconds, baseline=baseline, baseline_rate=baseline_rate, ratio=ratio,
                     goal=goal, meets_goal=meets)
 
     log(f"[{backbone} {time.perf_counter() - t0:.0f} s] (a) G forward, batch {batch}")
-    a = row("a", "G forward (synthesize, no grad)", batch, time_generator(bb, batch, dev, warmup, iters), batch,
+    a = row("a", "G forward (synthesize, no grad)", batch, time_generator(bb, session, warmup, iters), batch,
             "images/s")
     log(f"[{backbone} {time.perf_counter() - t0:.0f} s] (b) render + instruments, batch {batch}")
     b = row("b", "render + " + ", ".join(dict.fromkeys(EVAL_ROLES.values())), batch,
-            time_measure(bb, pool, batch, dev, warmup, iters), batch, "images/s", "a", a["rate"], GOALS["b"])
+            time_measure(bb, session, warmup, iters), batch, "images/s", "a", a["rate"], GOALS["b"])
     log(f"[{backbone} {time.perf_counter() - t0:.0f} s] (c) hfld step: ours, then the official loop structure")
-    ctx = FitContext(bb, pool, attributes=FIT_ATTRS, seed=0, device=dev, attribute_instrument="probe",
-                     load_instrument=lambda n: plugins.instruments.create(n).to(dev))
+    ctx = FitContext(bb, session.pool, attributes=FIT_ATTRS, seed=0, device=dev, attribute_instrument="probe",
+                     load_instrument=session.instrument)
     logging.getLogger("methods.eye").setLevel(logging.ERROR)   # "no discriminator": both loops skip D here
-    ours, ed = time_ours(ctx, dev, warmup, iters)
+    ours, ed = time_ours(ctx, session.plugins, dev, warmup, iters)
     ref = time_reference(ed, ctx, dev, warmup, iters)
     c = row("c", "hfld step: ours vs official loop", int(ed.config["batch_size"]), ours, 1, "steps/s",
             "reference", 1 / ref, GOALS["c"])
@@ -178,7 +181,7 @@ def perf_rows(backbone: str, dev: torch.device, batch: int, iters: int, warmup: 
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'backbone':14} {'part':4} {'measure':58} {'batch':>5} {'rate':>12} {'unit':8} {'s/iter':>9}  ratio"
+    head = f"{'backbone':14} {'dtype':5} {'part':4} {'measure':52} {'batch':>5} {'rate':>12} {'unit':8} {'s/iter':>9}  ratio"
     lines = [head, "-" * len(head)]
     for r in rows:
         ratio = ""
@@ -187,7 +190,7 @@ def format_table(rows: list[dict]) -> str:
             ratio = f"{r['ratio']:.3g}x {r['baseline']} ({r['baseline_rate']:.4g} {r['unit']}); goal {goal}"
             if r["meets_goal"]:
                 ratio += f": {r['meets_goal']}"
-        lines.append(f"{r['backbone']:14} {r['part']:4} {r['measure'][:58]:58} {r['batch']:>5} {r['rate']:12.4g} "
+        lines.append(f"{r['backbone']:14} {r['dtype']:5} {r['part']:4} {r['measure'][:52]:52} {r['batch']:>5} {r['rate']:12.4g} "
                      f"{r['unit']:8} {r['seconds']:9.4f}  {ratio}")
     return "\n".join(lines)
 
@@ -202,22 +205,22 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 
 def run_perf(device, backbones=BACKBONES, batch_size: int | None = None, iters: int | None = None,
-             quick: bool = False, out: Path | None = None, log=print) -> list[dict]:
-    from .plugins import get_plugins
+             quick: bool = False, out: Path | None = None, log=print, plugins=None, dtype: str = "fp32") -> list[dict]:
+    from .session import Session
 
-    dev = torch.device(device)
-    batch = batch_size or (8 if quick else 64)
+    session = Session(plugins, device=device, dtype=dtype, batch_size=batch_size or (8 if quick else 64))
+    dev = session.device
     iters = iters or (2 if quick else 10)
     warmup = 1 if quick else 2
-    plugins = get_plugins()
     for name in backbones:   # a bad name fails before any work
         if name not in BACKBONES:
             raise BenchError(f"bench perf: unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
     threads = f", {torch.get_num_threads()} CPU threads" if dev.type == "cpu" else f" ({torch.cuda.get_device_name(dev)})"
-    log(f"bench perf: {dev}{threads}, fp32, torch {torch.__version__}; median of {iters} after {warmup} warm-up")
+    log(f"bench perf: {dev}{threads}, {dtype} (the fit step: fp32), torch {torch.__version__}; "
+        f"median of {iters} after {warmup} warm-up")
     rows = []
     for name in backbones:
-        rows += perf_rows(name, dev, batch, iters, warmup, plugins, log=log)
+        rows += perf_rows(name, session, iters, warmup, log=log)
     bad = [r for r in rows if not (math.isfinite(r["rate"]) and r["rate"] > 0)]
     if bad:
         raise BenchError(f"bench perf: non-positive or non-finite rates: {bad}")

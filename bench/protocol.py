@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .batched import map_batches
 from .method import Editor, FitContext
 
 DEFAULT_TOL = 0.1
@@ -37,8 +38,8 @@ def native_edit(editor: Editor, latents: torch.Tensor, attr: str, strength, batc
 
     For EYE/HFLD the native strength towards a target is ``methods.eye.native_strength``."""
     s = torch.as_tensor(strength, dtype=latents.dtype).expand(latents.shape[0])
-    return torch.cat([editor.edit(latents[i:i + batch_size], attr, s[i:i + batch_size]).cpu()
-                      for i in range(0, latents.shape[0], batch_size)])
+    return map_batches(lambda i: editor.edit(latents[i], attr, s[i]), torch.arange(latents.shape[0]),
+                       batch_size, out="cpu")
 
 
 @torch.no_grad()
@@ -201,7 +202,7 @@ def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: st
     a_closer = (r_a - target).abs() < (r_b - target).abs()
     strength = torch.where(bracketed, torch.where(a_closer, a, b), best_s)
     achieved = torch.where(bracketed, torch.where(a_closer, r_a, r_b), best_r)
-    edited = torch.stack([torch.cat([editor.edit(lat[i:i + batch_size], attr, strength[l, i:i + batch_size].to(lat))
-                                     .cpu() for i in range(0, n, batch_size)]) for l in range(n_lv)])
+    edited = torch.stack([map_batches(lambda i: editor.edit(lat[i], attr, strength[l, i].to(lat)), torch.arange(n),
+                                      batch_size, out="cpu") for l in range(n_lv)])
     return Ladder(lv.float(), target.float(), strength.float(), achieved.float(),
                   (achieved - target).abs() <= tol, edited)

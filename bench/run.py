@@ -41,6 +41,7 @@ from .method import FitContext, canonical_json, fit_or_load, module_fingerprint
 from .metric import EditSet
 from .plugins import plugin_versions
 from .protocol import LADDER_TOL, ladder_edit
+from .session import Session
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity")
 DEFAULT_INSTRUMENTS = {"attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks",
@@ -167,15 +168,12 @@ def validate(cfg: RunConfig, plugins) -> None:
 class Run:
     """One benchmark run in one folder. ``Run(cfg, out).execute()`` does (or finishes) all the work."""
 
-    def __init__(self, cfg: RunConfig, out: Path, plugins=None, cache_dir: Path | str = "cache",
-                 device: str | torch.device = "cpu", batch_size: int = 64, log: Callable[[str], None] = print,
-                 progress: bool = True):
-        from .plugins import get_plugins
-
+    def __init__(self, cfg: RunConfig, out: Path, session: Session | None = None, cache_dir: Path | str = "cache",
+                 log: Callable[[str], None] = print):
         self.cfg, self.out = cfg, Path(out)
-        self.plugins = plugins or get_plugins()
-        self.cache_dir, self.device = Path(cache_dir), torch.device(device)
-        self.batch_size, self.log, self.progress = batch_size, log, progress
+        self.session = session if session is not None else Session()
+        self.plugins = self.session.plugins
+        self.cache_dir, self.log = Path(cache_dir), log
         validate(cfg, self.plugins)
         unknown = sorted(set(cfg.overrides) - set(cfg.methods))
         if unknown:
@@ -209,9 +207,10 @@ class Run:
 
     # -- loading ---------------------------------------------------------------------------------
     def _load_models(self) -> None:
+        s = self.session
         opts = {"weights": self.cfg.weights} if self.cfg.weights else {}
-        self.backbone = self.plugins.backbones.create(self.cfg.backbone, **opts).to(self.device).eval()
-        self.instruments: dict[str, object] = {}      # instrument name -> module (each loaded once)
+        self.backbone = s.backbone(self.cfg.backbone, **opts)
+        self.instruments = s.pool                     # instrument name -> module (each loaded once)
         self.roles: dict[str, str] = {}               # role -> instrument name
         needed = {"attributes"} | {r for m in self.metrics.values() for r in m.needs}   # R drives the ladder
         missing = sorted(needed - set(self.cfg.instruments))
@@ -222,10 +221,8 @@ class Run:
             if role not in needed:    # loaded only when a metric reads it
                 continue
             if role == "emotion" and name == "auto":
-                name, inst = self._first_loadable(EMOTION_BACKENDS)
-                self.instruments.setdefault(name, inst.to(self.device).eval())
-            if name not in self.instruments:
-                self.instruments[name] = self.plugins.instruments.create(name).to(self.device).eval()
+                name, _ = self._first_loadable(EMOTION_BACKENDS)
+            s.instrument(name)
             self.roles[role] = name
         R = self.instruments[self.roles["attributes"]]
         supported = tuple(getattr(R, "supported_attributes", CELEBA_ATTRIBUTES))
@@ -235,12 +232,12 @@ class Run:
                              f"supported: {', '.join(supported)}")
         kinds = getattr(R, "attribute_kinds", None) or {}
         self.kinds = {a: kinds.get(a, "network") for a in self.cfg.attrs}   # trained classifiers: "network"
-        # one pool: the fits load their extra nets (content, landmarks) into the measuring instruments' dict,
-        # so an instrument both measures and trains (hfld's landmarks) is loaded once, from this run's plugins
-        self.ctx = FitContext(self.backbone, self.instruments, attributes=self.cfg.attrs, seed=self.cfg.seed,
-                              device=self.device, cache_dir=self.cache_dir, progress=self.progress,
-                              attribute_instrument=self.roles["attributes"],
-                              load_instrument=lambda name: self.plugins.instruments.create(name).to(self.device))
+        # one pool: the fits load their extra nets (content, landmarks) through the session, so an instrument
+        # that both measures and trains (hfld's landmarks) is loaded once, from this run's plugins
+        self.ctx = FitContext(self.backbone, s.pool, attributes=self.cfg.attrs, seed=self.cfg.seed,
+                              device=s.device, cache_dir=self.cache_dir, progress=s.progress,
+                              attribute_instrument=self.roles["attributes"], load_instrument=s.instrument,
+                              batch_size=s.batch_size, dtype=s.dtype)
 
     def _first_loadable(self, names):
         """(name, instrument) of the first of ``names`` that loads; the skipped ones get one short line per
@@ -248,7 +245,7 @@ class Run:
         skipped = {}
         for name in names:
             try:
-                inst = self.plugins.instruments.create(name)
+                inst = self.session.instrument(name)
             except BenchError as e:   # weights missing, or (make demo) the deepface package not installed
                 skipped[name] = e
                 continue
@@ -260,16 +257,10 @@ class Run:
                          + "; ".join(_skip_reason(n, e) for n, e in skipped.items()))
 
     # -- measuring -------------------------------------------------------------------------------
-    @torch.no_grad()
     def measure(self, latents: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Render latents and run every role's instrument once per batch: {role: [N, ...]} on the CPU."""
-        parts: dict[str, list] = {}
-        for i in range(0, latents.shape[0], self.batch_size):
-            x = self.backbone.synthesize(latents[i:i + self.batch_size].to(self.device))
-            outs = {name: self.instruments[name](x) for name in dict.fromkeys(self.roles.values())}
-            for role, name in self.roles.items():
-                parts.setdefault(role, []).append(outs[name][role].float().cpu())
-        return {role: torch.cat(v) for role, v in parts.items()}
+        """Render latents and run every role's instrument once per batch: {role: [N, ...]} float32, left on
+        the session's device (the caller moves them when it writes them)."""
+        return self.session.measure(self.backbone, latents, self.roles)
 
     def latents(self) -> torch.Tensor:
         return self.ctx.latents(self.cfg.n, seed=self.cfg.seed + SAMPLE_SEED_OFFSET)
@@ -279,7 +270,7 @@ class Run:
         if path.exists():
             return _unprefix(load_file(path), "orig.")
         self.log(f"originals: rendering and measuring {self.cfg.n} samples")
-        m = self.measure(self.latents())
+        m = {k: v.cpu() for k, v in self.measure(self.latents()).items()}
         _save_atomic({f"orig.{k}": v for k, v in m.items()}, path)
         return m
 
@@ -294,14 +285,14 @@ class Run:
         """Drive all samples along the ladder, measure every edit; returns the unit's tensors."""
         lat = self.latents()
         for s in editor.strength_range(attr):   # fail fast, before any search, on a broken edit
-            if not torch.isfinite(editor.edit(lat.to(self.device), attr, float(s))).all():
+            if not torch.isfinite(editor.edit(lat.to(self.session.device), attr, float(s))).all():
                 raise FloatingPointError(f"{name} produced non-finite latents for {attr} at strength {s:g}")
         lad = ladder_edit(editor, self.ctx, lat, attr, self.cfg.signed_levels, tol=self.cfg.tol,
-                          steps=self.cfg.search_steps, batch_size=self.batch_size)
+                          steps=self.cfg.search_steps, batch_size=self.session.batch_size)
         if not torch.isfinite(lad.latents).all():
             raise FloatingPointError(f"{name} produced non-finite latents for {attr}")
         n_lv, n = lad.latents.shape[:2]
-        m = self.measure(lad.latents.reshape(n_lv * n, *lad.latents.shape[2:]))
+        m = {k: v.cpu() for k, v in self.measure(lad.latents.reshape(n_lv * n, *lad.latents.shape[2:])).items()}
         for role, v in m.items():
             if role != "attributes" and not torch.isfinite(v).all():
                 raise FloatingPointError(f"{name}: the {role} of the {attr} edits are NaN")
@@ -324,9 +315,7 @@ class Run:
         neg = sum(1 for v in self.cfg.signed_levels if v < 0)
         cols = [ladder[i, :k] for i in range(neg)] + [lat[:k]] + [ladder[i, :k] for i in range(neg, len(ladder))]
         grid = torch.stack(cols, 1).reshape(-1, *lat.shape[1:])    # row-major: sample, then column
-        with torch.no_grad():
-            images = torch.cat([self.backbone.render(grid[i:i + self.batch_size].to(self.device)).cpu()
-                                for i in range(0, grid.shape[0], self.batch_size)])
+        images = self.session.render(self.backbone, grid)
         path = self.out / "trajectories" / f"{name}__{attr}.png"
         save_png(make_grid(images, ncol=len(cols)), path, scale=2)
         return path
@@ -361,7 +350,7 @@ class Run:
         status = manifest["methods"]
         seeds = self.cfg.fit_seed_list
         todo = len(self.cfg.methods) * len(seeds) * len(self.cfg.attrs)
-        bar = tqdm(total=todo, desc="run", unit="unit", disable=not self.progress)
+        bar = tqdm(total=todo, desc="run", unit="unit", disable=not self.session.progress)
         for name in self.cfg.methods:
             status[name] = {"status": "ok", "fits": status.get(name, {}).get("fits", {})}
             stage = "fit"
@@ -456,7 +445,8 @@ class Run:
             "instruments": dict(self.roles),
             "versions": _versions(),
             "platform": {"python": platform.python_version(), "machine": platform.machine(),
-                         "device": str(self.device), "torch_threads": torch.get_num_threads()},
+                         "device": str(self.session.device), "dtype": self.session.dtype_name,
+                         "batch_size": self.session.batch_size, "torch_threads": torch.get_num_threads()},
             "attribute_kinds": dict(self.kinds),
             "metrics": {name: {"title": m.title or name, "needs": list(m.needs)} for name, m in self.metrics.items()},
             "plugins": plugin_versions(self.plugins.pm),

@@ -2,7 +2,7 @@
 
     train_stylegan2("runs/sg2-64", steps=20000, batch_size=32, device="cuda")
     export_stylegan2("runs/sg2-64/checkpoint.pt", "sg2-64.safetensors")
-    backbone = load_stylegan2("sg2-64.safetensors")   # bench.backbones.stylegan2
+    backbone = load_stylegan2("sg2-64.safetensors")   # bench.backbones.formats
 
 Why: no StyleGAN2 face weights can be had offline here, but methods that edit W+ need one. The
 student learns the DCGAN's image distribution (DigiFace-1M faces, 64 px) and gives the benchmark a
@@ -427,11 +427,10 @@ def default_eval_fn(teacher, size: int, n: int = 1000, device=None) -> Callable[
             state["ref"] = QualityReference(teacher, n=n, size=size, feature_fn=descriptor_features, device=device)
         return state["ref"].measure(g_ema, seed=0)
 
-    # fail now rather than after hours of training when the descriptor is not there
-    from .plugins import get_plugins
-    if "faceapi-descriptor" not in get_plugins().instruments:
-        raise BenchError("eval_every needs the instrument 'faceapi-descriptor' for KID features; "
-                         "it is not registered (leave eval_every unset or pass eval_fn)")
+    # fail now rather than after hours of training when the descriptor's weights are not there
+    from .instruments import faceapi
+
+    faceapi.descriptor()
     return eval_fn
 
 
@@ -470,6 +469,6 @@ def export_stylegan2(checkpoint, out_path, n_latent_avg: int = 10000) -> Path:
 def load_safetensors_stylegan2(path, truncation: float = 1.0, name: str = "stylegan2",
                                map_location="cpu") -> StyleGAN2Backbone:
     """Load an exported file as a backbone (G_ema with constant noise, D attached)."""
-    from .backbones.stylegan2 import load_stylegan2
+    from .backbones.formats import load_stylegan2
 
     return load_stylegan2(path, truncation=truncation, name=name, map_location=map_location)

@@ -247,14 +247,14 @@ class EYE(Editor):
 
     # -- the edit -----------------------------------------------------------------------------
     def edit(self, latents, attr, strength):
-        self._check_attr(attr)
+        self.check_attr(attr)
         t = self.T[self._attrs.index(attr)].to(latents)
         return latents + as_strength(strength, latents) * t[None]
 
     def strength_range(self, attr):
         """±``max_strength``: training only ever takes steps s = a* - R_k in [-1, 1], so 1 is the
         paper's range; an undertrained T (the quick preset) needs the matched search to extrapolate."""
-        self._check_attr(attr)
+        self.check_attr(attr)
         r = float(self.config["max_strength"])
         return (-r, r)
 

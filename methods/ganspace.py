@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from bench.batched import map_batches
 from bench.method import FitContext, PerAttributeEditor, add_direction, finite_difference, layer_mask
 
 
@@ -45,9 +46,7 @@ class GANSpace(PerAttributeEditor):
         lat = ctx.latents(cfg["n_pca_samples"], seed=ctx.seed + 1)   # PCA set apart from the choice set
         x = lat[:, 0].double()
         if bb.edit_space == "z":
-            with torch.no_grad():
-                y = torch.cat([bb.early_activation(lat[i:i + 256].to(ctx.dev)).cpu()
-                               for i in range(0, lat.shape[0], 256)])
+            y = map_batches(bb.early_activation, lat, 256, device=ctx.dev, out="cpu")
             p = pca(y, cfg["n_components"])
             coeff = (y.double() - p["mean"]) @ p["components"].T                    # [N, C]
             back = torch.linalg.lstsq(coeff, x - x.mean(0)).solution                # [C, z_dim]
@@ -79,10 +78,10 @@ class GANSpace(PerAttributeEditor):
                 "layers": layer_mask(n_layers, ranges[j]), "effect": abs(effects[c][j]), "effects": effects}
 
     def edit(self, latents, attr, strength):
-        self._check_attr(attr)
+        self.check_attr(attr)
         a = self.per_attr[attr]
         return add_direction(latents, a["direction"] * a["stdev"], strength, a["layers"])
 
     def strength_range(self, attr):
-        self._check_attr(attr)
+        self.check_attr(attr)
         return (-self.config["max_sigmas"], self.config["max_sigmas"])

@@ -69,7 +69,7 @@ def analyze(rgb):
 def test_matches_deepface_analyze(deepface_home):
     write_weights(deepface_home)
     inst = get_plugins().instruments.create("deepface-emotion")
-    assert not inst.differentiable
+    assert inst.differentiable   # torch preprocessing (to_network_input), not cv2
     worst, spread = 0.0, []
     for rgb in real_images():
         ours = inst(as_batch(rgb))["emotion"][0].numpy()
@@ -78,6 +78,15 @@ def test_matches_deepface_analyze(deepface_home):
         spread.append(ours.max() - ours.min())
     assert worst < TOL, worst
     assert min(spread) > 0.2  # non-uniform outputs: the comparison means something
+
+
+def test_torch_preprocessing_equals_cv2():
+    """The instrument's batched torch path (on any device) against the cv2 reference, call for call."""
+    for rgb in real_images():
+        ref = dfe.preprocess(rgb[None])
+        ours = dfe.to_network_input(as_batch(rgb)).numpy()
+        assert ours.shape == ref.shape == (1, 1, dfe.INPUT_SIZE, dfe.INPUT_SIZE)
+        assert np.abs(ours - ref).max() < 1e-5
 
 
 def test_batch_equals_single(deepface_home):

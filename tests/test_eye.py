@@ -20,6 +20,7 @@ from methods.eye import EYE, HFLD, native_strength
 TORCH_THREADS = 1  # see conftest.py
 
 ATTR = "Male"
+LOAD = get_plugins().instruments.create   # the context's loader for the content/landmark nets
 HELD_OUT = range(10_000, 10_004)   # step indices never used in training: fixed evaluation batches
 
 
@@ -40,7 +41,7 @@ def instruments():
 
 
 def make_ctx(backbone, instruments, **kw):
-    return FitContext(backbone, dict(instruments), attributes=(ATTR,), seed=0, **kw)
+    return FitContext(backbone, dict(instruments), attributes=(ATTR,), seed=0, load_instrument=LOAD, **kw)
 
 
 def held_out(ed, ctx, T, term="reg"):
@@ -197,11 +198,12 @@ def test_losses_and_fit_equal_the_full_forward_reference(backbone, instruments):
     gradients and a short fit equal those computed with the probe's full forward."""
     attrs = ("Male", "Bald")
     shared = dict(instruments)      # the content/landmark nets, loaded once for both contexts
-    ctx = FitContext(backbone, shared, attributes=attrs, seed=0)
+    ctx = FitContext(backbone, shared, attributes=attrs, seed=0, load_instrument=LOAD)
     ed = HFLD(batch_size=2, landmark_weight=1e2)
     T = (0.3 * torch.randn(2, 1, 100, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
     new = [ed.losses(ctx, T, s) for s in (0, 1)]
-    ref_ctx = FitContext(backbone, {**shared, "probe": FullForwardOnly(instruments["probe"])}, attributes=attrs, seed=0)
+    ref_ctx = FitContext(backbone, {**shared, "probe": FullForwardOnly(instruments["probe"])}, attributes=attrs, seed=0,
+                         load_instrument=LOAD)
     ref = [ed.losses(ref_ctx, T, s) for s in (0, 1)]
     for a, b in zip(new, ref):
         assert set(a) == set(b) == {"reg", "content", "landmarks"}

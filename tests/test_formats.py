@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.backbones import formats
-from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone, load_stylegan2
+from bench.backbones.formats import load_stylegan2
+from stylegan2_writers import write_ada_pkl, write_rosinality
+from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
 from bench.errors import BenchError
 
 
@@ -52,14 +54,16 @@ def models(request):
     return g, d
 
 
-@pytest.mark.parametrize("fmt", ["pt", "pkl"])
+@pytest.mark.parametrize("fmt", ["pt", "pkl", "safetensors"])
 def test_round_trip_same_images_and_d(models, tmp_path, fmt):
     g, d = models
     path = tmp_path / f"model.{fmt}"
     if fmt == "pt":
-        formats.write_rosinality(path, g, d, args=dict(size=g.size, channel_multiplier=g.channel_multiplier))
+        write_rosinality(path, g, d, args=dict(size=g.size, channel_multiplier=g.channel_multiplier))
+    elif fmt == "pkl":
+        write_ada_pkl(path, g, d)
     else:
-        formats.write_ada_pkl(path, g, d)
+        formats.write_safetensors(path, g, d)   # the package's own format (bench perf, the trainer)
     bb = load_stylegan2(path)
     assert bb.generator.channels == g.channels and bb.discriminator.channels == d.channels
     assert torch.equal(bb.generator.latent_avg, g.latent_avg)
@@ -237,7 +241,7 @@ def _nv_tensors(path):
 
 def test_pkl_matches_nvidia_forward_math(models, tmp_path):
     g, d = models
-    formats.write_ada_pkl(tmp_path / "m.pkl", g, d)
+    write_ada_pkl(tmp_path / "m.pkl", g, d)
     tg, td, data = _nv_tensors(tmp_path / "m.pkl")
     assert data["G_ema"].class_name == "Generator" and set(data) >= {"G", "D", "G_ema", "augment_pipe"}
     assert tg["synthesis.b4.conv1.noise_strength"].shape == () and tg["synthesis.b4.const"].ndim == 3
@@ -265,7 +269,7 @@ def test_conv_clamp_and_mbstd_group_survive_the_pkl(tmp_path):
     torch.manual_seed(0)
     g = _perturbed(Generator(16, style_dim=32, n_mlp=2, max_channels=16, conv_clamp=0.5), 3)
     d = _perturbed(Discriminator(16, max_channels=16, stddev_group=2, conv_clamp=0.5), 4)
-    formats.write_ada_pkl(tmp_path / "c.pkl", g, d)
+    write_ada_pkl(tmp_path / "c.pkl", g, d)
     bb = load_stylegan2(tmp_path / "c.pkl")
     assert bb.generator.conv_clamp == 0.5 and bb.discriminator.stddev_group == 2
     tg, td, _ = _nv_tensors(tmp_path / "c.pkl")
@@ -370,7 +374,7 @@ def test_zero_stride_tensor_bomb_is_refused(tmp_path):
 def test_pickled_module_source_is_never_executed(models, tmp_path):
     g, d = models
     marker = tmp_path / "ran"
-    formats.write_ada_pkl(tmp_path / "src.pkl", g, d, module_src=f"open({str(marker)!r}, 'w').close()\n")
+    write_ada_pkl(tmp_path / "src.pkl", g, d, module_src=f"open({str(marker)!r}, 'w').close()\n")
     bb = load_stylegan2(tmp_path / "src.pkl")
     assert isinstance(bb, StyleGAN2Backbone) and not marker.exists()
 
@@ -400,7 +404,7 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_numpy_scalars_in_pkl_state_are_read(models, tmp_path):
     g, d = models
-    formats.write_ada_pkl(tmp_path / "m.pkl", g, d)
+    write_ada_pkl(tmp_path / "m.pkl", g, d)
     data = formats._unpickle(tmp_path / "m.pkl")
     fc0 = data["G_ema"].state["_modules"]["mapping"].state["_modules"]["fc0"].state
     assert fc0["weight_gain"] == pytest.approx(g.lr_mlp / np.sqrt(g.z_dim)) and isinstance(fc0["weight_gain"], float)
@@ -408,7 +412,7 @@ def test_numpy_scalars_in_pkl_state_are_read(models, tmp_path):
 
 def test_same_seed_renders_bit_identical_twice(models, tmp_path):
     g, d = models
-    formats.write_ada_pkl(tmp_path / "m.pkl", g, d)
+    write_ada_pkl(tmp_path / "m.pkl", g, d)
     a = load_stylegan2(tmp_path / "m.pkl").sample(3, seed=7)
     b = load_stylegan2(tmp_path / "m.pkl").sample(3, seed=7)
     assert torch.equal(a, b)

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 
 from bench.backbones.plugin import dcgan_digiface
 from bench.backbones.stylegan2 import Generator
-from bench.errors import BenchError
 from bench.kid import fid, frechet_distance, kid, polynomial_mmd2, quality_table
 
 
@@ -89,14 +88,12 @@ def test_quality_table_on_the_dcgan():
     assert q["fid"] > 10 * q["floor_fid"]
 
 
-def test_descriptor_features_or_a_clear_error():
+def test_descriptor_features_are_face_api_descriptors():
+    from bench.instruments import faceapi
     from bench.kid import descriptor_features
-    from bench.plugins import get_plugins
 
     images = torch.rand(2, 3, 64, 64) * 2 - 1
-    if "faceapi-descriptor" in get_plugins().instruments:
-        feats = descriptor_features(images)
-        assert feats.shape == (2, 128) and np.isfinite(feats).all()
-    else:
-        with pytest.raises(BenchError, match="faceapi-descriptor"):
-            descriptor_features(images)
+    feats = descriptor_features(images)
+    assert feats.shape == (2, 128) and np.isfinite(feats).all()
+    direct = faceapi.descriptor()(images)["descriptor"].double().numpy()
+    np.testing.assert_allclose(feats, direct, atol=1e-6)

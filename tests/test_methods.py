@@ -267,8 +267,10 @@ PLUGIN_PKG = ROOT / "tests" / "plugins" / "bench-random-direction"
 def test_docs_example_runs(backbone, tmp_path):
     text = (ROOT / "docs" / "writing-a-method.md").read_text()
     code = re.search(r"```python\n# random_direction\.py\n(.*?)```", text, re.S).group(1)
-    # the doc's code IS the external test package's module
+    # the doc's code IS the external test package's module, and its pyproject the package's, whole
     assert code == (PLUGIN_PKG / "bench_random_direction" / "random_direction.py").read_text()
+    toml = re.search(r"```toml\n# pyproject\.toml\n(.*?)```", text, re.S).group(1)
+    assert toml == (PLUGIN_PKG / "pyproject.toml").read_text()
     ns: dict = {}
     exec(compile(code, "docs/writing-a-method.md", "exec"), ns)
     ed = ns["RandomDirection"](seed=3)

@@ -45,7 +45,7 @@ def test_reference_loop_computes_our_loss_terms(method):
     bb = pl.backbones.create("dcgan").eval()
     ed = pl.methods.create(method, steps=1, lr=3e-3)
     ctx = FitContext(bb, {"probe": pl.instruments.create("probe").eval()}, attributes=("Male", "Bald"), seed=3,
-                     attribute_instrument="probe")
+                     attribute_instrument="probe", load_instrument=pl.instruments.create)
     T = (0.3 * torch.randn(2, bb.n_layers, bb.latent_dim, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
     step = 5
     ours = ed.losses(ctx, T, step, D=None)
@@ -70,7 +70,8 @@ def test_reference_step_moves_T():
     pl = get_plugins()
     bb = pl.backbones.create("dcgan").eval()
     ed = pl.methods.create("baseline", steps=1, lr=3e-3)
-    ctx = FitContext(bb, {"probe": pl.instruments.create("probe").eval()}, attributes=("Male",), attribute_instrument="probe")
+    ctx = FitContext(bb, {"probe": pl.instruments.create("probe").eval()}, attributes=("Male",), attribute_instrument="probe",
+                     load_instrument=pl.instruments.create)
     with load_reference().ReferenceEYE.from_editor(ed, ctx) as ref:
         T0 = ref.T.detach().clone()
         loss = ref.step()

@@ -206,7 +206,7 @@ def test_fit_cli_stores_then_hits_cache(tmp_path):
     # what `bench fit` stored is what `bench run` loads (same per-attribute, per-seed key)
     from bench.run import Run, make_config
 
-    r = Run(make_config("sefa", "Male", fit_seeds=1), tmp_path / "run", cache_dir=tmp_path, progress=False,
+    r = Run(make_config("sefa", "Male", fit_seeds=1), tmp_path / "run", cache_dir=tmp_path,
             log=lambda s: None)
     r._load_models()
     assert r.fit("sefa", "Male", 0).cache_hit

@@ -46,7 +46,8 @@ def reach(tmp_path_factory):
     plugins = get_plugins()
     backbone = plugins.backbones.create("dcgan")
     ctx = FitContext(backbone, {"probe": plugins.instruments.create("probe")}, seed=0, device=torch.device("cpu"),
-                     cache_dir=tmp_path_factory.mktemp("cache"), attribute_instrument="probe")
+                     cache_dir=tmp_path_factory.mktemp("cache"), attribute_instrument="probe",
+                     load_instrument=plugins.instruments.create)
     lat = ctx.latents(N, seed=SEED)
     out = {}
     for name in METHODS:

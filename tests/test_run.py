@@ -17,6 +17,7 @@ from bench import Entry, hookimpl
 from bench.method import Editor
 from bench.plugins import Plugins, make_plugin_manager
 from bench.run import Run, make_config
+from bench.session import Session
 
 BENCH = [sys.executable, "-m", "bench.cli"]
 # two fast fits (smaller than the quick preset: this tests the run, not the methods)
@@ -39,7 +40,7 @@ def run_fast(out, cache, plugins=None, **kw):
     from reports.html import render_report
 
     cfg = make_config(**{**FAST, **kw})
-    out = Run(cfg, out, plugins=plugins, cache_dir=cache, progress=False, log=lambda s: None).execute()
+    out = Run(cfg, out, session=Session(plugins), cache_dir=cache, log=lambda s: None).execute()
     render_report([out], out / "report.html")
     return out
 
@@ -256,7 +257,7 @@ def test_a_folder_of_another_config_is_refused(reference_run, cache):
 def test_fits_are_cached_per_attribute_and_seed_so_other_attrs_reuse_them(reference_run, tmp_path, cache):
     """The reference run fitted Male (seeds 0, 1); a run of Male and Bald loads those fits from the cache
     and fits only Bald. Fit seeds differ: seed 1's artifact is not seed 0's."""
-    r = Run(make_config(**{**FAST, "attrs": "Male,Bald"}), tmp_path / "attrs", cache_dir=cache, progress=False,
+    r = Run(make_config(**{**FAST, "attrs": "Male,Bald"}), tmp_path / "attrs", cache_dir=cache,
             log=lambda s: None)
     r._load_models()
     male = [r.fit("sefa", "Male", seed) for seed in (0, 1)]
@@ -309,10 +310,10 @@ def test_missing_deepface_weights_hint_is_one_short_line_per_run(tmp_path):
         def create(self, name):
             if name == "deepface-emotion":
                 raise MissingAsset("deepface-emotion needs ... " + "a very long explanation " * 20)
-            return object()
+            return torch.nn.Identity()
 
     r = bare_run(tmp_path)
-    r.plugins = types.SimpleNamespace(instruments=Instruments())
+    r.session = Session(types.SimpleNamespace(instruments=Instruments()))
     for _ in range(2):
         assert r._first_loadable(("deepface-emotion", "fer-emotion"))[0] == "fer-emotion"
     assert len(r.logs) == 1 and str(weights_path()) in r.logs[0] and len(r.logs[0]) < 120 + len(str(weights_path()))
@@ -320,26 +321,16 @@ def test_missing_deepface_weights_hint_is_one_short_line_per_run(tmp_path):
 
 def test_only_the_instruments_the_metrics_need_are_loaded_once_each(tmp_path, cache):
     """Metric.needs decides: edit and topk read attributes only, so no emotion, landmark or descriptor net
-    is loaded; with every metric each instrument is created exactly once (fits share the run's pool)."""
-    from bench.plugins import get_plugins
-
-    base = get_plugins()
-    made = []
-
-    class Counting(Plugins):
-        def __init__(self):
-            super().__init__(base.pm)
-            create = self.instruments.create
-            self.instruments.create = lambda name, **kw: (made.append(name), create(name, **kw))[1]
-
-    r = Run(make_config(**{**FAST, "metrics": ("edit", "topk")}), tmp_path / "needs", plugins=Counting(),
-            cache_dir=cache, progress=False, log=lambda s: None)
-    r._load_models()
-    assert set(r.roles) == {"attributes"} and made == ["probe"]
-    made.clear()
-    r = Run(make_config(**FAST), tmp_path / "all", plugins=Counting(), cache_dir=cache, progress=False,
+    is loaded; with every metric each instrument is loaded exactly once (fits share the session's pool)."""
+    r = Run(make_config(**{**FAST, "metrics": ("edit", "topk")}), tmp_path / "needs", cache_dir=cache,
             log=lambda s: None)
     r._load_models()
+    assert set(r.roles) == {"attributes"} and dict(r.session.loads) == {"probe": 1}
+    r = Run(make_config(**FAST), tmp_path / "all", cache_dir=cache, log=lambda s: None)
+    r._load_models()
     r.ctx.instrument("faceapi-landmarks")          # what hfld's fit asks for: the measuring instance
+    r.ctx.instrument("vgg16-stlpips")              # EYE's content net: loaded once, then shared
+    r.ctx.instrument("vgg16-stlpips")
+    made = list(r.session.loads.elements())
     assert set(r.roles) == {"attributes", "emotion", "landmarks", "descriptor"}
-    assert sorted(made) == sorted(set(made)) and "faceapi-landmarks" in made
+    assert sorted(made) == sorted(set(made)) and {"faceapi-landmarks", "vgg16-stlpips"} <= set(made)

@@ -56,7 +56,8 @@ def time_fit(cls, bb, R, attrs, steps):
         return losses(*a, **k)
 
     ed.losses = timed
-    ctx = FitContext(bb, {"probe": R}, attributes=attrs, seed=0, attribute_instrument="probe")
+    ctx = FitContext(bb, {"probe": R}, attributes=attrs, seed=0, attribute_instrument="probe",
+                     load_instrument=get_plugins().instruments.create)
     t0 = time.perf_counter()
     ed.fit(ctx)
     total = time.perf_counter() - t0

@@ -124,13 +124,13 @@ if [ $SMOKE -eq 1 ]; then
 else
     # No random StyleGAN2 is registered as a backbone: a random 256-px config-F checkpoint (random D too,
     # as the official EYE code's D) goes through the registered `stylegan2` backbone's --weights instead.
-    part random_checkpoint 30 "$PY" -c "from bench.perf import write_random_stylegan2 as w; print(w('$SCRATCH/random-256.pt'))"
+    part random_checkpoint 30 "$PY" -c "from bench.perf import write_random_stylegan2 as w; print(w('$SCRATCH/random-256.safetensors'))"
     # the last part gets what is left of 470 s, so the whole stays within 8 minutes
     LEFT=$(( 470 - ($(date +%s) - T_START) ))
     if [ $LEFT -lt 30 ]; then
         note "paper run skipped: ${LEFT}s of the 8-minute budget left"; FAILED=1
     else
-        part paper_run $LEFT "$PY" -m bench.cli run --preset paper --backbone stylegan2 --weights "$SCRATCH/random-256.pt" \
+        part paper_run $LEFT "$PY" -m bench.cli run --preset paper --backbone stylegan2 --weights "$SCRATCH/random-256.safetensors" \
             --methods sefa,ganspace,interfacegan,baseline,hfld --attrs Male \
             --set baseline.steps=200 --set hfld.steps=200 -n 200 --fit-seeds 1 \
             --device cuda --out "$RUN" --cache "$SCRATCH/cache"

@@ -31,7 +31,8 @@ def main() -> None:
     attrs = tuple(args.attrs.split(","))
     backbone = plugins.backbones.create("dcgan")
     ctx = FitContext(backbone, {"probe": plugins.instruments.create("probe")}, attributes=attrs, seed=0,
-                     device=torch.device("cpu"), cache_dir=args.cache, progress=False, attribute_instrument="probe")
+                     device=torch.device("cpu"), cache_dir=args.cache, progress=False, attribute_instrument="probe",
+                     load_instrument=plugins.instruments.create)
     latents = backbone.to_edit(backbone.sample_z(args.n, seed=1000))
     print("| method | attribute | reached R_k=0 | reached R_k=1 | mean R_k(X1) - R_k(X0) |")
     print("|---|---|---|---|---|")

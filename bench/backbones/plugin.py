@@ -25,7 +25,7 @@ def dcgan_digiface(**_options):
 def stylegan2(weights: str | None = None, truncation: float = 1.0, name: str = "stylegan2", **_options):
     """A StyleGAN2 from a rosinality .pt or NVIDIA .pkl file, or a zoo name."""
     from ..zoo import resolve
-    from .stylegan2 import load_stylegan2
+    from .formats import load_stylegan2
 
     if not weights:
         raise BenchError("backbone 'stylegan2' needs --weights PATH (a rosinality .pt or NVIDIA .pkl) "

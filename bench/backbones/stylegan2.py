@@ -556,35 +556,3 @@ class StyleGAN2Backbone(Backbone):
         g = self.generator
         x = g.conv1(g.input(latents.shape[0]), latents[:, 0], noise=g.noises.noise_0)
         return x.flatten(1)
-
-def load_stylegan2(path, truncation: float = 1.0, name: str = "stylegan2", with_discriminator: bool = True,
-                   map_location="cpu") -> StyleGAN2Backbone:
-    """Load a rosinality ``.pt`` or a NVIDIA stylegan2-ada ``.pkl`` (format told by content, never by
-    suffix; no code from the file is run) as a :class:`StyleGAN2Backbone` on ``map_location``."""
-    from . import formats
-
-    ckpt = formats.read_checkpoint(path)
-    generator = build_generator(ckpt.g_kwargs, ckpt.g_ema, ckpt.latent_avg, source=str(path))
-    discriminator = None
-    if with_discriminator and ckpt.d is not None:
-        discriminator = build_discriminator(ckpt.d_kwargs, ckpt.d, source=str(path))
-    return StyleGAN2Backbone(generator, discriminator, truncation=truncation, name=name).to(map_location)
-
-def build_generator(kwargs: dict, state: dict, latent_avg: torch.Tensor | None = None, source: str = "checkpoint",
-                    what: str = "g_ema") -> Generator:
-    """Generator(**kwargs) with ``state`` loaded strictly; ``latent_avg`` from the checkpoint or the
-    mean of 10,000 mapped samples (seed 0) when the checkpoint has none."""
-    from . import formats
-
-    g = Generator(**kwargs)
-    formats.load_strict(g, state, what, source)
-    with torch.no_grad():
-        g.latent_avg.copy_(latent_avg.reshape(-1) if latent_avg is not None else g.mean_latent(10000, seed=0)[0])
-    return g.eval()
-
-def build_discriminator(kwargs: dict, state: dict, source: str = "checkpoint") -> Discriminator:
-    from . import formats
-
-    d = Discriminator(**kwargs)
-    formats.load_strict(d, state, "d", source)
-    return d.eval()

@@ -9,9 +9,11 @@ absent; we never let it: the file is checked before deepface's model is built, a
 Preprocessing replicates ``DeepFace.analyze(img, actions=['emotion'], detector_backend='skip')`` for
 a whole batch (each image is taken to be the face): RGB -> BGR, /255 (float64, as extract_faces
 normalises), letterbox to 224 (``cv2.resize`` linear to fit, centred zero pad, float32), cv2
-BGR->gray, ``cv2.resize`` linear to 48. Those are cv2 calls per image — cv2's multi-channel resize
-rounds differently from its 3- and 1-channel paths — so the instrument is not differentiable. The
-network then runs once per batch. Parity with ``analyze``: tests/test_deepface.py.
+BGR->gray, ``cv2.resize`` linear to 48. :func:`preprocess` is that, cv2 call for cv2 call, one image
+at a time on the CPU (the reference); the instrument runs :func:`to_network_input`, the same steps
+as batched torch ops on the images' device (cv2's linear resize is half-pixel bilinear without
+antialiasing, as ``F.interpolate``; the two agree within 1e-5, tests/test_deepface.py), so it is
+differentiable and nothing leaves the GPU. Parity with ``analyze``: tests/test_deepface.py.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import BenchError, MissingAsset
 from ..instrument import Instrument, Output
@@ -28,6 +31,7 @@ from ..instrument import Instrument, Output
 DEEPFACE_VERSION = "0.0.103"
 DEEPFACE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # EMOTION_LABELS
 WEIGHTS_NAME = "facial_expression_model_weights.pth"
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)   # cv2.COLOR_BGR2GRAY on RGB channels
 LETTERBOX = 224   # analyze() resizes every face to the demography models' input first
 INPUT_SIZE = 48
 
@@ -87,10 +91,26 @@ def preprocess(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_network_input(images: torch.Tensor, gray_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Images [B, 3, H, W] in [-1, 1] -> network input [B, 1, 48, 48] in [0, 1]: :func:`preprocess` as
+    batched torch ops (the letterbox resize in float64, as cv2 gets float64 from extract_faces)."""
+    x = (images.double().clamp(-1, 1) + 1) / 2
+    h, w = x.shape[-2:]
+    factor = min(LETTERBOX / h, LETTERBOX / w)
+    sw, sh = int(w * factor), int(h * factor)
+    top, left = (LETTERBOX - sh) // 2, (LETTERBOX - sw) // 2
+    fit = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False).float()
+    box = F.pad(fit, (left, LETTERBOX - sw - left, top, LETTERBOX - sh - top))   # zeros: the letterbox
+    if gray_weights is None:
+        gray_weights = torch.tensor(GRAY_WEIGHTS, device=images.device).view(1, 3, 1, 1)
+    gray = (box * gray_weights).sum(1, keepdim=True)
+    return F.interpolate(gray, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+
+
 class DeepFaceEmotion(Instrument):
     name = "deepface-emotion"
     assets = ()               # user-supplied: $DEEPFACE_HOME/.deepface/weights/facial_expression_model_weights.pth
-    differentiable = False    # cv2 preprocessing
+    differentiable = True
     outputs = (Output("emotion", (7,), (0.0, 1.0), "probability", labels=DEEPFACE_LABELS,
                       description="DeepFace's emotion CNN (pytorch engine) on the whole image as the face, "
                                   "preprocessed as analyze(detector_backend='skip'); analyze's % / 100"),)
@@ -98,17 +118,16 @@ class DeepFaceEmotion(Instrument):
     def __init__(self, net: torch.nn.Module | None = None):
         super().__init__()
         self.net = load_net() if net is None else net
+        self.register_buffer("gray_weights", torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True):
         return super().train(False)  # dropout stays off
 
-    @torch.no_grad()
     def forward(self, images):
         if images.ndim != 4 or images.shape[1] != 3:
             raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
         p = next(self.net.parameters())
-        rgb = ((images.detach().double().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
-        x = torch.from_numpy(preprocess(rgb)).to(device=p.device, dtype=p.dtype)
+        x = to_network_input(images.to(p.device), self.gray_weights).to(p.dtype)
         return {"emotion": self.net(x)}
 
 

@@ -137,10 +137,11 @@ def load_net() -> MiniXception:
 
 # -- instrument ------------------------------------------------------------------------------------
 
-def to_gray64(images: torch.Tensor) -> torch.Tensor:
-    """RGB [B, 3, H, W] in [-1, 1] -> gray [B, 1, 64, 64] in [-1, 1] (see the module docstring)."""
-    w = torch.tensor(GRAY_WEIGHTS, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    gray = (images * w).sum(1, keepdim=True)  # weights sum to 1: [-1, 1] stays [-1, 1]
+def to_gray64(images: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """RGB [B, 3, H, W] in [-1, 1] -> gray [B, 1, 64, 64] in [-1, 1] (see the module docstring).
+    ``weights``: GRAY_WEIGHTS as [1, 3, 1, 1] on the images' device (the instrument passes its buffer)."""
+    w = torch.tensor(GRAY_WEIGHTS, device=images.device).view(1, 3, 1, 1) if weights is None else weights
+    gray = (images * w.to(images.dtype)).sum(1, keepdim=True)  # weights sum to 1: [-1, 1] stays [-1, 1]
     if gray.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
         shrink = gray.shape[-2] > INPUT_SIZE or gray.shape[-1] > INPUT_SIZE
         gray = F.interpolate(gray, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
@@ -159,13 +160,15 @@ class FerEmotion(Instrument):
     def __init__(self, net: MiniXception | None = None):
         super().__init__()
         self.net = load_net() if net is None else net
+        self.register_buffer("gray_weights", torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("to_deepface", torch.tensor(DEEPFACE_FROM_FER), persistent=False)   # label order
 
     def train(self, mode: bool = True):
         return super().train(False)  # frozen: batch norm always uses its moving statistics
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Network input [B, 1, 64, 64] in [-1, 1] -> probabilities [B, 7], DeepFace order."""
-        return torch.softmax(self.net(x), dim=1)[:, list(DEEPFACE_FROM_FER)]
+        return torch.softmax(self.net(x), dim=1).index_select(1, self.to_deepface)
 
     def forward_gray64(self, gray: torch.Tensor) -> torch.Tensor:
         """fer's own network input: gray pixels 0..255, [B, 64, 64] or [B, 1, 64, 64] -> [B, 7]."""
@@ -178,7 +181,7 @@ class FerEmotion(Instrument):
         if images.ndim != 4 or images.shape[1] != 3:
             raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
         p = next(self.net.parameters())
-        return {"emotion": self.probabilities(to_gray64(images.to(device=p.device, dtype=p.dtype)))}
+        return {"emotion": self.probabilities(to_gray64(images.to(device=p.device, dtype=p.dtype), self.gray_weights))}
 
 
 def fer_emotion(**_options) -> FerEmotion:

@@ -148,6 +148,8 @@ class Probe(Instrument):
         self.attribute_kinds = dict(ATTRIBUTE_KINDS)
         self.register_buffer("supported", torch.tensor([a in SUPPORTED for a in CELEBA_ATTRIBUTES]),
                              persistent=False)
+        self.register_buffer("supported_columns", torch.tensor([CELEBA_ATTRIBUTES.index(a) for a in SUPPORTED]),
+                             persistent=False)
         self.register_buffer("hair_pattern", HAIR_PATTERN, persistent=False)
         self.register_buffer("cheek_pattern", CHEEK_PATTERN, persistent=False)
         centre, scale = [], []
@@ -280,9 +282,7 @@ class Probe(Instrument):
         f = self.features(images)
         b = images.shape[0]
         raw = torch.full((b, len(CELEBA_ATTRIBUTES)), float("nan"), device=images.device, dtype=f["Male"].dtype)
-        cols = [CELEBA_ATTRIBUTES.index(a) for a in SUPPORTED]
-        raw = raw.index_copy(1, torch.tensor(cols, device=images.device),
-                             torch.stack([f[a] for a in SUPPORTED], 1))
+        raw = raw.index_copy(1, self.supported_columns, torch.stack([f[a] for a in SUPPORTED], 1))
         attrs = torch.sigmoid((raw - self.centre.to(raw)) / self.scale.to(raw))
         return {"attributes": attrs, "landmarks": f["landmarks"]}
 

@@ -17,7 +17,7 @@ class RandomDirection(PerAttributeEditor):
         return {"direction": d / d.norm(), "layers": layer_mask(ctx.backbone.n_layers)}
 
     def edit(self, latents, attr, strength):
-        self._check_attr(attr)
+        self.check_attr(attr)
         a = self.per_attr[attr]
         return add_direction(latents, a["direction"], strength, a["layers"])
 

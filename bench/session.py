@@ -1,0 +1,90 @@
+"""The run session: the one owner of device, dtype, batch size, the plugins and the instrument pool.
+
+Everything below the CLI gets these from a :class:`Session` instead of choosing its own: a fit's
+extra nets (EYE's content net, HFLD's landmarks) and a run's measuring instruments come from one
+pool, each loaded once, on the session's device; every batched render -> measure uses the session's
+batch size and precision (:func:`bench.batched.map_batches`). Only the CLI (the top of the house)
+builds the plugin manager; a session made without one uses the installed plugins.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from .batched import autocast, map_batches
+from .errors import BenchError
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def parse_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``--dtype`` -> torch dtype; half precision on a CPU is refused (emulated there: 20-280x slower)."""
+    if name not in DTYPES:
+        raise BenchError(f"unknown --dtype {name!r}; valid: {', '.join(DTYPES)}")
+    if name != "fp32" and torch.device(device).type == "cpu":
+        raise BenchError(f"--dtype {name} on a CPU is refused: half precision is emulated there and 20-280x "
+                         f"slower than fp32; use --dtype fp32 (the default), or --device cuda for {name}")
+    return DTYPES[name]
+
+
+class Session:
+    """Device, precision, batch size, plugins and one instrument pool, shared by everything in a run.
+
+    ``dtype`` is the precision of rendering and measuring (autocast); parameters stay float32 and every
+    stored number is float32. ``loads`` counts instrument loads by name (each should be 1).
+    """
+
+    def __init__(self, plugins=None, device: str | torch.device = "cpu", dtype: str = "fp32",
+                 batch_size: int = 64, progress: bool = False):
+        if plugins is None:
+            from .plugins import get_plugins
+
+            plugins = get_plugins()
+        if batch_size < 1:
+            raise BenchError(f"--batch-size must be at least 1, got {batch_size}")
+        self.plugins = plugins
+        self.device = torch.device(device)
+        self.dtype_name, self.dtype = dtype, parse_dtype(dtype, self.device)
+        self.batch_size, self.progress = int(batch_size), progress
+        self.pool: dict[str, torch.nn.Module] = {}
+        self.loads: Counter = Counter()
+
+    # -- models ------------------------------------------------------------------------------------
+    def instrument(self, name: str) -> torch.nn.Module:
+        """The instrument ``name``: loaded on first use, on the session's device, frozen, then shared."""
+        if name not in self.pool:
+            self.loads[name] += 1
+            inst = self.plugins.instruments.create(name)
+            self.pool[name] = inst.to(self.device).eval().requires_grad_(False)
+        return self.pool[name]
+
+    def backbone(self, name: str, **options):
+        return self.plugins.backbones.create(name, **options).to(self.device).eval()
+
+    # -- the batched paths ---------------------------------------------------------------------------
+    def autocast(self):
+        return autocast(self.device, self.dtype)
+
+    def map(self, fn, x: torch.Tensor, out=None, desc: str | None = None):
+        """:func:`map_batches` with the session's device, batch size and precision."""
+        return map_batches(fn, x, self.batch_size, device=self.device, out=out, dtype=self.dtype,
+                           progress=self.progress and desc is not None, desc=desc)
+
+    def measure(self, backbone, latents: torch.Tensor, roles: dict[str, str], out=None) -> dict[str, torch.Tensor]:
+        """Render ``latents`` and run each role's instrument once per batch: {role: [N, ...] float32}.
+
+        Results stay on the device (``out=None``) until the caller writes them."""
+        names = list(dict.fromkeys(roles.values()))
+
+        def render_measure(lat):
+            x = backbone.synthesize(lat)
+            outs = {name: self.instrument(name)(x) for name in names}
+            return {role: outs[name][role].float() for role, name in roles.items()}
+
+        return self.map(render_measure, latents, out=out)
+
+    def render(self, backbone, latents: torch.Tensor, out="cpu") -> torch.Tensor:
+        """Images [N, 3, H, W] float32 (on the CPU unless ``out`` says otherwise)."""
+        return self.map(backbone.synthesize, latents, out=out).float()
