@@ -16,6 +16,11 @@ G_ema with StyleGAN2-ADA's half-life (``ema_kimg`` thousand images, ramped up ov
 ``ema_rampup`` of the images seen). Noise inputs are random during training. ADA is not implemented
 (the data stream is unlimited, so the discriminator has nothing to overfit to).
 
+Warm start (``distil_steps``): the first steps train G on pairs instead, G(z) = DCGAN(z) for the
+DCGAN's own z (the student's z is then the DCGAN's 100-D z), while D trains as usual; a short GPU
+budget (tools/train_stylegan2_gpu.sh) starts its adversarial steps from a G that already draws faces.
+``deadline`` stops a call gracefully at a wall-clock time (outputs written; a later call resumes).
+
 Data: every step draws ``batch_size`` fresh DCGAN samples from seeds that are a function of
 (seed, step) only, and so are the student's latents and its noise inputs (the global RNG is
 re-seeded per step). A resumed run therefore makes exactly the steps the uninterrupted run would

@@ -5,7 +5,6 @@ deadline, the float16 / split export, and the quality bar's parts."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import subprocess
@@ -16,9 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from bench.attributes import CELEBA_ATTRIBUTES
 from bench.backbones.plugin import dcgan_digiface
 from bench.backbones.stylegan2 import EMBEDDED_64, Discriminator, Generator, load_stylegan2
 from bench.errors import BenchError
+from bench.instrument import Output
 from bench.quality_bar import (EXPRESSION_TV_MAX, KID_FACTOR, LANDMARK_QUANTILE, LANDMARKS_FOUND_MIN, LandmarkGate,
                                floor_noise, label_shares, total_variation)
 from bench.train_stylegan2 import export_stylegan2, train_stylegan2
@@ -129,12 +130,11 @@ def test_docs_state_the_bar_and_the_command():
 def test_warm_start_lowers_the_paired_loss_and_needs_the_teachers_z(tmp_path, dcgan):
     with pytest.raises(BenchError, match="z_dim 32 != the teacher's 100"):
         train_stylegan2(tmp_path / "x", steps=2, distil_steps=1, teacher=dcgan, **TINY)
-    r = train_stylegan2(tmp_path / "w", steps=24, distil_steps=22, z_dim=100, teacher=dcgan, lr=0.01,
-                        **{k: v for k, v in TINY.items() if k != "lr"})
+    r = train_stylegan2(tmp_path / "w", steps=12, distil_steps=10, z_dim=100, teacher=dcgan, lr=0.01, **TINY)
     phases = [row["phase"] for row in r.log]
-    assert phases == ["distil"] * 22 + ["gan"] * 2
-    paired = [row["g_loss"] for row in r.log[:22]]
-    assert np.mean(paired[-4:]) < 0.8 * np.mean(paired[:4])   # L1 to the DCGAN's image of the same z falls
+    assert phases == ["distil"] * 10 + ["gan"] * 2
+    paired = [row["g_loss"] for row in r.log[:10]]
+    assert np.mean(paired[-3:]) < 0.7 * np.mean(paired[:3])   # L1 to the DCGAN's image of the same z falls
 
 
 def test_deadline_stops_gracefully_and_resume_continues(tmp_path, dcgan, monkeypatch):
@@ -217,15 +217,11 @@ def embedded_random():
 class Brightness(torch.nn.Module):
     """A cheap differentiable R: mean brightness -> Pale_Skin (every other attribute NaN)."""
 
-    from bench.instrument import Output
-    from bench.attributes import CELEBA_ATTRIBUTES as _A
-    outputs = (Output("attributes", (40,), (0.0, 1.0), "probability", _A),)
+    outputs = (Output("attributes", (40,), (0.0, 1.0), "probability", CELEBA_ATTRIBUTES),)
 
     def forward(self, images):
-        from bench.attributes import CELEBA_ATTRIBUTES
-
         out = torch.full((images.shape[0], 40), float("nan"), dtype=images.dtype, device=images.device)
-        col = torch.tensor([CELEBA_ATTRIBUTES.index("Pale_Skin")])
+        col = torch.tensor([CELEBA_ATTRIBUTES.index("Pale_Skin")], device=images.device)
         return {"attributes": out.index_copy(1, col, torch.sigmoid(4 * images.mean((1, 2, 3)))[:, None])}
 
 
