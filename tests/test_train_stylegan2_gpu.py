@@ -103,6 +103,21 @@ def test_smoke_tables(smoke):
     assert im.width > 64 * 8   # 8 columns of upscaled samples
 
 
+def test_plan_fills_the_budget_from_the_probes_later_rows():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import train_stylegan2_gpu as job
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    probe = [{"phase": "distil", "sec_per_step": 0.5}, {"phase": "distil", "sec_per_step": 0.1},   # warm-up, then
+             {"phase": "gan", "sec_per_step": 0.9}, {"phase": "gan", "sec_per_step": 0.2}]
+    p = job.plan(probe, seconds=300, eval_s=3, n_evals=8, distil_share=0.3)
+    # 300 s - 8 evaluations of 3 s = 276 s: 30% at 0.1 s a step, 70% at 0.2 s a step
+    assert abs(p["distil_steps"] - 828) <= 1 and abs(p["steps"] - (828 + 966)) <= 2    # floored
+    assert p["eval_every"] == p["steps"] // 8
+    assert p["distil_steps"] * 0.1 + (p["steps"] - p["distil_steps"]) * 0.2 + 8 * 3 <= 300
+
+
 def test_checkout_env_registers_the_plugins_without_an_install(tmp_path):
     """python -S sees no site-packages (so not our editable install): only the generated dist-info."""
     script = (f'ROOT={ROOT}; PY="{sys.executable} -S"; SITE={tmp_path}/site; . "$ROOT/tools/checkout_env.sh"; '
