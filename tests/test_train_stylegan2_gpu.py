@@ -103,12 +103,37 @@ def test_smoke_tables(smoke):
     assert im.width > 64 * 8   # 8 columns of upscaled samples
 
 
-def test_plan_fills_the_budget_from_the_probes_later_rows():
+@pytest.mark.slow   # ~10 s quiet
+def test_a_diverged_run_still_brings_back_its_last_checkpoint(tmp_path, monkeypatch):
+    import bench.train_stylegan2 as ts
+
+    job = _job()
+    real = ts.train_stylegan2
+
+    def diverging(out_dir, **kw):
+        r = real(out_dir, **kw)
+        if "eval_fn" in kw:   # the main run (the probe has none): it made its steps, then "diverges"
+            raise BenchError(f"training diverged at step {r.step + 1} (d_loss nan, g_loss nan)")
+        return r
+
+    monkeypatch.setattr(ts, "train_stylegan2", diverging)
+    assert job.main([str(tmp_path / "out"), "--smoke"]) == 1
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"stylegan2_64.safetensors", "stylegan2_64_d.safetensors", "kid.csv", "quality_bar.csv"} <= names
+    assert _rows(tmp_path / "out" / "kid.csv")[-1]["phase"] == "exported"
+
+
+def _job():
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import train_stylegan2_gpu as job
     finally:
         sys.path.remove(str(ROOT / "tools"))
+    return job
+
+
+def test_plan_fills_the_budget_from_the_probes_later_rows():
+    job = _job()
     probe = [{"phase": "distil", "sec_per_step": 0.5}, {"phase": "distil", "sec_per_step": 0.1},   # warm-up, then
              {"phase": "gan", "sec_per_step": 0.9}, {"phase": "gan", "sec_per_step": 0.2}]
     p = job.plan(probe, seconds=300, eval_s=3, n_evals=8, distil_share=0.3)

@@ -100,6 +100,7 @@ def main(argv=None) -> int:
 
     from bench.backbones.plugin import dcgan_digiface
     from bench.backbones.stylegan2 import load_stylegan2
+    from bench.errors import BenchError
     from bench.images import save_png
     from bench.quality_bar import BarReference, overlay_grid
     from bench.train_stylegan2 import export_stylegan2, train_stylegan2
@@ -146,33 +147,46 @@ def main(argv=None) -> int:
     # the deadline guards the budget when the probe was optimistic (the planned steps then are not all made)
     deadline = min(deadline_all - cfg["reserve_s"], time.monotonic() + 1.5 * train_s)
 
-    result = train_stylegan2(run_dir, steps=steps, distil_steps=distil_steps, eval_every=eval_every,
-                             eval_fn=ref.eval_fn, snapshot_every=eval_every, log_every=max(1, min(50, eval_every)),
-                             deadline=deadline, **common)
-    log(f"trained: step {result.step} of {steps} (distil {distil_steps}), stopped early: {result.stopped_early}")
+    failed = None
+    try:
+        result = train_stylegan2(run_dir, steps=steps, distil_steps=distil_steps, eval_every=eval_every,
+                                 eval_fn=ref.eval_fn, snapshot_every=eval_every,
+                                 log_every=max(1, min(50, eval_every)), deadline=deadline, **common)
+        log(f"trained: step {result.step} of {steps} (distil {distil_steps}), stopped early: {result.stopped_early}")
+    except BenchError as e:   # diverged: what the last checkpoint holds still comes back, judged as any other
+        failed = str(e)
+        log(f"error: {failed}")
+        if not (run_dir / "checkpoint.pt").exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+            return 1
+        log("exporting the last checkpoint instead")
+    ckpt = run_dir / "checkpoint.pt"
+    step = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+    shutil.copy(run_dir / "log.csv", out / "train_log.csv")
 
     g_path, d_path = out / "stylegan2_64.safetensors", out / "stylegan2_64_d.safetensors"
-    export_stylegan2(result.checkpoint, g_path, dtype=torch.float16, d_path=d_path)
+    export_stylegan2(ckpt, g_path, dtype=torch.float16, d_path=d_path)
     sizes = {p.name: p.stat().st_size for p in (g_path, d_path)}
-    log(f"exported {sizes} (limit {FILE_LIMIT} each)")
-    student = load_stylegan2(g_path, name="stylegan2-64").to(device)
+    log(f"exported step {step}: {sizes} (limit {FILE_LIMIT} each)")
 
+    def kid_row(step: int, phase: str, weights: str, q: dict) -> dict:
+        return {"step": step, "kimg": step * cfg["batch_size"] / 1000, "phase": phase, "weights": weights,
+                "kid": q["kid"], "fid": q["fid"], "floor": ref.floor, "floor_sd": ref.floor_sd,
+                "kid_over_floor_scale": q["kid"] / ref.floor_scale, "n": ref.n}
+
+    quality = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(open(run_dir / "quality.csv"))] \
+        if (run_dir / "quality.csv").exists() else []
+    kid_rows = [kid_row(int(r["step"]), "distil" if r["step"] <= distil_steps else "gan", "g_ema float32", r)
+                for r in quality if r["step"] <= step]
+    write_csv(out / "kid.csv", kid_rows)   # now, in case the bar fails; rewritten with its row below
+
+    student = load_stylegan2(g_path, name="stylegan2-64").to(device)
     bar = ref.bar(student, seed=args.seed)
-    kid_rows = []
-    for r in result.quality:
-        phase = "distil" if r["step"] <= distil_steps else "gan"
-        kid_rows.append({"step": r["step"], "kimg": r["step"] * cfg["batch_size"] / 1000, "phase": phase,
-                         "weights": "g_ema float32", **{k: r[k] for k in ("kid", "fid", "floor")},
-                         "floor_sd": ref.floor_sd, "kid_over_floor_scale": r["kid"] / ref.floor_scale, "n": ref.n})
-    q = bar.kid
-    kid_rows.append({"step": result.step, "kimg": result.step * cfg["batch_size"] / 1000, "phase": "exported",
-                     "weights": "g_ema float16 (the exported file)", "kid": q["kid"], "fid": q["fid"], "floor": q["floor"],
-                     "floor_sd": ref.floor_sd, "kid_over_floor_scale": q["kid"] / ref.floor_scale, "n": ref.n})
+    kid_rows.append(kid_row(step, "exported", "g_ema float16 (the exported file)", bar.kid))
     write_csv(out / "kid.csv", kid_rows)
     write_csv(out / "quality_bar.csv", bar.rows)
     k = min(32, len(bar.images))
     save_png(overlay_grid(bar.images[:k], bar.landmarks[:k], bar.found[:k]), out / "samples_landmarks.png")
-    shutil.copy(run_dir / "log.csv", out / "train_log.csv")
 
     for r in bar.rows[:4]:
         log(f"bar {r['criterion']}: student {r['student']:.4g}, reference {r['reference']:.4g}, "
@@ -180,13 +194,14 @@ def main(argv=None) -> int:
     too_big = [n for n, s in sizes.items() if s > FILE_LIMIT]
     files = sorted(p.name for p in out.iterdir())
     log(f"files in {out}: {files}")
+    if failed:
+        log(f"training failed ({failed}); the files hold its last checkpoint, step {step}")
     log(f"verdict: {'PASSED' if bar.passed else 'NOT PASSED'} the quality bar; "
         f"{time.monotonic() - T0:.0f}s of {args.budget_s:.0f}s; plan {json.dumps(plan_info)}")
     shutil.rmtree(scratch, ignore_errors=True)
     if too_big:
         log(f"error: over the {FILE_LIMIT}-byte limit: {too_big}")
-        return 1
-    return 0
+    return 1 if too_big or failed else 0
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@
 #
 # OUT_DIR gets at most 8 files, each <= 16 MiB (what comes back from the machine): the G_ema and D
 # safetensors (float16), kid.csv, quality_bar.csv, samples_landmarks.png, train_log.csv and train.log.
-# Exit 0 when training and export worked (whether the bar passed is in quality_bar.csv and the last
-# line of train.log), 124 when the hard limit killed it. PYTHON=... picks the interpreter;
+# Exit 0 when training and export worked (whether the bar passed is in quality_bar.csv and train.log's
+# verdict line); 1 when training diverged (the files then hold its last checkpoint) or a file is over
+# the limit; 124 when the hard limit killed it. PYTHON=... picks the interpreter;
 # BUDGET_S=... the script's own budget (default 450 s; the hard limit is 30 s more).
 set -u
 
