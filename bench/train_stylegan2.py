@@ -404,7 +404,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
     G.train()
     D.train()
     t_last, step_last = time.perf_counter(), step
-    stopped_early = False
+    stopped_early, losses = False, None
     while step < steps:
         if deadline is not None and time.monotonic() >= deadline:
             stopped_early = True
@@ -442,6 +442,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
                 fake = G.synthesis(fake_latents(step, 3), noise_mode="random")
                 g_loss = g_nonsaturating_loss(D(fake).float())
         optimizer_step(g_loss, g_optim, scaler_g)
+        losses = (d_loss, g_loss)
 
         if pl_weight > 0 and step % pl_every == 0 and not distil:
             pl_batch = max(1, batch_size // 2)   # rosinality's path_batch_shrink = 2
@@ -479,6 +480,9 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
         if bar is not None:
             bar.update(1)
     if stopped_early:   # the outputs of the step reached, as at the end of a run
+        if losses is not None and not all(math.isfinite(v.item()) for v in losses):
+            raise BenchError(f"training diverged by step {step} (d_loss {losses[0].item()}, g_loss "
+                             f"{losses[1].item()}); try a larger r1_gamma or a lower lr")
         if eval_every and done["evaluated"] != step:
             evaluate()
         if done["saved"] != step:

@@ -143,6 +143,9 @@ def main(argv=None) -> int:
     plan_info = plan(probe.log, train_s, eval_s, cfg["n_evals"], args.distil_share)
     plan_info["eval_s"] = eval_s
     steps, distil_steps, eval_every = plan_info["steps"], plan_info["distil_steps"], plan_info["eval_every"]
+    # checkpoints only at logged steps, whose losses train_stylegan2 checks finite before it saves
+    log_every = min(50, eval_every)
+    eval_every = plan_info["eval_every"] = eval_every // log_every * log_every
     log(f"plan: {json.dumps(plan_info)}")
     # the deadline guards the budget when the probe was optimistic (the planned steps then are not all made)
     deadline = min(deadline_all - cfg["reserve_s"], time.monotonic() + 1.5 * train_s)
@@ -150,8 +153,8 @@ def main(argv=None) -> int:
     failed = None
     try:
         result = train_stylegan2(run_dir, steps=steps, distil_steps=distil_steps, eval_every=eval_every,
-                                 eval_fn=ref.eval_fn, snapshot_every=eval_every,
-                                 log_every=max(1, min(50, eval_every)), deadline=deadline, **common)
+                                 eval_fn=ref.eval_fn, snapshot_every=eval_every, log_every=log_every,
+                                 deadline=deadline, **common)
         log(f"trained: step {result.step} of {steps} (distil {distil_steps}), stopped early: {result.stopped_early}")
     except BenchError as e:   # diverged: what the last checkpoint holds still comes back, judged as any other
         failed = str(e)
