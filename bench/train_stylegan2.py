@@ -16,6 +16,11 @@ G_ema with StyleGAN2-ADA's half-life (``ema_kimg`` thousand images, ramped up ov
 ``ema_rampup`` of the images seen). Noise inputs are random during training. ADA is not implemented
 (the data stream is unlimited, so the discriminator has nothing to overfit to).
 
+Warm start (``distil_steps``): the first steps train G on pairs instead, G(z) = DCGAN(z) for the
+DCGAN's own z (the student's z is then the DCGAN's 100-D z), while D trains as usual; a short GPU
+budget (tools/train_stylegan2_gpu.sh) starts its adversarial steps from a G that already draws faces.
+``deadline`` stops a call gracefully at a wall-clock time (outputs written; a later call resumes).
+
 Data: every step draws ``batch_size`` fresh DCGAN samples from seeds that are a function of
 (seed, step) only, and so are the student's latents and its noise inputs (the global RNG is
 re-seeded per step). A resumed run therefore makes exactly the steps the uninterrupted run would
@@ -52,13 +57,17 @@ from .errors import BenchError
 
 from .backbones.formats import SAFETENSORS_FORMAT as FORMAT  # noqa: E402  (the export format)
 CHECKPOINT = "checkpoint.pt"
-LOG_FIELDS = ["step", "kimg", "d_loss", "g_loss", "r1", "pl", "real_score", "fake_score", "sec_per_step"]
+# g_loss is the paired (distillation) loss while phase is "distil", the non-saturating loss after
+LOG_FIELDS = ["step", "kimg", "d_loss", "g_loss", "r1", "pl", "real_score", "fake_score", "sec_per_step", "phase"]
 QUALITY_FIELDS = ["step", "kid", "kid_std", "fid", "floor"]
 SAMPLE_SEED = 123_456     # fixed latents of the sample grids
 
 # settings that define a run: a resumed call must agree on all of them
-_RUN_KEYS = ("size", "batch_size", "max_channels", "style_dim", "n_mlp", "lr", "r1_gamma", "r1_every", "pl_weight",
-             "pl_every", "mixing_prob", "ema_kimg", "ema_rampup", "mixed_precision", "seed", "teacher")
+_RUN_KEYS = ("size", "batch_size", "max_channels", "channels", "style_dim", "z_dim", "n_mlp", "lr", "r1_gamma",
+             "r1_every", "pl_weight", "pl_every", "mixing_prob", "ema_kimg", "ema_rampup", "mixed_precision", "seed",
+             "teacher", "distil_steps", "distil_perceptual")
+# values of keys added later, as runs that predate them had them
+_KEY_DEFAULTS = {"channels": None, "z_dim": None, "distil_steps": 0, "distil_perceptual": 0.0}
 
 
 @dataclass
@@ -68,6 +77,7 @@ class TrainResult:
     checkpoint: Path
     log: list[dict] = field(default_factory=list)        # log rows written by this call
     quality: list[dict] = field(default_factory=list)    # quality rows written by this call
+    stopped_early: bool = False             # the deadline came before ``steps``
 
 
 # -- pieces --------------------------------------------------------------------------------------
@@ -121,6 +131,18 @@ def path_length_penalty(fake_img, latents, mean_path_length, decay: float = 0.01
     return (lengths - path_mean).square().mean(), path_mean
 
 
+def paired_loss(student_img, teacher_img, perceptual=None, perceptual_weight: float = 0.0):
+    """Distillation loss of a student image against the teacher's image of the same z: L1, plus the
+    mean squared difference of ``perceptual``'s conv_1..conv_4 maps (EYE's content term) if weighted."""
+    loss = (student_img - teacher_img).abs().mean()
+    if perceptual is not None and perceptual_weight > 0:
+        with torch.no_grad():
+            f_t = perceptual(teacher_img)
+        f_s = perceptual(student_img)
+        loss = loss + perceptual_weight * sum(F.mse_loss(f_s[k].float(), f_t[k].float()) for k in f_t)
+    return loss
+
+
 def make_latents(G: Generator, z: torch.Tensor, z2: torch.Tensor, cutoff: int) -> torch.Tensor:
     """W+ from z, with layers >= cutoff taken from z2 (style mixing; cutoff = n_latent: none)."""
     w = G.mapping(z)[:, None].repeat(1, G.n_latent, 1)
@@ -171,7 +193,8 @@ def _load_checkpoint(path: Path) -> dict:
 
 
 def _check_config(path: Path, old: dict, new: dict) -> None:
-    differ = {k: (old.get(k), new[k]) for k in _RUN_KEYS if old.get(k) != new[k]}
+    differ = {k: (old.get(k, _KEY_DEFAULTS.get(k)), new[k]) for k in _RUN_KEYS
+              if old.get(k, _KEY_DEFAULTS.get(k)) != new[k]}
     if differ:
         listing = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in differ.items())
         raise BenchError(f"{path} belongs to a run with other settings ({listing}); "
@@ -194,7 +217,9 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
                     mixed_precision: str | None = None, device=None, seed: int = 0, log_every: int = 50,
                     snapshot_every: int = 1000, n_sample: int = 32, eval_every: int | None = None,
                     eval_fn: Callable[[Generator, int], dict] | None = None, eval_n: int = 1000,
-                    progress: bool = True, resume: bool = True, teacher=None) -> TrainResult:
+                    progress: bool = True, resume: bool = True, teacher=None, channels: dict | None = None,
+                    z_dim: int | None = None, distil_steps: int = 0, distil_perceptual: float = 0.0,
+                    deadline: float | None = None) -> TrainResult:
     """Train a StyleGAN2 of ``size`` px on DCGAN samples up to step ``steps`` (in all, over resumed calls).
 
     r1_gamma: R1 weight (default: StyleGAN2-ADA's 0.0002 size^2 / batch). pl_weight: path-length
@@ -203,6 +228,13 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
     every that many steps and at the end; its dict (kid, kid_std, fid, floor) goes to quality.csv.
     The default eval_fn is KID/FID on face-api descriptors against the DCGAN (``eval_n`` samples).
     teacher: the data source (default: the embedded DCGAN backbone).
+    channels: {resolution: width} overriding the max_channels table (see ``stylegan2_channels``).
+    z_dim: width of the student's z (default style_dim). distil_steps: the first that many steps are a
+    warm start: G learns G(z) = teacher(z) for the teacher's own z (L1 + ``distil_perceptual`` x the
+    vgg16-stlpips content distance; z_dim must equal the teacher's) while D trains as usual, so the
+    adversarial steps after them start from a G that already draws faces and a D that has seen them.
+    deadline: a ``time.monotonic()`` value; the call stops after the step during which it passed and
+    still writes the checkpoint, samples and (with eval_every) a last quality row. A later call resumes.
     """
     out_dir = Path(out_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -222,6 +254,8 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
                          "bf16/fp16 are emulated and 20-280x slower); train in float32 here")
     if size < 8 or size & (size - 1):
         raise BenchError(f"size must be a power of 2 >= 8, got {size}")
+    if distil_steps < 0 or distil_perceptual < 0:
+        raise BenchError(f"distil_steps and distil_perceptual must be >= 0, got {distil_steps} and {distil_perceptual}")
     group = min(batch_size, 4)
     if batch_size % group:
         raise BenchError(f"batch_size must be a multiple of 4 (the discriminator's minibatch-stddev group), "
@@ -232,6 +266,11 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
     teacher = teacher.to(device).eval().requires_grad_(False)
     if size > teacher.resolution:
         raise BenchError(f"size {size} is above the teacher's resolution {teacher.resolution}")
+    if distil_steps and (z_dim or style_dim) != teacher.z_dim:
+        raise BenchError(f"distil_steps needs the student's z to be the teacher's: z_dim {z_dim or style_dim} "
+                         f"!= the teacher's {teacher.z_dim} (pass z_dim={teacher.z_dim})")
+    if channels is not None:
+        channels = {int(r): int(c) for r, c in channels.items()}
     r1_gamma = default_r1_gamma(size, batch_size) if r1_gamma is None else float(r1_gamma)
 
     config = dict(size=int(size), batch_size=int(batch_size), max_channels=int(max_channels),
@@ -239,9 +278,15 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
                   r1_every=int(r1_every), pl_weight=float(pl_weight), pl_every=int(pl_every),
                   mixing_prob=float(mixing_prob), ema_kimg=float(ema_kimg),
                   ema_rampup=None if ema_rampup is None else float(ema_rampup), mixed_precision=mixed_precision,
-                  seed=int(seed), teacher=getattr(teacher, "name", "dcgan"), steps=int(steps))
+                  seed=int(seed), teacher=getattr(teacher, "name", "dcgan"), steps=int(steps), channels=channels,
+                  z_dim=None if z_dim is None else int(z_dim), distil_steps=int(distil_steps),
+                  distil_perceptual=float(distil_perceptual))
     g_kwargs = dict(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=2, max_channels=max_channels)
     d_kwargs = dict(size=size, channel_multiplier=2, max_channels=max_channels)
+    if channels is not None:
+        g_kwargs["channels"] = d_kwargs["channels"] = channels
+    if z_dim is not None:
+        g_kwargs["z_dim"] = int(z_dim)
 
     torch.manual_seed(seed)   # initial weights
     G = Generator(**g_kwargs).to(device)
@@ -295,6 +340,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
         state = {k: ({n: t.detach().cpu() for n, t in v.items()} if k in ("g", "g_ema", "d") else v)
                  for k, v in state.items()}
         _atomic_save(state, ckpt_path)
+        done["saved"] = step
 
     from .images import make_grid, save_png
 
@@ -308,13 +354,19 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
     if eval_every and eval_fn is None:
         eval_fn = default_eval_fn(teacher, size, n=eval_n, device=device)
 
-    def real_batch(k: int) -> torch.Tensor:
+    def real_batch(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's images of step k and the z they came from (the distillation pairs)."""
         with torch.no_grad():
             z = teacher.sample_z(batch_size, step_seed(seed, k, 0))
             x = teacher.synthesize(teacher.to_edit(z)).float()
             if x.shape[-1] != size:
                 x = F.interpolate(x, size=(size, size), mode="area")
-        return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=torch.channels_last), z
+
+    perceptual = None
+    if distil_steps and distil_perceptual > 0:
+        from .plugins import get_plugins
+        perceptual = get_plugins().instruments.create("vgg16-stlpips").to(device).eval().requires_grad_(False)
 
     def fake_latents(k: int, stream: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(step_seed(seed, k, stream))
@@ -335,6 +387,15 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
 
     cast = _autocast(device, mixed_precision)
     log_rows, quality_rows = [], []
+
+    done = {"saved": step, "evaluated": None}   # the steps of the last checkpoint and quality row
+
+    def evaluate():
+        q = dict(eval_fn(G_ema, step))
+        qrow = {"step": step, **{k: q.get(k) for k in QUALITY_FIELDS[1:]}}
+        _append_rows(out_dir / "quality.csv", QUALITY_FIELDS, [qrow])
+        quality_rows.append(qrow)
+        done["evaluated"] = step
     r1_last = pl_last = float("nan")
     bar = None
     if progress:
@@ -343,9 +404,14 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
     G.train()
     D.train()
     t_last, step_last = time.perf_counter(), step
+    stopped_early, losses = False, None
     while step < steps:
+        if deadline is not None and time.monotonic() >= deadline:
+            stopped_early = True
+            break
         torch.manual_seed(step_seed(seed, step, 1))   # noise inputs, path-length y: a function of the step
-        real = real_batch(step)
+        real, real_z = real_batch(step)
+        distil = step < distil_steps
 
         # D: logistic loss on fresh fakes and reals
         G.requires_grad_(False)
@@ -365,15 +431,20 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
             d_optim.step()
             r1_last = r1.detach()
 
-        # G: non-saturating loss
+        # G: non-saturating loss; during the warm start, the paired loss against the teacher instead
         G.requires_grad_(True)
         D.requires_grad_(False)
         with cast:
-            fake = G.synthesis(fake_latents(step, 3), noise_mode="random")
-            g_loss = g_nonsaturating_loss(D(fake).float())
+            if distil:
+                fake = G.synthesis(G.mapping(real_z), noise_mode="random")
+                g_loss = paired_loss(fake.float(), real, perceptual, distil_perceptual)
+            else:
+                fake = G.synthesis(fake_latents(step, 3), noise_mode="random")
+                g_loss = g_nonsaturating_loss(D(fake).float())
         optimizer_step(g_loss, g_optim, scaler_g)
+        losses = (d_loss, g_loss)
 
-        if pl_weight > 0 and step % pl_every == 0:
+        if pl_weight > 0 and step % pl_every == 0 and not distil:
             pl_batch = max(1, batch_size // 2)   # rosinality's path_batch_shrink = 2
             w = fake_latents(step, 4)[:pl_batch].detach().requires_grad_(True)
             img = G.synthesis(w, noise_mode="random")
@@ -392,7 +463,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
             row = {"step": step, "kimg": step * batch_size / 1000, "d_loss": d_loss.item(), "g_loss": g_loss.item(),
                    "r1": float(r1_last), "pl": float(pl_last), "real_score": real_pred.float().mean().item(),
                    "fake_score": fake_pred.float().mean().item(),
-                   "sec_per_step": (now - t_last) / max(step - step_last, 1)}
+                   "sec_per_step": (now - t_last) / max(step - step_last, 1), "phase": "distil" if distil else "gan"}
             t_last, step_last = now, step
             if not (math.isfinite(row["d_loss"]) and math.isfinite(row["g_loss"])):
                 raise BenchError(f"training diverged at step {step} (d_loss {row['d_loss']}, g_loss "
@@ -402,18 +473,24 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
             if bar is not None:
                 bar.set_postfix(d=f"{row['d_loss']:.3f}", g=f"{row['g_loss']:.3f}")
         if eval_every and (step % eval_every == 0 or step == steps):
-            q = dict(eval_fn(G_ema, step))
-            qrow = {"step": step, **{k: q.get(k) for k in QUALITY_FIELDS[1:]}}
-            _append_rows(out_dir / "quality.csv", QUALITY_FIELDS, [qrow])
-            quality_rows.append(qrow)
+            evaluate()
         if step % snapshot_every == 0 or step == steps:
             save_checkpoint()
             save_samples()
         if bar is not None:
             bar.update(1)
+    if stopped_early:   # the outputs of the step reached, as at the end of a run
+        if losses is not None and not all(math.isfinite(v.item()) for v in losses):
+            raise BenchError(f"training diverged by step {step} (d_loss {losses[0].item()}, g_loss "
+                             f"{losses[1].item()}); try a larger r1_gamma or a lower lr")
+        if eval_every and done["evaluated"] != step:
+            evaluate()
+        if done["saved"] != step:
+            save_checkpoint()
+            save_samples()
     if bar is not None:
         bar.close()
-    return TrainResult(out_dir, step, ckpt_path, log_rows, quality_rows)
+    return TrainResult(out_dir, step, ckpt_path, log_rows, quality_rows, stopped_early)
 
 
 def default_eval_fn(teacher, size: int, n: int = 1000, device=None) -> Callable[[Generator, int], dict]:
@@ -436,11 +513,18 @@ def default_eval_fn(teacher, size: int, n: int = 1000, device=None) -> Callable[
 
 # -- export --------------------------------------------------------------------------------------
 
-def export_stylegan2(checkpoint, out_path, n_latent_avg: int = 10000) -> Path:
+def export_stylegan2(checkpoint, out_path, n_latent_avg: int = 10000, dtype: torch.dtype | None = None,
+                     d_path=None) -> Path:
     """Write G_ema and D of a training checkpoint as one safetensors file: tensors ``g_ema.*`` and
     ``d.*``; metadata ``format``, ``g_kwargs``, ``d_kwargs``, ``latent_avg`` (mean W of
-    ``n_latent_avg`` samples, seed 0) and ``training`` (config, step), all JSON strings."""
+    ``n_latent_avg`` samples, seed 0) and ``training`` (config, step), all JSON strings.
+
+    dtype: store the tensors in this dtype (torch.float16 halves the files; the loader upcasts to
+    float32). d_path: write D to this second file instead (same folder), named in the first file's
+    metadata ``d_file`` with its ``d_sha256``, so that each file stays under a size limit."""
     from safetensors.torch import save_file
+
+    from .assets import sha256_file
 
     checkpoint, out_path = Path(checkpoint), Path(out_path)
     state = _load_checkpoint(checkpoint)
@@ -454,15 +538,30 @@ def export_stylegan2(checkpoint, out_path, n_latent_avg: int = 10000) -> Path:
     g_kwargs["channels"] = {str(r): c for r, c in G.channels.items()}
     d_kwargs = {k: v for k, v in state["d_kwargs"].items() if k != "max_channels"}
     d_kwargs["channels"] = {str(r): c for r, c in Discriminator(**state["d_kwargs"]).channels.items()}
-    tensors = {f"g_ema.{k}": v.contiguous() for k, v in state["g_ema"].items()}
-    tensors.update({f"d.{k}": v.contiguous() for k, v in state["d"].items()})
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return (t.to(dtype) if dtype is not None and t.is_floating_point() else t).contiguous()
+
+    def write(tensors: dict, meta: dict, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+
+    tensors = {f"g_ema.{k}": cast(v) for k, v in state["g_ema"].items()}
+    d_tensors = {f"d.{k}": cast(v) for k, v in state["d"].items()}
     meta = {"format": FORMAT, "g_kwargs": json.dumps(g_kwargs), "d_kwargs": json.dumps(d_kwargs),
             "latent_avg": json.dumps([float(v) for v in latent_avg]),
             "training": json.dumps({"config": state["config"], "step": int(state["step"])})}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, out_path)
+    if d_path is None:
+        tensors.update(d_tensors)
+    else:
+        d_path = Path(d_path)
+        if d_path.resolve().parent != out_path.resolve().parent or d_path.name == out_path.name:
+            raise BenchError(f"d_path {d_path} must be another file in the folder of {out_path}")
+        write(d_tensors, {"format": FORMAT, "part": "d", "d_kwargs": json.dumps(d_kwargs)}, d_path)
+        meta.update(d_file=d_path.name, d_sha256=sha256_file(d_path))
+    write(tensors, meta, out_path)
     return out_path
 
 

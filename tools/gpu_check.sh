@@ -24,8 +24,6 @@ PY=${PYTHON:-$(command -v python || command -v python3)}
 # big or numerous files (the random checkpoint, the artifact cache, run units) stay out of OUT_DIR
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")
 trap 'rm -rf "$SCRATCH"' EXIT
-export PYTHONPATH="$SCRATCH/site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1   # a part killed by timeout still leaves its log
 SUMMARY=$OUT/summary.txt
 : > "$SUMMARY"
 LOGS=$OUT/gpu_check            # packed into gpu_check.tar.gz at the end
@@ -53,36 +51,16 @@ if [ $SMOKE -eq 1 ]; then DEVICE=cpu; else DEVICE=cuda; fi
 T_START=$(date +%s)
 
 # -- environment: what the machine has, and stand-ins for what a plain checkout lacks ---------------
-mkdir -p "$SCRATCH/site"
 {
     date -u
     "$PY" --version
     "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
     command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 } > "$LOGS/env.txt" 2>&1
-# Built-in plugins register through the `bench` entry-point group, which only an install provides:
-# without one, a dist-info folder (METADATA + entry_points.txt from pyproject.toml) on PYTHONPATH does.
-if ! "$PY" -c "import sys; from importlib.metadata import entry_points; sys.exit(not entry_points(group='bench'))" 2>/dev/null; then
-    "$PY" - "$ROOT/pyproject.toml" "$SCRATCH/site" <<'EOF'
-import re, sys
-from pathlib import Path
-text = Path(sys.argv[1]).read_text()
-version = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
-section = re.search(r'^\[project\.entry-points\.bench\]\n(.*?)(?=^\[|\Z)', text, re.M | re.S).group(1)
-points = [l for l in section.splitlines() if "=" in l and not l.lstrip().startswith("#")]
-d = Path(sys.argv[2]) / f"latent_edit_bench-{version}.dist-info"
-d.mkdir(parents=True)
-(d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: latent-edit-bench\nVersion: {version}\n")
-(d / "entry_points.txt").write_text("[bench]\n" + "\n".join(p.replace('"', "").strip() for p in points) + "\n")
-EOF
-    note "package not installed: bench entry points provided by a generated dist-info on PYTHONPATH"
-fi
-if ! "$PY" -c "import tqdm.auto" 2>/dev/null; then   # progress bars only: a pass-through stands in
-    mkdir -p "$SCRATCH/site/tqdm"
-    printf 'class tqdm:\n    def __init__(self, iterable=None, *a, **k):\n        self.iterable = iterable\n    def __iter__(self):\n        return iter(self.iterable)\n    def update(self, n=1):\n        pass\n    def set_postfix(self, *a, **k):\n        pass\n    def close(self):\n        pass\n    def __enter__(self):\n        return self\n    def __exit__(self, *a):\n        pass\n' > "$SCRATCH/site/tqdm/__init__.py"
-    echo 'from . import tqdm' > "$SCRATCH/site/tqdm/auto.py"
-    note "tqdm missing: a pass-through stand-in is used (no progress bars)"
-fi
+# the package's entry points and tqdm, where a plain checkout lacks them (tools/checkout_env.sh)
+SITE=$SCRATCH/site
+. "$ROOT/tools/checkout_env.sh"
+while IFS= read -r line; do [ -n "$line" ] && note "$line"; done <<< "$CHECKOUT_NOTES"
 MISSING=$("$PY" -c "
 import importlib
 for m in 'numpy PIL pandas pyarrow scipy seaborn jinja2 safetensors pluggy click pytest'.split():

@@ -531,10 +531,23 @@ def read_safetensors(path) -> StyleGAN2Checkpoint:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:   # safetensors raises its own error types for a malformed header
         raise BenchError(f"cannot read {path} as safetensors: {e}") from None
-    if meta.get("format") != SAFETENSORS_FORMAT:
-        raise BenchError(f"{path} is not an exported train-stylegan2 file (format {meta.get('format')!r})")
+    if meta.get("format") != SAFETENSORS_FORMAT or meta.get("part") == "d":
+        what = "the discriminator half of one (load the generator file that names it)" if meta.get("part") == "d" \
+            else f"format {meta.get('format')!r}"
+        raise BenchError(f"{path} is not an exported train-stylegan2 file ({what})")
+    if "d_file" in meta:   # D in a second file beside this one (each file under a size limit)
+        d_path = path.parent / meta["d_file"]
+        if not d_path.is_file():
+            raise BenchError(f"{path} keeps its discriminator in {meta['d_file']}, which is missing from {path.parent}")
+        from ..assets import sha256_file
+        if sha256_file(d_path) != meta.get("d_sha256"):
+            raise BenchError(f"{d_path} does not match the sha256 that {path.name} records for it")
+        with safe_open(str(d_path), framework="pt") as f:
+            tensors.update({k: f.get_tensor(k) for k in f.keys()})
     g_kwargs, d_kwargs = json.loads(meta["g_kwargs"]), json.loads(meta["d_kwargs"])
     latent_avg = torch.tensor(json.loads(meta["latent_avg"]), dtype=torch.float32)
+    # files may store float16 (half the size); the networks compute in float32
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     g_ema = {k[len("g_ema."):]: v for k, v in tensors.items() if k.startswith("g_ema.")}
     d = {k[len("d."):]: v for k, v in tensors.items() if k.startswith("d.")}
     return StyleGAN2Checkpoint(g_ema=g_ema, g_kwargs=g_kwargs, latent_avg=latent_avg, d=d or None,

@@ -514,6 +514,13 @@ class Discriminator(nn.Module):
         out = self.final_conv(self.minibatch_stddev(self.convs(x)))
         return self.final_linear(out.view(out.shape[0], -1))
 
+# -- the embedded 64-px StyleGAN2 ---------------------------------------------------------------------
+
+# Trained here from the embedded DCGAN (tools/train_stylegan2_gpu.sh): 64 px, 10 W+ layers of 512,
+# z the DCGAN's 100-D z (the warm start pairs G(z) with DCGAN(z)), widths wide where the face's
+# layout is made and narrow at 32-64 px, like the DCGAN's own 512-256-128-64.
+EMBEDDED_64 = dict(size=64, style_dim=512, n_mlp=8, z_dim=100, channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64})
+
 # -- backbone -------------------------------------------------------------------------------------
 
 class StyleGAN2Backbone(Backbone):

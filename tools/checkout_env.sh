@@ -1,0 +1,37 @@
+# Make a plain source checkout importable on a machine without internet or pip install (a lent GPU
+# machine): sourced by tools/gpu_check.sh and tools/train_stylegan2_gpu.sh, never run on its own.
+#
+#   ROOT=<checkout> PY=<python> SITE=<scratch folder>; . "$ROOT/tools/checkout_env.sh"
+#
+# Puts SITE and ROOT on PYTHONPATH; where the package is not installed, writes a dist-info folder in
+# SITE (METADATA + entry_points.txt generated from pyproject.toml) so the built-in plugins register
+# through the `bench` entry-point group as an install would; where tqdm is missing, a pass-through
+# stand-in (progress bars only). Sets CHECKOUT_NOTES to one line per stand-in made.
+
+CHECKOUT_NOTES=""
+mkdir -p "$SITE"
+export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1   # a part killed by timeout still leaves its log
+if ! "$PY" -c "import sys; from importlib.metadata import entry_points; sys.exit(not entry_points(group='bench'))" 2>/dev/null; then
+    "$PY" - "$ROOT/pyproject.toml" "$SITE" <<'PYEOF'
+import re, sys
+from pathlib import Path
+text = Path(sys.argv[1]).read_text()
+version = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
+section = re.search(r'^\[project\.entry-points\.bench\]\n(.*?)(?=^\[|\Z)', text, re.M | re.S).group(1)
+points = [l for l in section.splitlines() if "=" in l and not l.lstrip().startswith("#")]
+d = Path(sys.argv[2]) / f"latent_edit_bench-{version}.dist-info"
+d.mkdir(parents=True, exist_ok=True)
+(d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: latent-edit-bench\nVersion: {version}\n")
+(d / "entry_points.txt").write_text("[bench]\n" + "\n".join(p.replace('"', "").strip() for p in points) + "\n")
+PYEOF
+    CHECKOUT_NOTES="${CHECKOUT_NOTES}package not installed: bench entry points provided by a generated dist-info on PYTHONPATH
+"
+fi
+if ! "$PY" -c "import tqdm.auto" 2>/dev/null; then
+    mkdir -p "$SITE/tqdm"
+    printf 'class tqdm:\n    def __init__(self, iterable=None, *a, **k):\n        self.iterable = iterable\n    def __iter__(self):\n        return iter(self.iterable)\n    def update(self, n=1):\n        pass\n    def set_postfix(self, *a, **k):\n        pass\n    def close(self):\n        pass\n    def __enter__(self):\n        return self\n    def __exit__(self, *a):\n        pass\n' > "$SITE/tqdm/__init__.py"
+    echo 'from . import tqdm' > "$SITE/tqdm/auto.py"
+    CHECKOUT_NOTES="${CHECKOUT_NOTES}tqdm missing: a pass-through stand-in is used (no progress bars)
+"
+fi
