@@ -55,14 +55,13 @@ def face_measures(images: torch.Tensor, nets: dict, device, which=tuple(MEASURES
 
 
 def load_face_nets(device) -> dict:
-    from .plugins import get_plugins
+    """face-api's descriptor, landmark and expression nets, from their module: the bar's measures are
+    fixed, not a plugin choice."""
+    from .instruments import faceapi
 
-    reg = get_plugins().instruments
-    names = tuple(MEASURES.values())
-    missing = [n for n in names if n not in reg]
-    if missing:
-        raise BenchError(f"the quality bar needs the instruments {', '.join(missing)}, which are not registered")
-    return {n: reg.create(n).to(device).eval() for n in names}
+    make = {"faceapi-descriptor": faceapi.descriptor, "faceapi-landmarks": faceapi.landmarks,
+            "faceapi-expression": faceapi.expression}
+    return {n: make[n]().to(device).eval() for n in MEASURES.values()}
 
 
 def floor_noise(a: np.ndarray, b: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0) -> float:

@@ -17,7 +17,9 @@ import torch
 
 from bench.attributes import CELEBA_ATTRIBUTES
 from bench.backbones.plugin import dcgan_digiface
-from bench.backbones.stylegan2 import EMBEDDED_64, Discriminator, Generator, load_stylegan2
+from bench.backbones.formats import load_stylegan2
+from bench.plugins import get_plugins
+from bench.backbones.stylegan2 import EMBEDDED_64, Discriminator, Generator
 from bench.errors import BenchError
 from bench.instrument import Output
 from bench.quality_bar import (EXPRESSION_TV_MAX, KID_FACTOR, LANDMARK_QUANTILE, LANDMARKS_FOUND_MIN, LandmarkGate,
@@ -268,7 +270,8 @@ class Brightness(torch.nn.Module):
 def _ctx(bb):
     from bench.method import FitContext
 
-    return FitContext(bb, {"brightness": Brightness()}, attributes=("Pale_Skin",), seed=0)
+    return FitContext(bb, {"brightness": Brightness()}, attributes=("Pale_Skin",), seed=0,
+                      load_instrument=get_plugins().instruments.create)
 
 
 def test_ganspace_on_w_of_the_embedded_architecture(embedded_random):

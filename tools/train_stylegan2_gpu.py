@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     from bench.backbones.stylegan2 import EMBEDDED_64 as SG2_64
 
     from bench.backbones.plugin import dcgan_digiface
-    from bench.backbones.stylegan2 import load_stylegan2
+    from bench.backbones.formats import load_stylegan2
     from bench.errors import BenchError
     from bench.images import save_png
     from bench.quality_bar import BarReference, overlay_grid

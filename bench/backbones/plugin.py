@@ -39,7 +39,8 @@ EMBEDDED_SG2 = ("stylegan2-64", "stylegan2-64-d")   # register names: G_ema (+ m
 def stylegan2_64(truncation: float = 1.0, name: str = "stylegan2-64", **_options):
     """The embedded 64-px StyleGAN2 (bench/assets, trained from the DCGAN), once its weights are registered."""
     from ..assets import asset_path, register
-    from .stylegan2 import EMBEDDED_64, load_stylegan2
+    from .formats import load_stylegan2
+    from .stylegan2 import EMBEDDED_64
 
     missing = [n for n in EMBEDDED_SG2 if n not in register()]
     if missing:
