@@ -117,10 +117,11 @@ class NetworkEditor(EYE):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self._packing = Packing({k: tuple(v) for k, v in state["shapes"].items()})
+        self._packing = Packing({k: tuple(v) for k, v in state["shapes"]})
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "shapes": {k: list(v) for k, v in self._packing.shapes.items()}}
+        # a list, not a dict: the artifact's JSON header sorts dict keys, and the packing order matters
+        return {**super().state_dict(), "shapes": [[k, list(v)] for k, v in self._packing.shapes.items()]}
 
     # -- the step ---------------------------------------------------------------------------------
     def preserved(self, ctx: FitContext, attr: str) -> list[str]:
