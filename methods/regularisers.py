@@ -8,7 +8,7 @@ the method's plus ``landmark_weight`` and ``landmark_instrument``.
 
 A method takes regularisers when it sets ``takes_regularisers = True`` and calls the three hooks
 below from its training loss (``EYE`` and every editor derived from it do; ``interfacegan(-cond)``
-refines its direction with them): ``_aux_instruments()`` (names of the nets the fit loads),
+refines its closed-form direction with them, options ``regularised_config``): ``_aux_instruments()`` (names of the nets the fit loads),
 ``extra_losses(ctx, x, x2) -> {term: value}`` (x the renders of the original latents, x2 of the
 edited ones) and ``weights() -> {term: weight}``. With ``landmark_weight = 0`` the term is not
 computed and its net not loaded: the fit is the plain method's, bit for bit (tested).
@@ -69,5 +69,7 @@ def compose(editor_cls: type, mixin: type, name: str | None = None) -> type:
         raise BenchError(f"method {editor_cls.name!r} already has {mixin.regulariser!r}'s option(s) "
                          f"{', '.join(clash)}: it cannot take it twice")
     name = name or f"{editor_cls.name}+{mixin.regulariser}"
+    # regularised_config: options a method needs only when regularised (interfacegan's refinement)
+    config = {**editor_cls.config, **getattr(editor_cls, "regularised_config", {}), **mixin.config}
     return type(f"{editor_cls.__name__}_{mixin.__name__}", (mixin, editor_cls),
-                {"name": name, "config": {**editor_cls.config, **mixin.config}, "__module__": editor_cls.__module__})
+                {"name": name, "config": config, "__module__": editor_cls.__module__})
