@@ -80,10 +80,10 @@ def content_loss(content, f: dict, x2: torch.Tensor) -> torch.Tensor:
 # -- the base editor -------------------------------------------------------------------------------
 
 class NetworkEditor(EYE):
-    """A per-attribute network trained with EYE's loop; subclasses give ``packing``, ``init_net``,
-    ``shift`` (the edit) and ``attr_losses`` (the terms of one attribute)."""
+    """A per-attribute network trained with EYE's loop; subclasses give ``packing`` (parameter
+    shapes), ``init_net``, ``attr_losses`` (the terms of one attribute) and ``edit``."""
 
-    checkpoint_steps = 50
+    _fit_attrs: tuple = ()     # the attributes of the running fit (``self._attrs`` is set at its end)
 
     def packing(self, bb) -> Packing:
         raise NotImplementedError
@@ -112,8 +112,6 @@ class NetworkEditor(EYE):
             super().fit(ctx)
         finally:
             self._fit_attrs = ()
-
-    _fit_attrs: tuple = ()
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
