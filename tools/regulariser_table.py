@@ -45,8 +45,9 @@ def pairs_table(run: Path, reg: str = "hfld", metric: str = "emotion", quantity:
                         f"| {s[pair[1]].value:.2f} [{s[pair[1]].lo:.2f}, {s[pair[1]].hi:.2f}] "
                         f"| {c.diff:+.2f} [{c.diff_lo:+.2f}, {c.diff_hi:+.2f}] | {c.p_value:.3f} | {c.n} "
                         f"| {s[base].reach:.2f} / {s[pair[1]].reach:.2f} |")
-    head = [f"| attribute | ΔR_k | method M | M: {metric} {quantity}, pp [95% CI] | M+{reg} [95% CI] "
-            f"| (M+{reg}) − M, pp [95% CI] | p | n paired | reach M / M+{reg} |",
+    unit = ", pp" if metric == "emotion" else ""
+    head = [f"| attribute | ΔR_k | method M | M: {metric} {quantity}{unit} [95% CI] | M+{reg} [95% CI] "
+            f"| (M+{reg}) − M{unit} [95% CI] | p | n paired | reach M / M+{reg} |",
             "|---|---|---|---|---|---|---|---|---|"]
     return "\n".join(head + rows), (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
 
@@ -55,9 +56,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--reg", default="hfld")
+    ap.add_argument("--metric", default="emotion")
+    ap.add_argument("--quantity", default="disturbance")
     ap.add_argument("--out", type=Path, default=None, help="CSV of the pairs' comparison rows (default: RUN/comparison_pairs.csv)")
     args = ap.parse_args()
-    table, frame = pairs_table(args.run, args.reg)
+    table, frame = pairs_table(args.run, args.reg, args.metric, args.quantity)
     frame.to_csv(args.out or args.run / "comparison_pairs.csv", index=False)
     print(table)
 
