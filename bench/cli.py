@@ -67,7 +67,8 @@ def list_cmd():
     """List backbones, instruments, methods, metrics and known attribute names."""
     plugins = _plugins()
     for title, reg in [("backbones", plugins.backbones), ("instruments", plugins.instruments),
-                       ("methods", plugins.methods), ("metrics", plugins.metrics)]:
+                       ("methods", plugins.methods), ("regularisers (--methods <method>+<name>)", plugins.regularisers),
+                       ("metrics", plugins.metrics)]:
         click.echo(f"{title}:")
         if not reg.names():
             click.echo("  (none)")

@@ -44,6 +44,13 @@ def register_methods():
 
 
 @hookspec
+def register_regularisers():
+    """Return loss terms a trainable method can take, spelt ``<method>+<name>`` in ``--methods``:
+    ``factory`` is a class whose ``compose(editor_cls, name) -> editor class`` mixes the term in
+    (see ``methods/regularisers.py``)."""
+
+
+@hookspec
 def register_metrics():
     """Return metrics: ``factory(**config) -> metric`` with a batched measure and a summarise step."""
 

@@ -7,7 +7,7 @@ import functools
 import pluggy
 
 from . import hookspecs
-from .registry import Registry
+from .registry import MethodRegistry, Registry
 
 hookimpl = pluggy.HookimplMarker("bench")
 
@@ -48,7 +48,8 @@ class Plugins:
         self.pm = pm
         self.backbones = Registry("backbone", _collect(pm, "register_backbones"))
         self.instruments = Registry("instrument", _collect(pm, "register_instruments"))
-        self.methods = Registry("method", _collect(pm, "register_methods"))
+        self.regularisers = Registry("regulariser", _collect(pm, "register_regularisers"))
+        self.methods = MethodRegistry(_collect(pm, "register_methods"), self.regularisers)
         self.metrics = Registry("metric", _collect(pm, "register_metrics"))
 
     def attributes(self) -> list[str]:

@@ -31,6 +31,14 @@ _EYE_PAPER = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # = methods.eye.PA
 #   InterFaceGAN boundary from 1024 samples, top/bottom 10% (102 a side: at 2% of 128-512 samples,
 #   3-10 points a side in 100 dimensions are separable along almost any direction).
 _EYE_QUICK = {"steps": 200, "lr": 6e-3, "max_strength": 3.0}
+# - latent-transformer, adatrans: see docs/methods.md (fit time and reach on the DCGAN with probe)
+#   quick: batch 4 and lr 1e-2 (the official 1e-3 barely moves R_k in 200 steps); preserve_attrs [] since
+#   the preservation term scores every other attribute with R (~1 s per step on CPU with probe)
+_LT_QUICK = {"steps": 200, "batch_size": 4, "lr": 1e-2, "preserve_attrs": [], "max_strength": 3.0}
+_ADA_QUICK = {"steps": 150, "batch_size": 4, "lr": 1e-2, "n_steps": 4, "preserve_attrs": [], "max_strength": 6.0}
+_LT_PAPER = {"steps": 10_000, "batch_size": 32, "lr": 1e-3}                  # = methods.latent_transformer.PAPER_PRESET
+_ADA_PAPER = {"steps": 10_000, "batch_size": 16, "lr": 1e-4, "hidden": 512, "n_steps": 10,
+              "max_strength": 10.0}                                           # methods.adatrans.PAPER_PRESET
 _IFG_QUICK = {"n_samples": 1024, "ratio": 0.1, "max_sigmas": 4.0}   # 1024 renders scored once: ~15 s
 
 PRESETS = {
@@ -44,12 +52,16 @@ PRESETS = {
             "interfacegan-cond": _IFG_QUICK,
             "baseline": _EYE_QUICK,
             "hfld": {**_EYE_QUICK, "landmark_weight": 1e2},
+            "+hfld": {"landmark_weight": 1e2},     # any <method>+hfld: see method_config
+            "latent-transformer": _LT_QUICK,
+            "adatrans": _ADA_QUICK,
         },
     },
     "paper": {
         "n_eval": 1000,
         "fit_seeds": 3,
-        "methods": {"baseline": _EYE_PAPER, "hfld": _EYE_PAPER},
+        "methods": {"baseline": _EYE_PAPER, "hfld": _EYE_PAPER,
+                    "latent-transformer": _LT_PAPER, "adatrans": _ADA_PAPER},
     },
 }
 
@@ -61,5 +73,13 @@ def preset(name: str) -> dict:
 
 
 def method_config(preset_name: str, method: str) -> dict:
-    """The config overrides of ``method`` under a preset ({} = the method's defaults)."""
-    return preset(preset_name)["methods"].get(method, {})
+    """The config overrides of ``method`` under a preset ({} = the method's defaults). A regularised
+    ``<method>+<reg>`` without an entry of its own takes the method's overrides plus the ``+<reg>`` entry's."""
+    methods = preset(preset_name)["methods"]
+    if method in methods or "+" not in method:
+        return methods.get(method, {})
+    base, *regs = method.split("+")
+    out = dict(methods.get(base, {}))
+    for r in regs:
+        out.update(methods.get(f"+{r}", {}))
+    return out

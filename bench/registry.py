@@ -70,6 +70,48 @@ class Registry:
         return self.get(name).load()(**options)
 
 
+class MethodRegistry(Registry):
+    """Methods, plus ``<method>+<regulariser>`` names: the method's editor class with a registered
+    regulariser (``register_regularisers``) mixed in, e.g. ``latent-transformer+hfld``. A registered
+    method of that exact name wins (none is needed: the composition is built on first use)."""
+
+    def __init__(self, entries_by_plugin, regularisers: Registry):
+        super().__init__("method", entries_by_plugin)
+        self.regularisers = regularisers
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except BenchError:
+            return False
+        return True
+
+    def get(self, name: str) -> Entry:
+        if name in self._entries or "+" not in name:
+            return super().get(name)
+        base, *regs = name.split("+")
+        if not base or not all(regs):
+            raise BenchError(f"method {name!r}: a regularised method is spelt <method>+<regulariser>, "
+                             f"e.g. latent-transformer+hfld")
+        entry = super().get(base)
+        for r in regs:
+            if r not in self.regularisers._entries:
+                raise BenchError(f"method {name!r}: unknown regulariser {r!r}; valid regularisers: "
+                                 f"{', '.join(self.regularisers.names()) or '(none registered)'}")
+        cls = entry.load()
+        if not isinstance(cls, type):
+            raise BenchError(f"method {base!r} is registered by a factory function, not an editor class: "
+                             f"it cannot take a regulariser ({name!r})")
+        spelt = base
+        for r in regs:      # each regulariser's compose(cls, name) -> the class with its loss mixed in
+            spelt = f"{spelt}+{r}"
+            cls = self.regularisers.get(r).load().compose(cls, spelt)
+        return Entry(name, cls, f"{entry.summary} + regulariser {', '.join(regs)}")
+
+    def origin(self, name: str) -> str:
+        return super().origin(name if name in self._entries else name.split("+")[0])
+
+
 def configure(kind: str, name: str, defaults: dict, overrides: dict) -> dict:
     """A plugin object's config: a deep copy of its class defaults updated by ``overrides``; an option
     the class does not declare is a BenchError listing the ones it has."""

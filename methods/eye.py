@@ -31,6 +31,8 @@ from bench.attributes import CELEBA_ATTRIBUTES
 from bench.errors import BenchError
 from bench.method import Editor, FitContext, as_strength
 
+from .regularisers import LandmarkLoss
+
 log = logging.getLogger(__name__)
 
 CONTENT_LAYERS = ("conv_1", "conv_2", "conv_3", "conv_4")
@@ -82,6 +84,7 @@ class EYE(Editor):
     """``baseline``: Enjoy-Your-Editing's global direction matrix T, trained against R."""
 
     name = "baseline"
+    takes_regularisers = True     # extra_losses/weights/aux_instruments: methods.regularisers
     config = {
         "steps": 200,                 # quick CPU default; the paper: 50,000 (PAPER_PRESET)
         "batch_size": 4,
@@ -105,7 +108,7 @@ class EYE(Editor):
         self._fit_nets: dict = {}   # aux instruments already on the device during a fit
 
     # -- instruments --------------------------------------------------------------------------
-    def _aux_instruments(self) -> list[str]:
+    def aux_instruments(self) -> list[str]:
         return [self.config["content_instrument"]]
 
     def instrument(self, ctx: FitContext, name: str):
@@ -119,7 +122,7 @@ class EYE(Editor):
 
     def instruments_used(self, ctx: FitContext) -> list[str]:
         names = super().instruments_used(ctx)
-        for n in self._aux_instruments():
+        for n in self.aux_instruments():
             self.instrument(ctx, n)
             names.append(n)
         return sorted(set(names))
@@ -175,15 +178,19 @@ class EYE(Editor):
     def fit(self, ctx: FitContext) -> None:
         if not ctx.attributes:
             raise BenchError(f"method {self.name!r}: no attributes to fit")
-        self._fit_nets = {n: self.instrument(ctx, n) for n in self._aux_instruments()}
+        self._fit_nets = {n: self.instrument(ctx, n) for n in self.aux_instruments()}
         try:
             self._fit(ctx)
         finally:
             self._fit_nets = {}
 
+    def init_params(self, ctx: FitContext, g: torch.Generator) -> torch.Tensor:
+        """The trained tensor at step 0 (EYE: T ~ N(0, init_std) [A, L, D]) from the fit's seeded ``g``."""
+        bb = ctx.backbone
+        return float(self.config["init_std"]) * torch.randn(len(ctx.attributes), bb.n_layers, bb.latent_dim, generator=g)
+
     def _fit(self, ctx: FitContext) -> None:
-        cfg, bb = self.config, ctx.backbone
-        A = len(ctx.attributes)
+        cfg = self.config
         D = self.discriminator(ctx)
         weights = {k: v for k, v in self.weights().items() if k != "d" or D is not None}
         terms_logged = ["loss", *weights]
@@ -191,8 +198,7 @@ class EYE(Editor):
         state = ck.load()
         if state is None:
             g = torch.Generator().manual_seed(int(cfg["seed"]) * 1_000_003 + int(ctx.seed))
-            T0 = float(cfg["init_std"]) * torch.randn(A, bb.n_layers, bb.latent_dim, generator=g)
-            state = {"step": 0, "T": T0, "adam": None,
+            state = {"step": 0, "T": self.init_params(ctx, g), "adam": None,
                      "log": {"terms": terms_logged, "values": torch.zeros(0, len(terms_logged), dtype=torch.float64)}}
         T = state["T"].clone().to(ctx.dev).requires_grad_(True)
         opt = torch.optim.Adam([T], lr=float(cfg["lr"]), betas=tuple(float(b) for b in cfg["betas"]))
@@ -272,20 +278,9 @@ class EYE(Editor):
         self.T, self._attrs, self.log = state["T"], tuple(state["attributes"]), dict(state["log"])
 
 
-class HFLD(EYE):
-    """``hfld``: EYE plus l4 * mean |H(G(w)) - H(G(w'))|, H = face-api landmarks (fractions of the image)."""
+class HFLD(LandmarkLoss, EYE):
+    """``hfld``: EYE plus HFLD's landmark loss (:class:`methods.regularisers.LandmarkLoss`): the same
+    class as ``baseline+hfld``, under its own name."""
 
     name = "hfld"
-    config = {**EYE.config, "landmark_weight": 1e4, "landmark_instrument": "faceapi-landmarks"}
-
-    def _aux_instruments(self) -> list[str]:
-        return [self.config["content_instrument"], self.config["landmark_instrument"]]
-
-    def extra_losses(self, ctx, x, x2):
-        H = self._net(ctx, self.config["landmark_instrument"])
-        with torch.no_grad():
-            h = H(x)["landmarks"]
-        return {"landmarks": (H(x2)["landmarks"] - h).abs().mean()}
-
-    def weights(self):
-        return {**super().weights(), "landmarks": float(self.config["landmark_weight"])}
+    config = {**EYE.config, **LandmarkLoss.config}

@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import minimize
 
 from bench.attributes import GESTURE_ATTRIBUTES
-from bench.method import DirectionEditor, FitContext, layer_mask
+from bench.method import DirectionEditor, FitContext, add_direction, layer_mask
 
 
 def linear_svm(x: np.ndarray, y: np.ndarray, C: float = 1.0) -> tuple[np.ndarray, float]:
@@ -55,6 +55,60 @@ def boundary(ctx: FitContext, attr: str, n: int, ratio: float, C: float) -> dict
 class InterFaceGAN(DirectionEditor):
     name = "interfacegan"
     config = {"n_samples": 512, "ratio": 0.02, "C": 1.0, "max_sigmas": 3.0, "layers": None}
+    # <method>+<regulariser> (methods/regularisers.py): the closed-form direction n is then refined by
+    # Adam on  fidelity * (1 - cos(d, n)) + the regularisers' weighted terms  for edits w + s d of
+    # seeded samples, s ~ U(-max_sigmas, max_sigmas) * sigma_n: a soft, loss-driven alternative to the
+    # conditional variant's hard projection. These options exist only in regularised configs.
+    takes_regularisers = True
+    regularised_config = {"refine_steps": 50, "refine_lr": 5e-3, "refine_batch": 8, "fidelity": 1.0}
+
+    # the regulariser hooks: the plain method has no loss terms and loads no nets
+    def aux_instruments(self) -> list[str]:
+        return []
+
+    def extra_losses(self, ctx, x, x2) -> dict:
+        return {}
+
+    def weights(self) -> dict:
+        return {}
+
+    def _net(self, ctx: FitContext, name: str):
+        return ctx.instrument(name).to(ctx.dev)
+
+    def instruments_used(self, ctx: FitContext) -> list[str]:
+        return sorted(set(super().instruments_used(ctx)) | set(self.aux_instruments()))
+
+    def refine(self, ctx: FitContext, attr: str, n: torch.Tensor, sigma: float) -> tuple[torch.Tensor, dict]:
+        """The direction after ``refine_steps`` of Adam from n (see the class comment); seeded by
+        (ctx.seed, attr's position-free hash, step), so a rerun is identical."""
+        import zlib
+
+        from .eye import step_generator
+
+        cfg, bb, dev = self.config, ctx.backbone, ctx.dev
+        weights = self.weights()
+        mask = layer_mask(bb.n_layers, cfg["layers"]).to(dev)
+        n = n.float().to(dev)
+        d = n.clone().requires_grad_(True)
+        opt = torch.optim.Adam([d], lr=float(cfg["refine_lr"]))
+        log = []
+        for step in range(int(cfg["refine_steps"])):
+            g = step_generator(ctx.seed * 7919 + zlib.crc32(attr.encode()), step)
+            z = torch.randn(int(cfg["refine_batch"]), bb.z_dim, generator=g).to(dev)
+            s = ((2 * torch.rand(int(cfg["refine_batch"]), generator=g) - 1) * cfg["max_sigmas"] * sigma).to(dev)
+            with torch.no_grad():
+                w = bb.to_edit(z)
+                x = bb.synthesize(w)
+            x2 = bb.synthesize(add_direction(w, d / d.norm(), s, mask))
+            terms = {"fidelity": 1 - torch.dot(d, n) / d.norm(), **self.extra_losses(ctx, x, x2)}
+            loss = sum({"fidelity": float(cfg["fidelity"]), **weights}[k] * v for k, v in terms.items())
+            opt.zero_grad(set_to_none=True)
+            (d.grad,) = torch.autograd.grad(loss, [d])
+            opt.step()
+            log.append([float(loss.detach()), *(float(v.detach()) for v in terms.values())])
+        d = (d.detach() / d.detach().norm()).cpu()
+        return d, {"refine_terms": ["loss", *terms], "refine_log": torch.tensor(log, dtype=torch.float64),
+                   "cos_to_unrefined": float(d @ n.cpu())}
 
     def direction(self, ctx: FitContext, attr: str) -> tuple[torch.Tensor, dict]:
         cfg = self.config
@@ -64,7 +118,10 @@ class InterFaceGAN(DirectionEditor):
     def fit_attribute(self, ctx: FitContext, attr: str, shared: dict) -> dict:
         d, info = self.direction(ctx, attr)
         x = ctx.latents(self.config["n_samples"])[:, 0].double()
-        return {**info, "direction": d.float(), "sigma": float((x @ d).std()),
+        if self.weights():      # a regulariser with a non-zero weight: refine (weight 0: the plain fit)
+            d, more = self.refine(ctx, attr, d, float((x @ d).std()))
+            info = {**info, **more}
+        return {**info, "direction": d.float(), "sigma": float((x @ d.double()).std()),
                 "layers": layer_mask(ctx.backbone.n_layers, self.config["layers"])}
 
 

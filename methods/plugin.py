@@ -22,5 +22,17 @@ def register_methods():
         Entry("baseline", "methods.eye:EYE",
               "Enjoy-Your-Editing: direction matrix T [A, L, D] trained against R (+ content, D terms)"),
         Entry("hfld", "methods.eye:HFLD",
-              "HFLD: EYE plus a facial-landmark loss (expression-preserving edits)"),
+              "HFLD: EYE plus a facial-landmark loss (expression-preserving edits); = baseline+hfld"),
+        Entry("latent-transformer", "methods.latent_transformer:LatentTransformer",
+              "Latent Transformer: a per-attribute network predicts the latent shift (classifier, preservation, identity terms)"),
+        Entry("adatrans", "methods.adatrans:AdaTrans",
+              "AdaTrans: adaptive non-linear multi-step edit; strength = number of steps"),
+    ]
+
+
+@hookimpl
+def register_regularisers():
+    return [
+        Entry("hfld", "methods.regularisers:LandmarkLoss",
+              "HFLD's landmark loss l4 * mean |H(G(w)) - H(G(w'))| (options landmark_weight, landmark_instrument)"),
     ]

@@ -1,0 +1,75 @@
+"""Loss terms any trainable editor can take: one implementation each, composed by name.
+
+``hfld`` is the landmark loss of HFLD (He & McGough): l4 * mean |H(G(w)) - H(G(w'))|, H a landmark
+net (``landmark_instrument``, face-api's 68 points as fractions of the image by default). The
+method registry spells a regularised method ``<method>+hfld`` (``latent-transformer+hfld``,
+``baseline+hfld`` = ``hfld``): :func:`LandmarkLoss.compose` builds that editor class, whose config is
+the method's plus ``landmark_weight`` and ``landmark_instrument``.
+
+A method takes regularisers when it sets ``takes_regularisers = True`` and calls the three hooks
+below from its training loss (``EYE`` and every editor derived from it do; ``interfacegan(-cond)``
+refines its closed-form direction with them, options ``regularised_config``): ``aux_instruments()`` (names of the nets the fit loads),
+``extra_losses(ctx, x, x2) -> {term: value}`` (x the renders of the original latents, x2 of the
+edited ones) and ``weights() -> {term: weight}``. With ``landmark_weight = 0`` the term is not
+computed and its net not loaded: the fit is the plain method's, bit for bit (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.errors import BenchError
+
+
+def landmark_loss(H, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """L_h = mean |H(x) - H(x2)|: HFLD's landmark-displacement loss; only the edited renders get gradients."""
+    with torch.no_grad():
+        h = H(x)["landmarks"]
+    return (H(x2)["landmarks"] - h).abs().mean()
+
+
+class LandmarkLoss:
+    """Mixin adding HFLD's landmark loss to a trainable editor (put it before the editor's class)."""
+
+    regulariser = "hfld"
+    config = {"landmark_weight": 1e4, "landmark_instrument": "faceapi-landmarks"}
+
+    @property
+    def _landmarks_on(self) -> bool:
+        return float(self.config["landmark_weight"]) != 0.0
+
+    def aux_instruments(self) -> list[str]:
+        names = super().aux_instruments()
+        return names + [self.config["landmark_instrument"]] if self._landmarks_on else names
+
+    def extra_losses(self, ctx, x, x2) -> dict:
+        out = super().extra_losses(ctx, x, x2)
+        if self._landmarks_on:
+            out["landmarks"] = landmark_loss(self._net(ctx, self.config["landmark_instrument"]), x, x2)
+        return out
+
+    def weights(self) -> dict:
+        w = super().weights()
+        return {**w, "landmarks": float(self.config["landmark_weight"])} if self._landmarks_on else w
+
+    @classmethod
+    def compose(cls, editor_cls: type, name: str | None = None) -> type:
+        """``editor_cls`` with this loss added: a class named ``<editor>+hfld`` (or ``name``)."""
+        return compose(editor_cls, cls, name)
+
+
+def compose(editor_cls: type, mixin: type, name: str | None = None) -> type:
+    """The editor class ``editor_cls`` with the regulariser ``mixin``: its config is the editor's plus
+    the regulariser's (the regulariser's keys must be new: they enter the cache key unambiguously)."""
+    if not getattr(editor_cls, "takes_regularisers", False):
+        raise BenchError(f"method {editor_cls.name!r} is not trained by a loss and takes no regulariser "
+                         f"({mixin.regulariser!r})")
+    clash = sorted(set(editor_cls.config) & set(mixin.config))
+    if clash:
+        raise BenchError(f"method {editor_cls.name!r} already has {mixin.regulariser!r}'s option(s) "
+                         f"{', '.join(clash)}: it cannot take it twice")
+    name = name or f"{editor_cls.name}+{mixin.regulariser}"
+    # regularised_config: options a method needs only when regularised (interfacegan's refinement)
+    config = {**editor_cls.config, **getattr(editor_cls, "regularised_config", {}), **mixin.config}
+    return type(f"{editor_cls.__name__}_{mixin.__name__}", (mixin, editor_cls),
+                {"name": name, "config": config, "__module__": editor_cls.__module__})
