@@ -22,7 +22,6 @@ import hashlib
 import json
 import platform
 import time
-import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -169,13 +168,16 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: Path, plugins=None, cache_dir: Path | str = "cache",
                  device: str | torch.device = "cpu", batch_size: int = 64, log: Callable[[str], None] = print,
-                 progress: bool = True):
+                 progress: bool = True, executor=None):
+        from .executors import LocalExecutor
         from .plugins import get_plugins
 
         self.cfg, self.out = cfg, Path(out)
         self.plugins = plugins or get_plugins()
         self.cache_dir, self.device = Path(cache_dir), torch.device(device)
         self.batch_size, self.log, self.progress = batch_size, log, progress
+        self.executor = executor or LocalExecutor()   # where the units are done (bench/executors.py)
+        self._editors: dict = {}                      # fitted in this process, for its edit unit
         validate(cfg, self.plugins)
         unknown = sorted(set(cfg.overrides) - set(cfg.methods))
         if unknown:
@@ -276,11 +278,15 @@ class Run:
 
     def originals(self) -> dict[str, torch.Tensor]:
         path = self.unit_path(None)
+        if "originals" in self.ctx.memo:
+            return self.ctx.memo["originals"]
         if path.exists():
-            return _unprefix(load_file(path), "orig.")
-        self.log(f"originals: rendering and measuring {self.cfg.n} samples")
-        m = self.measure(self.latents())
-        _save_atomic({f"orig.{k}": v for k, v in m.items()}, path)
+            m = _unprefix(load_file(path), "orig.")
+        else:
+            self.log(f"originals: rendering and measuring {self.cfg.n} samples")
+            m = self.measure(self.latents())
+            _save_atomic({f"orig.{k}": v for k, v in m.items()}, path)
+        self.ctx.memo["originals"] = m
         return m
 
     # -- one (method, fit seed, attribute) ---------------------------------------------------------
@@ -353,44 +359,97 @@ class Run:
     def _execute(self) -> Path:
         from tqdm.auto import tqdm
 
+        from .executors import Ledger
+
         t0 = time.perf_counter()
         self._load_models()
         manifest = self._manifest()
         _write_json(self.out / "manifest.json", manifest)
-        orig = self.originals()
-        status = manifest["methods"]
-        seeds = self.cfg.fit_seed_list
-        todo = len(self.cfg.methods) * len(seeds) * len(self.cfg.attrs)
-        bar = tqdm(total=todo, desc="run", unit="unit", disable=not self.progress)
+        self._status = status = manifest["methods"]
         for name in self.cfg.methods:
             status[name] = {"status": "ok", "fits": status.get(name, {}).get("fits", {})}
-            stage = "fit"
-            try:
-                for seed in seeds:
-                    for attr in self.cfg.attrs:
-                        path = self.unit_path(name, attr, seed)
-                        if not path.exists():
-                            stage = f"fit {attr} seed {seed}"
-                            t = time.perf_counter()
-                            editor = self.fit(name, attr, seed)
-                            status[name]["fits"].setdefault(str(seed), {})[attr] = {
-                                "artifact": str(editor.artifact_path), "cache_hit": editor.cache_hit,
-                                "fit_seconds": round(time.perf_counter() - t, 2)}
-                            stage = f"edit {attr} seed {seed}"
-                            self.log(f"{name}: ladder edits of {attr}, fit seed {seed}")
-                            _save_atomic(self.edit_unit(name, editor, attr, seed, orig), path)
-                        bar.update(1)
-            except Exception as e:   # one method's failure must not cost the others their results
-                status[name] = {"status": "failed", "stage": stage, "error": f"{type(e).__name__}: {e}",
-                                "traceback": traceback.format_exc(limit=8)}
-                self.log(f"{name}: FAILED during {stage}: {type(e).__name__}: {e}")
-                bar.update(sum(1 for s in seeds for a in self.cfg.attrs if not self.unit_path(name, a, s).exists()))
-            _write_json(self.out / "manifest.json", manifest)
+        self.ledger = Ledger(self.out)
+        todo = self.todo()
+        edits = len(self.cfg.methods) * len(self.cfg.fit_seed_list) * len(self.cfg.attrs)
+        bar = tqdm(total=edits, initial=edits - sum(u.kind == "edit" for u in todo), desc="run", unit="unit",
+                   disable=not self.progress)
+
+        def on_event(unit, state, info):   # the executor reports; the driver alone writes the records
+            rec = self.ledger.update(unit.id, state=state, **info)
+            if state == "done" and unit.kind == "fit":
+                status[unit.method]["fits"].setdefault(str(unit.seed), {})[unit.attr] = {
+                    "artifact": str(self.cache_dir / info["artifact_in_cache"]), "cache_hit": info["cache_hit"],
+                    "fit_seconds": info["fit_seconds"]}
+            elif state == "failed" and status[unit.method]["status"] != "failed":
+                status[unit.method] = {"status": "failed", "stage": unit.stage, "error": rec["error"],
+                                       "traceback": rec.get("traceback")}
+                self.log(f"{unit.method}: FAILED during {unit.stage}: {rec['error']}")
+            if unit.kind == "edit" and state in ("done", "failed", "skipped"):
+                bar.update(1)
+            if state in ("done", "failed"):
+                _write_json(self.out / "manifest.json", manifest)
+
+        self.executor.execute(self, todo, on_event)
         bar.close()
-        self.summarise(orig, manifest)
+        _write_json(self.out / "manifest.json", manifest)
+        self.summarise(self.originals(), manifest)
         manifest["seconds"] = round(time.perf_counter() - t0, 1)
         _write_json(self.out / "manifest.json", manifest)
         return self.out
+
+    # -- units: the seam between the run and its executor ------------------------------------------
+    def todo(self) -> list:
+        """The units still to do, in order: the originals if missing, then a fit and an edit unit for each
+        missing (method, fit seed, attribute). A unit file whose sha256 differs from the one recorded when
+        it was written is moved aside (``<name>.corrupt-<time>``) and redone."""
+        from .executors import all_units
+        from .method import quarantine
+
+        out = []
+        for u in all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list):
+            path = None if u.kind == "fit" else self.unit_path(u.method, u.attr, u.seed)
+            if path is not None and path.exists() and not self.ledger.intact(u.id, path):
+                quarantine(path, "sha256 differs from the one recorded in units.json")
+            edit = self.unit_path(u.method, u.attr, u.seed)
+            if not (edit if u.kind == "fit" else path).exists():
+                out.append(u)
+        return out
+
+    def method_failed(self, name: str) -> bool:
+        return self._status.get(name, {}).get("status") == "failed"
+
+    def run_unit(self, unit) -> dict:
+        """Do one unit in this process and write its file; returns its record (what units.json keeps)."""
+        from .assets import sha256_file
+
+        if not hasattr(self, "ctx"):   # a worker: the models are loaded per job
+            self._load_models()
+        if unit.kind == "fit":
+            t = time.perf_counter()
+            editor = self.fit(unit.method, unit.attr, unit.seed)
+            self._editors[unit] = editor
+            return {"artifact_in_cache": str(Path(editor.artifact_path).relative_to(self.cache_dir)),
+                    "cache_hit": editor.cache_hit, "fit_seconds": round(time.perf_counter() - t, 2),
+                    "sha256": sha256_file(editor.artifact_path)}
+        if unit.kind == "originals":
+            path = self.unit_path(None)
+            self.originals()
+        else:
+            from .executors import Unit
+
+            editor = self._editors.pop(Unit("fit", unit.method, unit.attr, unit.seed), None)
+            if editor is None:   # fitted by another job: load it from the cache (sha256-checked)
+                editor = self.fit(unit.method, unit.attr, unit.seed)
+            self.log(f"{unit.method}: ladder edits of {unit.attr}, fit seed {unit.seed}")
+            path = self.unit_path(unit.method, unit.attr, unit.seed)
+            _save_atomic(self.edit_unit(unit.method, editor, unit.attr, unit.seed, self.originals()), path)
+        return {"sha256": sha256_file(path)}
+
+    def spec(self, device: str | None = None, threads: int | None = None) -> dict:
+        """What a job needs to rebuild this run on a worker (:func:`bench.executors.work`); paths absolute."""
+        return {"config": self.cfg.to_dict(), "out": str(self.out.absolute()),
+                "cache_dir": str(self.cache_dir.absolute()), "device": device or str(self.device),
+                "batch_size": self.batch_size, "threads": threads}
 
     # -- summarise ---------------------------------------------------------------------------------
     def summarise(self, orig: dict, manifest: dict) -> None:
@@ -469,6 +528,12 @@ class Run:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+def config_from_dict(d: dict) -> RunConfig:
+    """The RunConfig whose ``to_dict()`` is ``d`` (a manifest's or a job spec's config)."""
+    tuples = {f.name for f in dataclasses.fields(RunConfig) if f.type == "tuple"}
+    return RunConfig(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+
 
 def _method_config(preset: str, method: str) -> dict:
     from .presets import method_config
