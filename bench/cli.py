@@ -419,12 +419,15 @@ def status(run_dir, as_json):
         return
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "pending", "failed", "skipped")}
     driving = driver_running(run_dir)
-    click.echo(f"{run_dir}: " + ("a bench run is driving it" if driving else
-                                 "no bench run is driving it (rerun the same `bench run` command to resume)"))
+    unfinished = counts["running"] + counts["pending"]
+    click.echo(f"{run_dir}: " + ("a bench run is driving it" if driving else "no bench run is driving it"
+                                 + ("; rerun the same `bench run` command to resume" if unfinished else "")))
     width = max(len(r["unit"]) for r in rows)
     for r in rows:
         job = f"{r['engine']} {r['job_id']}" if r.get("job_id") else (r.get("engine") or "")
         note = r.get("error") or (f"(resubmitted: {r['lost']})" if r.get("lost") and r["state"] != "done" else "")
+        if r["state"] == "failed" and r.get("log"):
+            note += f" (log: {r['log']})"
         tries = f"x{r['attempts']}" if (r.get("attempts") or 0) > 1 else ""
         click.echo(f"  {r['unit']:<{width}}  {r['state']:<8} {tries:<3} {job:<22} {note}".rstrip())
     click.echo(f"{len(rows)} units: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "skipped"))

@@ -4,6 +4,7 @@ summary byte for byte the local run's, a killed job resubmitted, `bench status`,
 
 import json
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,10 @@ TORCH_THREADS = 1   # the jobs run with --cpus-per-job 1: one torch thread, so t
 # the smallest sweep with every kind of unit: sefa (closed form), 1 attribute, 2 fit seeds, 8 samples,
 # one level a side, the metrics that need only the attribute instrument (one net to load per job)
 SWEEP = dict(methods="sefa", attrs="Male", n=8, fit_seeds=2, levels=(0.1,),
-             overrides={"sefa": {"n_samples": 16, "top_k": 3}}, metrics=("edit", "topk"), n_boot=200)
+             overrides={"sefa": {"n_samples": 16, "top_k": 3}}, metrics=("edit", "topk"))
+CLI_SWEEP = ["run", "--methods", "sefa", "--attrs", "Male", "-n", "8", "--fit-seeds", "2", "--levels", "0.1",
+             "--set", "sefa.n_samples=16", "--set", "sefa.top_k=3", "--metrics", "edit,topk", "--device", "cpu",
+             "--no-report"]
 RESULTS = ("summary.csv", "seeds.csv", "comparison.csv", "ranking.csv", "samples.parquet", "measurements.parquet")
 
 
@@ -75,28 +79,56 @@ def kill_one_edit_job(out: Path, engine: str, seen: dict) -> None:
         time.sleep(0.1)
 
 
-def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engine, local_run, cache, tmp_path):
+def start_driver_and_kill_it(out: Path, cache: Path, engine: str) -> dict:
+    """`bench run --executor ENGINE` in a subprocess, SIGKILLed once it has submitted the first jobs (the
+    jobs go on); returns units.json as the dead driver left it."""
+    cmd = [sys.executable, "-m", "bench.cli", *CLI_SWEEP, "--executor", engine, "--cpus-per-job", "1",
+           "--out", str(out), "--cache", str(cache)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = out / "units.json"
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < 120 and proc.poll() is None:
+            if ledger.exists() and any(u.startswith("fit/") for u in json.loads(ledger.read_text())):
+                break
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    return json.loads(ledger.read_text())
+
+
+def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engine, local_run, tmp_path):
+    """Driver killed after submitting, rerun: it follows the jobs already queued instead of resubmitting
+    them; then an edit job is SIGKILLed mid-way and resubmitted; the files equal the local run's."""
     name, why = engine
-    out = tmp_path / "dist"
+    out, cache = tmp_path / "dist", tmp_path / "cache"
+    t0 = time.perf_counter()
+    first = start_driver_and_kill_it(out, cache, name) if name == "slurm" else {}
     ex = SubmititExecutor(name, cpus_per_job=1, max_attempts=3, device="cpu", poll_s=0.3, results_timeout_s=1,
-                          max_live=2)
+                          max_live=None if name == "slurm" else 2)
     seen: dict = {}
-    out.mkdir()
     killer = threading.Thread(target=kill_one_edit_job, args=(out, name, seen), daemon=True)
     killer.start()
-    t0 = time.perf_counter()
-    Run(make_config(**SWEEP), out, cache_dir=tmp_path / "cache", progress=False, log=lambda s: None,
-        executor=ex).execute()
+    logs: list = []
+    Run(make_config(**SWEEP), out, cache_dir=cache, progress=False, log=logs.append, executor=ex).execute()
     wall = time.perf_counter() - t0
     killer.join(5)
     local_out, local_wall = local_run
     print(f"\nsmall sweep: local {local_wall:.1f} s, {name} {wall:.1f} s (machine shared; not a benchmark)")
 
+    ledger = json.loads((out / "units.json").read_text())
+    # the rerun followed the jobs the killed driver had submitted: same job ids, one attempt each
+    followed = [u for u, r in first.items() if r.get("job_id")]
+    assert name != "slurm" or followed
+    for u in followed:
+        assert ledger[u]["job_id"] == first[u]["job_id"] and ledger[u]["attempts"] == 1, (u, ledger[u])
+        assert any(line.startswith(f"{u}: following job {first[u]['job_id']}") for line in logs)
     # a worker killed mid-job was resubmitted, and `bench status` showed it running before
     assert "killed" in seen, "no edit job was caught running"
     unit, job = seen["killed"]
     assert seen["status"][unit] == "running"
-    rec = json.loads((out / "units.json").read_text())[unit]
+    rec = ledger[unit]
     assert rec["state"] == "done" and rec["attempts"] == 2 and f"job {job} ended without a result" in rec["lost"]
     # nothing lost or duplicated: the same files, byte for byte, and no temporary leftovers
     mine, theirs = files(out), files(local_out)
@@ -113,7 +145,77 @@ def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engi
 
     # the same command again: nothing to do, nothing submitted
     before = (out / "units.json").read_text()
-    Run(make_config(**SWEEP), out, cache_dir=tmp_path / "cache", progress=False, log=lambda s: None,
-        executor=ex).execute()
+    Run(make_config(**SWEEP), out, cache_dir=cache, progress=False, log=lambda s: None, executor=ex).execute()
     assert (out / "units.json").read_text() == before
     assert files(out) == mine
+
+
+def exploding_plugins():
+    """sefa plus a method whose fit raises (plugins passed in-process: the local executor)."""
+    import types
+
+    from bench import Entry, hookimpl
+    from bench.method import Editor
+    from bench.plugins import Plugins, make_plugin_manager
+
+    class Boom(Editor):
+        name = "exploding"
+
+        def fit(self, ctx):
+            raise RuntimeError("boom in fit")
+
+        def edit(self, latents, attr, strength):
+            return latents
+
+        def strength_range(self, attr):
+            return (-1.0, 1.0)
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    mod = types.ModuleType("exploding_methods")
+    mod.register_methods = hookimpl(lambda: [Entry("exploding", Boom, "raises")])
+    return Plugins(make_plugin_manager(extra_plugins=[mod]))
+
+
+def test_status_shows_every_unit_and_a_failed_units_error(local_run, cache, tmp_path):
+    out = tmp_path / "failing"
+    cfg = make_config(**{**SWEEP, "methods": "sefa,exploding", "reference": "sefa"})
+    Run(cfg, out, plugins=exploding_plugins(), cache_dir=cache, progress=False, log=lambda s: None).execute()
+    res = CliRunner().invoke(cli, ["status", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = {line.split()[0]: line for line in res.output.splitlines() if line.startswith("  ")}
+    assert "done" in lines["originals"] and "done" in lines["edit/sefa/seed1/Male"]
+    assert "failed" in lines["fit/exploding/seed0/Male"] and "RuntimeError: boom in fit" in lines["fit/exploding/seed0/Male"]
+    assert "skipped" in lines["edit/exploding/seed0/Male"] and "skipped" in lines["fit/exploding/seed1/Male"]
+    assert "no bench run is driving it" in res.output and "9 units: 5 done" in res.output
+    rows = [json.loads(line) for line in CliRunner().invoke(cli, ["status", "--json", str(out)]).output.splitlines()]
+    assert [r["state"] for r in rows if r["unit"].startswith("edit/exploding")] == ["skipped", "skipped"]
+    manifest = json.loads((out / "manifest.json").read_text())["methods"]
+    assert manifest["exploding"] == {**manifest["exploding"], "status": "failed", "stage": "fit Male seed 0"}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["run", "--methods", "sefa", "--slurm-partition", "gpu"], "--slurm-partition only apply to --executor slurm"),
+    (["run", "--methods", "sefa", "--gpus-per-job", "1"], "--executor slurm or submitit-local"),
+    (["run", "--methods", "sefa", "--executor", "submitit-local", "--slurm-param", "account=x"],
+     "--slurm-param only apply to --executor slurm"),
+    (["run", "--methods", "sefa", "--executor", "slurm", "--slurm-param", "account"], "expected KEY=VALUE"),
+    (["run", "--methods", "sefa", "--executor", "slurm", "--device", "cpu", "--gpus-per-job", "2"],
+     "would not use their GPUs"),
+    (["run", "--methods", "sefa", "--executor", "pbs"], "'pbs' is not one of 'local', 'slurm', 'submitit-local'"),
+    (["status", "."], "is not a run folder"),
+])
+def test_bad_executor_options_exit_2_before_any_work(args, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output, res.output
+
+
+def test_slurm_without_its_commands_says_where_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))   # no sbatch here
+    res = CliRunner().invoke(cli, ["run", "--methods", "sefa", "--executor", "slurm"])
+    assert res.exit_code == 2 and "sbatch, sacct, scancel not found on PATH" in res.output, res.output
