@@ -3,6 +3,7 @@ the session fixture ``local_slurm``; submitit's local subprocesses only where Sl
 summary byte for byte the local run's, a killed job resubmitted, `bench status`, resume."""
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -54,6 +55,8 @@ def engine(request):
     from slurm_local import unavailable
 
     why = unavailable()
+    if os.environ.get("BENCH_TEST_ENGINE") == "submitit-local":   # check the fallback where Slurm runs
+        return "submitit-local", "BENCH_TEST_ENGINE=submitit-local"
     if why is None:
         request.getfixturevalue("local_slurm")
         return "slurm", None
@@ -98,6 +101,7 @@ def start_driver_and_kill_it(out: Path, cache: Path, engine: str) -> dict:
     return json.loads(ledger.read_text())
 
 
+@pytest.mark.slow   # ~45 s on a quiet 2-core machine: Slurm start, 5 jobs, a resubmission, a local run
 def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engine, local_run, tmp_path):
     """Driver killed after submitting, rerun: it follows the jobs already queued instead of resubmitting
     them; then an edit job is SIGKILLed mid-way and resubmitted; the files equal the local run's."""
@@ -181,7 +185,7 @@ def exploding_plugins():
     return Plugins(make_plugin_manager(extra_plugins=[mod]))
 
 
-def test_status_shows_every_unit_and_a_failed_units_error(local_run, cache, tmp_path):
+def test_status_shows_every_unit_and_a_failed_units_error(cache, tmp_path):
     out = tmp_path / "failing"
     cfg = make_config(**{**SWEEP, "methods": "sefa,exploding", "reference": "sefa"})
     Run(cfg, out, plugins=exploding_plugins(), cache_dir=cache, progress=False, log=lambda s: None).execute()
@@ -219,3 +223,22 @@ def test_slurm_without_its_commands_says_where_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))   # no sbatch here
     res = CliRunner().invoke(cli, ["run", "--methods", "sefa", "--executor", "slurm"])
     assert res.exit_code == 2 and "sbatch, sacct, scancel not found on PATH" in res.output, res.output
+
+
+def test_gpu_hours_scale_with_the_work_and_the_rates(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import gpu_hours
+
+    perf = tmp_path / "perf.csv"
+    perf.write_text("backbone,device,part,rate\nstylegan2-256,cuda,a,200\nstylegan2-256,cuda,b,100\n"
+                    "stylegan2-256,cuda,c,20\n")
+    r = gpu_hours.rates(perf, "stylegan2-256")
+    one = gpu_hours.work(["baseline", "sefa"], ["Male"], 1, 100, 3, "paper")
+    two = gpu_hours.work(["baseline", "sefa"], ["Male"], 2, 100, 3, "paper")
+    assert one["eye_steps"] == 50_000 and two["eye_steps"] == 100_000 and two["edit_units"] == 2 * one["edit_units"]
+    assert two["scored"] == 2 * one["scored"] and two["measured"] - 100 == 2 * (one["measured"] - 100)
+    h, slow = gpu_hours.hours(one, r), gpu_hours.hours(one, {k: v / 2 for k, v in r.items()})
+    assert h["eye_fits"] == pytest.approx(50_000 / 20 / 3600) and h["low"] < h["high"]
+    assert slow["low"] == pytest.approx(2 * h["low"]) and slow["high"] == pytest.approx(2 * h["high"])
+    with pytest.raises(SystemExit, match="no part"):
+        gpu_hours.rates(perf, "dcgan")
