@@ -405,15 +405,12 @@ class Run:
         from .executors import all_units
         from .method import quarantine
 
-        out = []
-        for u in all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list):
-            path = None if u.kind == "fit" else self.unit_path(u.method, u.attr, u.seed)
-            if path is not None and path.exists() and not self.ledger.intact(u.id, path):
+        units = all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list)
+        for u in units:
+            path = self.unit_path(u.method, u.attr, u.seed)   # a fit's: its edit unit's (the fit is cached)
+            if u.kind != "fit" and path.exists() and not self.ledger.intact(u.id, path):
                 quarantine(path, "sha256 differs from the one recorded in units.json")
-            edit = self.unit_path(u.method, u.attr, u.seed)
-            if not (edit if u.kind == "fit" else path).exists():
-                out.append(u)
-        return out
+        return [u for u in units if not self.unit_path(u.method, u.attr, u.seed).exists()]
 
     def method_failed(self, name: str) -> bool:
         return self._status.get(name, {}).get("status") == "failed"

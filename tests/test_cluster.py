@@ -4,6 +4,7 @@ summary byte for byte the local run's, a killed job resubmitted, `bench status`,
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.executors import SubmititExecutor, unit_states
+from bench.executors import SubmititExecutor, Unit, unit_states, verify
 from bench.run import Run, make_config
 
 pytest.importorskip("submitit")
@@ -152,6 +153,22 @@ def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engi
     Run(make_config(**SWEEP), out, cache_dir=cache, progress=False, log=lambda s: None, executor=ex).execute()
     assert (out / "units.json").read_text() == before
     assert files(out) == mine
+
+
+def test_a_unit_file_changed_after_it_was_recorded_is_moved_aside_and_redone(local_run, cache, tmp_path):
+    src, _ = local_run
+    out = tmp_path / "copy"
+    shutil.copytree(src, out)
+    unit = out / "units" / "sefa" / "seed1" / "Male.safetensors"
+    good = unit.read_bytes()
+    unit.write_bytes(good[:-8] + b"\x00" * 8)       # still parses: only the sha256 tells
+    run = Run(make_config(**SWEEP), out, cache_dir=cache, progress=False, log=lambda s: None)
+    record = json.loads((out / "units.json").read_text())["edit/sefa/seed1/Male"]
+    assert "differs from the" in verify(run, Unit("edit", "sefa", "Male", 1), record)   # what the driver checks
+    run.execute()
+    assert unit.read_bytes() == good
+    assert len(list(unit.parent.glob("Male.corrupt-*.safetensors"))) == 1
+    assert [f for f in RESULTS if (out / f).read_bytes() != (src / f).read_bytes()] == []
 
 
 def exploding_plugins():
