@@ -328,18 +328,21 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
               help="time limit per job [default: 240]; a job past it is resubmitted and its fit resumes")
 @click.option("--slurm-param", "slurm_params", multiple=True, metavar="KEY=VALUE",
               help="extra sbatch option, e.g. account=proj or qos=normal (repeatable)")
+@click.option("--slurm-setup", "slurm_setup", multiple=True, metavar="LINE",
+              help="shell line each job runs before python, e.g. 'module load cuda' (repeatable)")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None,
               help="submissions per unit before a job that keeps dying counts as failed [default: 3]")
 def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, backbone_name, weights, instrument, emotion,
         metric_names, reference, out, cache_dir, sets, batch_size, device, no_report, executor_name, slurm_partition,
-        gpus_per_job, cpus_per_job, mem_per_job, time_per_job, slurm_params, max_attempts):
+        gpus_per_job, cpus_per_job, mem_per_job, time_per_job, slurm_params, slurm_setup, max_attempts):
     """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
     from .run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
 
     executor = make_executor_from_options(executor_name, device, slurm_partition=slurm_partition,
                                           gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
                                           mem_per_job=mem_per_job, time_per_job=time_per_job,
-                                          slurm_params=slurm_params, max_attempts=max_attempts)
+                                          slurm_params=slurm_params, slurm_setup=slurm_setup,
+                                          max_attempts=max_attempts)
 
     instruments = {**DEFAULT_INSTRUMENTS, "attributes": instrument, "emotion": emotion}
     metrics = DEFAULT_METRICS if metric_names is None else tuple(m.strip() for m in metric_names.split(",")
@@ -371,13 +374,15 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
 
 
 def make_executor_from_options(name: str, device: str, slurm_partition=None, gpus_per_job=None, cpus_per_job=None,
-                               mem_per_job=None, time_per_job=None, slurm_params=(), max_attempts=None):
+                               mem_per_job=None, time_per_job=None, slurm_params=(), slurm_setup=(),
+                               max_attempts=None):
     """The executor of `bench run --executor NAME ...`; options the executor does not take are refused."""
     from .executors import make_executor
 
     given = {"--slurm-partition": slurm_partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
              "--mem-per-job": mem_per_job, "--time-per-job": time_per_job,
-             "--slurm-param": slurm_params or None, "--max-attempts": max_attempts}
+             "--slurm-param": slurm_params or None, "--slurm-setup": slurm_setup or None,
+             "--max-attempts": max_attempts}
     allowed_for = {"local": (), "slurm": tuple(given),
                    "submitit-local": ("--gpus-per-job", "--cpus-per-job", "--time-per-job", "--max-attempts")}
     allowed = allowed_for[name]
@@ -400,7 +405,7 @@ def make_executor_from_options(name: str, device: str, slurm_partition=None, gpu
     gpus = (0 if on_cpu or name == "submitit-local" else 1) if gpus_per_job is None else gpus_per_job
     return make_executor(name, partition=slurm_partition, gpus_per_job=gpus, cpus_per_job=cpus_per_job or 1,
                          mem_gb=mem_per_job, time_min=time_per_job or 240, params=params,
-                         max_attempts=max_attempts or 3, device=device)
+                         max_attempts=max_attempts or 3, device=device, setup=slurm_setup or ())
 
 
 @cli.command()

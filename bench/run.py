@@ -442,6 +442,23 @@ class Run:
             _save_atomic(self.edit_unit(unit.method, editor, unit.attr, unit.seed, self.originals()), path)
         return {"sha256": sha256_file(path)}
 
+    def cached_fit(self, unit) -> dict | None:
+        """The record of fit ``unit`` if the cache already holds its artifact intact (then no job is needed:
+        a rerun with more attributes or fit seeds submits only the new fits), else None."""
+        from .assets import sha256_file
+        from .method import artifact_path, load_artifact
+
+        try:
+            path = artifact_path(self.editor(unit.method),
+                                 dataclasses.replace(self.ctx, attributes=(unit.attr,), seed=unit.seed))
+            if not path.exists():
+                return None
+            load_artifact(path)   # raises if it does not parse or differs from its sidecar's sha256
+        except Exception:         # whatever is wrong, the job fits (or quarantines and refits) it
+            return None
+        return {"artifact_in_cache": str(path.relative_to(self.cache_dir)), "cache_hit": True, "fit_seconds": 0.0,
+                "sha256": sha256_file(path)}
+
     def spec(self, device: str | None = None, threads: int | None = None) -> dict:
         """What a job needs to rebuild this run on a worker (:func:`bench.executors.work`); paths absolute."""
         return {"config": self.cfg.to_dict(), "out": str(self.out.absolute()),

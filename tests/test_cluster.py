@@ -171,6 +171,15 @@ def test_a_unit_file_changed_after_it_was_recorded_is_moved_aside_and_redone(loc
     assert [f for f in RESULTS if (out / f).read_bytes() != (src / f).read_bytes()] == []
 
 
+def test_a_fit_already_in_the_cache_needs_no_job(local_run, cache, tmp_path):
+    run = Run(make_config(**SWEEP), tmp_path / "r", cache_dir=cache, progress=False, log=lambda s: None)
+    run._load_models()
+    unit = Unit("fit", "sefa", "Male", 1)
+    record = run.cached_fit(unit)        # what SubmititExecutor checks before submitting a fit
+    assert record["cache_hit"] and verify(run, unit, record) is None
+    assert run.cached_fit(Unit("fit", "sefa", "Male", 7)) is None     # fit seed 7 was never fitted
+
+
 def exploding_plugins():
     """sefa plus a method whose fit raises (plugins passed in-process: the local executor)."""
     import types
@@ -225,6 +234,8 @@ def test_status_shows_every_unit_and_a_failed_units_error(cache, tmp_path):
     (["run", "--methods", "sefa", "--executor", "submitit-local", "--slurm-param", "account=x"],
      "--slurm-param only apply to --executor slurm"),
     (["run", "--methods", "sefa", "--executor", "slurm", "--slurm-param", "account"], "expected KEY=VALUE"),
+    (["run", "--methods", "sefa", "--executor", "submitit-local", "--slurm-setup", "module load cuda"],
+     "--slurm-setup only apply to --executor slurm"),
     (["run", "--methods", "sefa", "--executor", "slurm", "--device", "cpu", "--gpus-per-job", "2"],
      "would not use their GPUs"),
     (["run", "--methods", "sefa", "--executor", "pbs"], "'pbs' is not one of 'local', 'slurm', 'submitit-local'"),
