@@ -279,6 +279,7 @@ class SubmititExecutor:
         todo = set(units)
         needs = {u: [d for d in u.needs if d in todo] for u in units}
         waiting, live, done, attempts = list(units), {}, set(), {u: 0 for u in units}
+        looked_up: set = set()   # fit units whose cache entry was checked
 
         for u in list(waiting):   # a previous driver's jobs that still run: wait for them, do not resubmit
             job = self._reattach(run.ledger.get(u.id))
@@ -309,8 +310,10 @@ class SubmititExecutor:
                         waiting.remove(u)
                         on_event(u, "skipped", {"error": f"{u.method} failed earlier"})
                 ready = [u for u in waiting if all(d in done for d in needs[u])]
-                for u in [u for u in ready if u.kind == "fit"]:
-                    record = run.cached_fit(u)   # in the cache already: no job
+                cached = [u for u in ready if u.kind == "fit" and u not in looked_up]
+                for u in cached:                 # in the cache already: no job
+                    looked_up.add(u)
+                    record = run.cached_fit(u)
                     if record is not None and verify(run, u, record) is None:
                         ready.remove(u)
                         waiting.remove(u)
@@ -322,7 +325,7 @@ class SubmititExecutor:
                     self._submit(ex, spec, ready, live, attempts, folder, on_event)
                     for u in ready:
                         waiting.remove(u)
-                moved = bool(ready)
+                moved = bool(ready or cached)
                 for u, job in list(live.items()):
                     if not job.done():
                         if _is_running(job.state) and run.ledger.get(u.id).get("state") != "running":
