@@ -21,9 +21,10 @@ import shutil
 import socket
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import BenchError
 from .fs import atomic
@@ -88,6 +89,9 @@ class Ledger:
     def __init__(self, out: Path):
         self.path = Path(out) / "units.json"
         self.units: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self._deferred = 0
+        for stale in self.path.parent.glob(self.path.name + ".tmp*"):   # a driver killed mid-write
+            stale.unlink(missing_ok=True)
 
     def get(self, uid: str) -> dict:
         return self.units.get(uid, {})
@@ -95,9 +99,24 @@ class Ledger:
     def update(self, uid: str, **fields) -> dict:
         rec = self.units.setdefault(uid, {})
         rec.update(fields, updated=_now())
+        if not self._deferred:
+            self.save()
+        return rec
+
+    def save(self) -> None:
         with atomic(self.path) as tmp:
             tmp.write_text(json.dumps(self.units, indent=1, sort_keys=True))
-        return rec
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Updates inside are written once, at the end (a job array's ids all or none)."""
+        self._deferred += 1
+        try:
+            yield
+        finally:
+            self._deferred -= 1
+            if not self._deferred:
+                self.save()
 
     def intact(self, uid: str, path: Path) -> bool:
         """Whether ``path`` has the sha256 recorded for ``uid`` (a unit without a record passes)."""
@@ -322,7 +341,7 @@ class SubmititExecutor:
                 if self.max_live is not None:
                     ready = ready[:max(0, self.max_live - len(live))]
                 if ready:
-                    self._submit(ex, spec, ready, live, attempts, folder, on_event)
+                    self._submit(run, ex, spec, ready, live, attempts, folder, on_event)
                     for u in ready:
                         waiting.remove(u)
                 moved = bool(ready or cached)
@@ -360,17 +379,18 @@ class SubmititExecutor:
                     f"rerun the same command to resume")
             raise
 
-    def _submit(self, ex, spec, ready, live, attempts, folder, on_event) -> None:
+    def _submit(self, run, ex, spec, ready, live, attempts, folder, on_event) -> None:
         if len(ready) > 1:
             with ex.batch():   # one job array: one sbatch call
                 jobs = [ex.submit(work, spec, u) for u in ready]
         else:
             jobs = [ex.submit(work, spec, ready[0])]
-        for u, job in zip(ready, jobs):
-            attempts[u] += 1
-            live[u] = job
-            on_event(u, "pending", {"engine": self.engine, "job_id": str(job.job_id), "folder": str(folder),
-                                    "log": str(job.paths.stdout), "attempts": attempts[u]})
+        with run.ledger.batch():
+            for u, job in zip(ready, jobs):
+                attempts[u] += 1
+                live[u] = job
+                on_event(u, "pending", {"engine": self.engine, "job_id": str(job.job_id), "folder": str(folder),
+                                        "log": str(job.paths.stdout), "attempts": attempts[u]})
 
 
 def _is_running(state: str) -> bool:
