@@ -189,6 +189,9 @@ class LocalExecutor:
 
     name = "local"
 
+    def describe(self) -> dict:
+        return {"name": self.name}
+
     def execute(self, run, units: list[Unit], on_event: OnEvent) -> None:
         for u in units:
             if u.method is not None and run.method_failed(u.method):
@@ -236,6 +239,11 @@ class SubmititExecutor:
         self.check()
 
     name = property(lambda self: self.engine)
+
+    def describe(self) -> dict:
+        """For the manifest: where the jobs ran (each unit's host is in units.json)."""
+        return {"name": self.engine, "device": self.device, "partition": self.partition,
+                "gpus_per_job": self.gpus_per_job, "cpus_per_job": self.cpus_per_job, "threads": self.threads}
 
     def check(self) -> None:
         """Fail before any work where the engine cannot be used, saying what to install."""

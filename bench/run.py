@@ -529,7 +529,8 @@ class Run:
             "instruments": dict(self.roles),
             "versions": _versions(),
             "platform": {"python": platform.python_version(), "machine": platform.machine(),
-                         "device": str(self.device), "torch_threads": torch.get_num_threads()},
+                         "device": str(self.device), "torch_threads": torch.get_num_threads(),
+                         "executor": self.executor.describe()},   # the jobs' device and threads, if elsewhere
             "attribute_kinds": dict(self.kinds),
             "metrics": {name: {"title": m.title or name, "needs": list(m.needs)} for name, m in self.metrics.items()},
             "plugins": plugin_versions(self.plugins.pm),

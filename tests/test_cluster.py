@@ -151,7 +151,7 @@ def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engi
     states = unit_states(out)
     assert {r["state"] for r in states} == {"done"} and len(states) == 5   # originals, 2 fits, 2 edits
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["methods"]["sefa"]["status"] == "ok"
+    assert manifest["methods"]["sefa"]["status"] == "ok" and manifest["platform"]["executor"]["name"] == name
     assert sorted(manifest["methods"]["sefa"]["fits"]) == ["0", "1"]
     if why is not None:
         pytest.skip(f"ran through submitit's local executor, not Slurm: {why}")
