@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .errors import BenchError
+from .session import resolve_device
 
 
 class BenchGroup(click.Group):
@@ -23,20 +24,6 @@ def _plugins():
     from .plugins import get_plugins
 
     return get_plugins()
-
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BenchError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
-    return device
 
 
 DTYPE_OPTION = click.option(
@@ -325,11 +312,38 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @DTYPE_OPTION
 @click.option("--no-report", is_flag=True, help="skip report.html (render it later with `bench report`)")
+@click.option("--executor", "executor_name", type=click.Choice(["local", "slurm", "submitit-local"]), default="local",
+              show_default=True, help="where fits and edit units run: this process, one Slurm job each "
+              "(submitit), or one local subprocess each (submitit); docs/cluster.md")
+@click.option("--slurm-partition", default=None, help="Slurm partition of the jobs (default: the cluster's)")
+@click.option("--gpus-per-job", type=click.IntRange(min=0), default=None,
+              help="GPUs per job [slurm: 1, or 0 with --device cpu]")
+@click.option("--cpus-per-job", type=click.IntRange(min=1), default=None,
+              help="CPUs per job, also its torch threads [default: 1]")
+@click.option("--mem-per-job", type=click.FloatRange(min=0, min_open=True), default=None, metavar="GB",
+              help="memory per job in GB (default: the cluster's)")
+@click.option("--time-per-job", type=click.IntRange(min=1), default=None, metavar="MINUTES",
+              help="time limit per job [default: 240]; a job past it is resubmitted and its fit resumes")
+@click.option("--slurm-param", "slurm_params", multiple=True, metavar="KEY=VALUE",
+              help="extra sbatch option, e.g. account=proj or qos=normal (repeatable)")
+@click.option("--slurm-setup", "slurm_setup", multiple=True, metavar="LINE",
+              help="shell line each job runs before python, e.g. 'module load cuda' (repeatable)")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=None,
+              help="submissions per unit before a job that keeps dying counts as failed [default: 3]")
 def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, backbone_name, weights, instrument, emotion,
-        metric_names, reference, out, cache_dir, sets, batch_size, device, dtype, no_report):
+        metric_names, reference, out, cache_dir, sets, batch_size, device, dtype, no_report, executor_name,
+        slurm_partition, gpus_per_job, cpus_per_job, mem_per_job, time_per_job, slurm_params, slurm_setup, max_attempts):
     """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
+    import torch
+
     from .run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
     from .session import Session
+
+    executor = make_executor_from_options(executor_name, device, slurm_partition=slurm_partition,
+                                          gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
+                                          mem_per_job=mem_per_job, time_per_job=time_per_job,
+                                          slurm_params=slurm_params, slurm_setup=slurm_setup,
+                                          max_attempts=max_attempts, dtype=dtype)
 
     instruments = {**DEFAULT_INSTRUMENTS, "attributes": instrument, "emotion": emotion}
     metrics = DEFAULT_METRICS if metric_names is None else tuple(m.strip() for m in metric_names.split(",")
@@ -344,8 +358,12 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
                       backbone=backbone_name, weights=weights, instruments=instruments, reference=reference,
                       metrics=metrics, overrides=parse_sets(sets), **extra)
     out = out or Path("runs") / cfg.run_id
-    session = Session(_plugins(), device=resolve_device(device), dtype=dtype, batch_size=batch_size, progress=True)
-    r = Run(cfg, out, session=session, cache_dir=cache_dir, log=click.echo)
+    # with jobs elsewhere, "auto" is resolved on each job's node, not here (a login node has no GPU); the
+    # driver only renders the originals' check and the report, in fp32 when it is on a CPU
+    here = resolve_device(device) if executor.name == "local" or device != "auto" else torch.device("cpu")
+    session = Session(_plugins(), device=here, dtype=dtype if here.type != "cpu" or executor.name == "local" else "fp32",
+                      batch_size=batch_size, progress=True)
+    r = Run(cfg, out, session=session, cache_dir=cache_dir, log=click.echo, executor=executor)
     r.execute()
     if not no_report:   # the report reads only the run folder, as `bench report` does
         from reports.html import render_report
@@ -356,6 +374,71 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
     if failed:   # exit 1, not 0 (success) nor 2 (usage error): scripts and CI must see a method failed
         click.echo(failed_line(failed, out, report=not no_report), err=True)
         click.get_current_context().exit(1)
+
+
+def make_executor_from_options(name: str, device: str, slurm_partition=None, gpus_per_job=None, cpus_per_job=None,
+                               mem_per_job=None, time_per_job=None, slurm_params=(), slurm_setup=(),
+                               max_attempts=None, dtype: str = "fp32"):
+    """The executor of `bench run --executor NAME ...`; options the executor does not take are refused."""
+    from .executors import make_executor
+
+    given = {"--slurm-partition": slurm_partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
+             "--mem-per-job": mem_per_job, "--time-per-job": time_per_job,
+             "--slurm-param": slurm_params or None, "--slurm-setup": slurm_setup or None,
+             "--max-attempts": max_attempts}
+    allowed_for = {"local": (), "slurm": tuple(given),
+                   "submitit-local": ("--gpus-per-job", "--cpus-per-job", "--time-per-job", "--max-attempts")}
+    allowed = allowed_for[name]
+    bad = [k for k, v in given.items() if v is not None and k not in allowed]
+    if bad:
+        where = "--executor slurm" if name != "local" or any(b not in allowed_for["submitit-local"] for b in bad) \
+            else "--executor slurm or submitit-local"
+        raise BenchError(f"{', '.join(bad)} only apply to {where}; this run uses --executor {name}")
+    if name == "local":
+        return make_executor("local")
+    params = {}
+    for item in slurm_params or ():
+        key, eq, value = item.partition("=")
+        if not (eq and key.strip() and value.strip()):
+            raise BenchError(f"--slurm-param {item!r}: expected KEY=VALUE, e.g. --slurm-param account=myproject")
+        params[key.strip().replace("-", "_")] = value.strip()
+    on_cpu = device == "cpu"
+    if on_cpu and gpus_per_job:
+        raise BenchError(f"--gpus-per-job {gpus_per_job} with --device cpu: the jobs would not use their GPUs")
+    gpus = (0 if on_cpu or name == "submitit-local" else 1) if gpus_per_job is None else gpus_per_job
+    return make_executor(name, partition=slurm_partition, gpus_per_job=gpus, cpus_per_job=cpus_per_job or 1,
+                         mem_gb=mem_per_job, time_min=time_per_job or 240, params=params,
+                         max_attempts=max_attempts or 3, device=device, setup=slurm_setup or (), dtype=dtype)
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per unit instead of the table")
+def status(run_dir, as_json):
+    """Per-unit state of run folder RUN (pending, running, done, failed with its error), also while it runs."""
+    import json
+
+    from .executors import driver_running, unit_states
+
+    rows = unit_states(run_dir)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "running", "pending", "failed", "skipped")}
+    driving = driver_running(run_dir)
+    unfinished = counts["running"] + counts["pending"]
+    click.echo(f"{run_dir}: " + ("a bench run is driving it" if driving else "no bench run is driving it"
+                                 + ("; rerun the same `bench run` command to resume" if unfinished else "")))
+    width = max(len(r["unit"]) for r in rows)
+    for r in rows:
+        job = f"{r['engine']} {r['job_id']}" if r.get("job_id") else (r.get("engine") or "")
+        note = r.get("error") or (f"(resubmitted: {r['lost']})" if r.get("lost") and r["state"] != "done" else "")
+        if r["state"] == "failed" and r.get("log"):
+            note += f" (log: {r['log']})"
+        tries = f"x{r['attempts']}" if (r.get("attempts") or 0) > 1 else ""
+        click.echo(f"  {r['unit']:<{width}}  {r['state']:<8} {tries:<3} {job:<22} {note}".rstrip())
+    click.echo(f"{len(rows)} units: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "skipped"))
 
 
 def failed_line(failed, out: Path, report: bool = True) -> str:

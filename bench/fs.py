@@ -4,6 +4,7 @@ folder lock so two identical runs do not both do the work."""
 from __future__ import annotations
 
 import os
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -33,7 +34,8 @@ def writable_dir(path: str | Path) -> Path:
         raise BenchError(f"cannot write to {str(path)!r}: {where} is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".bench-write-test-{os.getpid()}"
+        # host and pid: jobs on several nodes probe the same shared folder at once
+        probe = path / f".bench-write-test-{socket.gethostname()}-{os.getpid()}"
         probe.touch()
         probe.unlink()
     except OSError as e:

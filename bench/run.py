@@ -22,7 +22,6 @@ import hashlib
 import json
 import platform
 import time
-import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -169,11 +168,15 @@ class Run:
     """One benchmark run in one folder. ``Run(cfg, out).execute()`` does (or finishes) all the work."""
 
     def __init__(self, cfg: RunConfig, out: Path, session: Session | None = None, cache_dir: Path | str = "cache",
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, executor=None):
+        from .executors import LocalExecutor
+
         self.cfg, self.out = cfg, Path(out)
         self.session = session if session is not None else Session()
         self.plugins = self.session.plugins
         self.cache_dir, self.log = Path(cache_dir), log
+        self.executor = executor or LocalExecutor()   # where the units are done (bench/executors.py)
+        self._editors: dict = {}                      # fitted in this process, for its edit unit
         validate(cfg, self.plugins)
         unknown = sorted(set(cfg.overrides) - set(cfg.methods))
         if unknown:
@@ -267,11 +270,15 @@ class Run:
 
     def originals(self) -> dict[str, torch.Tensor]:
         path = self.unit_path(None)
+        if "originals" in self.ctx.memo:
+            return self.ctx.memo["originals"]
         if path.exists():
-            return _unprefix(load_file(path), "orig.")
-        self.log(f"originals: rendering and measuring {self.cfg.n} samples")
-        m = {k: v.cpu() for k, v in self.measure(self.latents()).items()}
-        _save_atomic({f"orig.{k}": v for k, v in m.items()}, path)
+            m = _unprefix(load_file(path), "orig.")
+        else:
+            self.log(f"originals: rendering and measuring {self.cfg.n} samples")
+            m = {k: v.cpu() for k, v in self.measure(self.latents()).items()}
+            _save_atomic({f"orig.{k}": v for k, v in m.items()}, path)
+        self.ctx.memo["originals"] = m
         return m
 
     # -- one (method, fit seed, attribute) ---------------------------------------------------------
@@ -342,44 +349,112 @@ class Run:
     def _execute(self) -> Path:
         from tqdm.auto import tqdm
 
+        from .executors import Ledger
+
         t0 = time.perf_counter()
         self._load_models()
         manifest = self._manifest()
         _write_json(self.out / "manifest.json", manifest)
-        orig = self.originals()
-        status = manifest["methods"]
-        seeds = self.cfg.fit_seed_list
-        todo = len(self.cfg.methods) * len(seeds) * len(self.cfg.attrs)
-        bar = tqdm(total=todo, desc="run", unit="unit", disable=not self.session.progress)
+        self._status = status = manifest["methods"]
         for name in self.cfg.methods:
             status[name] = {"status": "ok", "fits": status.get(name, {}).get("fits", {})}
-            stage = "fit"
-            try:
-                for seed in seeds:
-                    for attr in self.cfg.attrs:
-                        path = self.unit_path(name, attr, seed)
-                        if not path.exists():
-                            stage = f"fit {attr} seed {seed}"
-                            t = time.perf_counter()
-                            editor = self.fit(name, attr, seed)
-                            status[name]["fits"].setdefault(str(seed), {})[attr] = {
-                                "artifact": str(editor.artifact_path), "cache_hit": editor.cache_hit,
-                                "fit_seconds": round(time.perf_counter() - t, 2)}
-                            stage = f"edit {attr} seed {seed}"
-                            self.log(f"{name}: ladder edits of {attr}, fit seed {seed}")
-                            _save_atomic(self.edit_unit(name, editor, attr, seed, orig), path)
-                        bar.update(1)
-            except Exception as e:   # one method's failure must not cost the others their results
-                status[name] = {"status": "failed", "stage": stage, "error": f"{type(e).__name__}: {e}",
-                                "traceback": traceback.format_exc(limit=8)}
-                self.log(f"{name}: FAILED during {stage}: {type(e).__name__}: {e}")
-                bar.update(sum(1 for s in seeds for a in self.cfg.attrs if not self.unit_path(name, a, s).exists()))
-            _write_json(self.out / "manifest.json", manifest)
+        self.ledger = Ledger(self.out)
+        todo = self.todo()
+        edits = len(self.cfg.methods) * len(self.cfg.fit_seed_list) * len(self.cfg.attrs)
+        bar = tqdm(total=edits, initial=edits - sum(u.kind == "edit" for u in todo), desc="run", unit="unit",
+                   disable=not self.session.progress)
+
+        def on_event(unit, state, info):   # the executor reports; the driver alone writes the records
+            rec = self.ledger.update(unit.id, state=state, **info)
+            if state == "done" and unit.kind == "fit":
+                status[unit.method]["fits"].setdefault(str(unit.seed), {})[unit.attr] = {
+                    "artifact": str(self.cache_dir / info["artifact_in_cache"]), "cache_hit": info["cache_hit"],
+                    "fit_seconds": info["fit_seconds"]}
+            elif state == "failed" and status[unit.method]["status"] != "failed":
+                status[unit.method] = {"status": "failed", "stage": unit.stage, "error": rec["error"],
+                                       "traceback": rec.get("traceback")}
+                self.log(f"{unit.method}: FAILED during {unit.stage}: {rec['error']}")
+            if unit.kind == "edit" and state in ("done", "failed", "skipped"):
+                bar.update(1)
+            if state in ("done", "failed"):
+                _write_json(self.out / "manifest.json", manifest)
+
+        self.executor.execute(self, todo, on_event)
         bar.close()
-        self.summarise(orig, manifest)
+        _write_json(self.out / "manifest.json", manifest)
+        self.summarise(self.originals(), manifest)
         manifest["seconds"] = round(time.perf_counter() - t0, 1)
         _write_json(self.out / "manifest.json", manifest)
         return self.out
+
+    # -- units: the seam between the run and its executor ------------------------------------------
+    def todo(self) -> list:
+        """The units still to do, in order: the originals if missing, then a fit and an edit unit for each
+        missing (method, fit seed, attribute). A unit file whose sha256 differs from the one recorded when
+        it was written is moved aside (``<name>.corrupt-<time>``) and redone."""
+        from .executors import all_units
+        from .method import quarantine
+
+        units = all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list)
+        for u in units:
+            path = self.unit_path(u.method, u.attr, u.seed)   # a fit's: its edit unit's (the fit is cached)
+            if u.kind != "fit" and path.exists() and not self.ledger.intact(u.id, path):
+                quarantine(path, "sha256 differs from the one recorded in units.json")
+        return [u for u in units if not self.unit_path(u.method, u.attr, u.seed).exists()]
+
+    def method_failed(self, name: str) -> bool:
+        return self._status.get(name, {}).get("status") == "failed"
+
+    def run_unit(self, unit) -> dict:
+        """Do one unit in this process and write its file; returns its record (what units.json keeps)."""
+        from .assets import sha256_file
+
+        if not hasattr(self, "ctx"):   # a worker: the models are loaded per job
+            self._load_models()
+        if unit.kind == "fit":
+            t = time.perf_counter()
+            editor = self.fit(unit.method, unit.attr, unit.seed)
+            self._editors[unit] = editor
+            return {"artifact_in_cache": str(Path(editor.artifact_path).relative_to(self.cache_dir)),
+                    "cache_hit": editor.cache_hit, "fit_seconds": round(time.perf_counter() - t, 2),
+                    "sha256": sha256_file(editor.artifact_path)}
+        if unit.kind == "originals":
+            path = self.unit_path(None)
+            self.originals()
+        else:
+            from .executors import Unit
+
+            editor = self._editors.pop(Unit("fit", unit.method, unit.attr, unit.seed), None)
+            if editor is None:   # fitted by another job: load it from the cache (sha256-checked)
+                editor = self.fit(unit.method, unit.attr, unit.seed)
+            self.log(f"{unit.method}: ladder edits of {unit.attr}, fit seed {unit.seed}")
+            path = self.unit_path(unit.method, unit.attr, unit.seed)
+            _save_atomic(self.edit_unit(unit.method, editor, unit.attr, unit.seed, self.originals()), path)
+        return {"sha256": sha256_file(path)}
+
+    def cached_fit(self, unit) -> dict | None:
+        """The record of fit ``unit`` if the cache already holds its artifact intact (then no job is needed:
+        a rerun with more attributes or fit seeds submits only the new fits), else None."""
+        from .assets import sha256_file
+        from .method import artifact_path, load_artifact
+
+        try:
+            path = artifact_path(self.editor(unit.method),
+                                 dataclasses.replace(self.ctx, attributes=(unit.attr,), seed=unit.seed))
+            if not path.exists():
+                return None
+            load_artifact(path)   # raises if it does not parse or differs from its sidecar's sha256
+        except Exception:         # whatever is wrong, the job fits (or quarantines and refits) it
+            return None
+        return {"artifact_in_cache": str(path.relative_to(self.cache_dir)), "cache_hit": True, "fit_seconds": 0.0,
+                "sha256": sha256_file(path)}
+
+    def spec(self, device: str | None = None, threads: int | None = None, dtype: str | None = None) -> dict:
+        """What a job needs to rebuild this run on a worker (:func:`bench.executors.work`); paths absolute."""
+        s = self.session
+        return {"config": self.cfg.to_dict(), "out": str(self.out.absolute()),
+                "cache_dir": str(self.cache_dir.absolute()), "device": device or str(s.device),
+                "dtype": dtype or s.dtype_name, "batch_size": s.batch_size, "threads": threads}
 
     # -- summarise ---------------------------------------------------------------------------------
     def summarise(self, orig: dict, manifest: dict) -> None:
@@ -446,7 +521,8 @@ class Run:
             "versions": _versions(),
             "platform": {"python": platform.python_version(), "machine": platform.machine(),
                          "device": str(self.session.device), "dtype": self.session.dtype_name,
-                         "batch_size": self.session.batch_size, "torch_threads": torch.get_num_threads()},
+                         "batch_size": self.session.batch_size, "torch_threads": torch.get_num_threads(),
+                         "executor": self.executor.describe()},   # the jobs' device and threads, if elsewhere
             "attribute_kinds": dict(self.kinds),
             "metrics": {name: {"title": m.title or name, "needs": list(m.needs)} for name, m in self.metrics.items()},
             "plugins": plugin_versions(self.plugins.pm),
@@ -459,6 +535,12 @@ class Run:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+def config_from_dict(d: dict) -> RunConfig:
+    """The RunConfig whose ``to_dict()`` is ``d`` (a manifest's or a job spec's config)."""
+    tuples = {f.name for f in dataclasses.fields(RunConfig) if f.type == "tuple"}
+    return RunConfig(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
+
 
 def _method_config(preset: str, method: str) -> dict:
     from .presets import method_config

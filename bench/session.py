@@ -19,6 +19,19 @@ from .errors import BenchError
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def resolve_device(name: str) -> torch.device:
+    """``--device`` -> torch device ("auto": the GPU if there is one); BenchError for a bad name."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return device
+
+
 def parse_dtype(name: str, device: torch.device) -> torch.dtype:
     """``--dtype`` -> torch dtype; half precision on a CPU is refused (emulated there: 20-280x slower)."""
     if name not in DTYPES:

