@@ -259,3 +259,21 @@ def test_interfacegan_cond_takes_the_regulariser(backbone, instruments):
         x = backbone.synthesize(lat)
         moved = [float(landmark_loss(H, x, backbone.synthesize(ed.edit(lat, ATTR, 2.0)))) for ed in (plain, on)]
     assert moved[1] < 0.9 * moved[0], moved     # measured: 0.0138 -> 0.0104
+
+
+def test_network_editors_on_a_small_stylegan2_w_plus(instruments):
+    """Per-layer shapes: W+ with several layers (a tiny random StyleGAN2; no FFHQ weights here)."""
+    from bench.backbones.stylegan2 import Generator, StyleGAN2Backbone
+
+    torch.manual_seed(0)
+    g = Generator(16, style_dim=32, n_mlp=2, channel_multiplier=1, max_channels=16)
+    bb = StyleGAN2Backbone(g.eval(), None, name="tiny")
+    ctx = FitContext(bb, instruments, attributes=(ATTR,), seed=0)
+    lat = ctx.latents(3, seed=1)
+    for name, kw in (("latent-transformer", {}), ("latent-transformer", {"hidden": 8}),
+                     ("adatrans", {"hidden": 8, "density_samples": 256})):
+        ed = get_plugins().methods.create(name, steps=2, **kw, **TINY)
+        ed.fit(ctx)
+        assert ed.T.shape[0] == 1 and torch.isfinite(ed.history("loss")).all()
+        e = ed.edit(lat, ATTR, torch.tensor([1.0, -0.5, 0.0]))
+        assert e.shape == lat.shape == (3, bb.n_layers, 32) and torch.equal(e[2], lat[2]) and not torch.equal(e[0], lat[0])
