@@ -259,6 +259,9 @@ def test_interfacegan_cond_takes_the_regulariser(backbone, instruments):
         x = backbone.synthesize(lat)
         moved = [float(landmark_loss(H, x, backbone.synthesize(ed.edit(lat, ATTR, 2.0)))) for ed in (plain, on)]
     assert moved[1] < 0.9 * moved[0], moved     # measured: 0.0138 -> 0.0104
+    # the landmark net's weights enter the cache key (loaded on demand into a fresh pool)
+    fresh = FitContext(backbone, {"probe": instruments["probe"]}, attributes=(ATTR,), seed=0, cache_dir="unused")
+    assert "faceapi-landmarks" in on.instruments_used(fresh) and artifact_path(on, fresh) != artifact_path(zero, fresh)
 
 
 def test_network_editors_on_a_small_stylegan2_w_plus(instruments):
