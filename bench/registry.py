@@ -102,6 +102,10 @@ class MethodRegistry(Registry):
         if not isinstance(cls, type):
             raise BenchError(f"method {base!r} is registered by a factory function, not an editor class: "
                              f"it cannot take a regulariser ({name!r})")
+        if not getattr(cls, "takes_regularisers", False):
+            takers = [n for n in self.names() if getattr(self._entries[n].load(), "takes_regularisers", False)]
+            raise BenchError(f"method {base!r} is not trained by a loss and takes no regulariser ({name!r}); "
+                             f"methods that do: {', '.join(takers) or '(none)'}")
         spelt = base
         for r in regs:      # each regulariser's compose(cls, name) -> the class with its loss mixed in
             spelt = f"{spelt}+{r}"

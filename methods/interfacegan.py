@@ -76,6 +76,8 @@ class InterFaceGAN(DirectionEditor):
         return ctx.instrument(name).to(ctx.dev)
 
     def instruments_used(self, ctx: FitContext) -> list[str]:
+        for n in self.aux_instruments():      # loaded into the shared pool: their weights enter the cache key
+            ctx.instrument(n)
         return sorted(set(super().instruments_used(ctx)) | set(self.aux_instruments()))
 
     def refine(self, ctx: FitContext, attr: str, n: torch.Tensor, sigma: float) -> tuple[torch.Tensor, dict]:
