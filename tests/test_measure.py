@@ -26,7 +26,7 @@ def run(*args):
 def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
     face = tmp_path / "grace_hopper.png"
     Image.open(GRACE).convert("RGB").crop(GRACE_FACE).save(face)
-    res = run("measure", str(face), "-o", str(tmp_path), "--device", "cpu")
+    res = run("measure", str(face), "-o", str(tmp_path), "--device", "cpu", "--no-detect")
     assert res.returncode == 0, res.stderr
     out = res.stdout
     for needle in ("fer-emotion", "faceapi-expression", "happy", "neutral", "age", "male",
@@ -72,3 +72,22 @@ def test_landmarks_agree_with_dlib_on_grace_hopper():
     assert how == "dlib detector"
     assert landmark_error(ours, ref) < 8   # % of inter-ocular distance (4.8 measured)
     assert landmark_error(ours, ref[::-1]) > 30   # and the check can fail
+
+
+def test_measure_uncropped_photo_finds_the_face(tmp_path):
+    res = run("measure", str(GRACE), "-o", str(tmp_path), "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert "face 1: crop" in res.stdout and "face 2" not in res.stdout
+    overlay = Image.open(tmp_path / "grace_hopper_faces.png")
+    assert overlay.size[0] >= 512
+    # the crop holds the face, not the uniform: its centre is in the photo's upper half
+    box = [int(v) for v in res.stdout.split("crop (")[1].split(")")[0].split(",")]
+    assert (box[1] + box[3]) / 2 < Image.open(GRACE).size[1] / 2
+
+
+def test_measure_photo_without_a_face_exits_2(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 150), (120, 130, 140)).save(blank)
+    res = run("measure", str(blank), "-o", str(tmp_path), "--device", "cpu")
+    assert res.returncode == 2
+    assert "no face found" in res.stderr + res.stdout and "--no-detect" in res.stderr + res.stdout
