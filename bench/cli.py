@@ -309,7 +309,7 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
 @click.option("--emotion", default="auto", show_default=True,
               help="emotion instrument; auto = deepface-emotion if its weights are installed, else fer-emotion")
 @click.option("--metrics", "metric_names", default=None,
-              help="comma-separated metric names (default: all built-in: edit,topk,gesture,emotion,landmarks,identity)")
+              help="comma-separated metric names (default: all built-in: edit,topk,gesture,emotion,landmarks,identity,judge)")
 @click.option("--reference", default=None,
               help="method the others are compared with (default: baseline if it is in --methods, else the first)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -318,11 +318,14 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
               show_default=True, help="fitted-artifact store shared by runs")
 @click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE",
               help="override a method option over the preset (repeatable; VALUE is JSON or text)")
+@click.option("--judge", "judge_specs", multiple=True, metavar="ATTR=INSTRUMENT[.OUTPUT[LABEL]]",
+              help="score ATTR with this independent judge too (repeatable), e.g. --judge Male=oarriaga-gender.male; "
+                   "built-in: Male, Smiling")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--no-report", is_flag=True, help="skip report.html (render it later with `bench report`)")
 def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, backbone_name, weights, instrument, emotion,
-        metric_names, reference, out, cache_dir, sets, batch_size, device, no_report):
+        metric_names, reference, out, cache_dir, sets, judge_specs, batch_size, device, no_report):
     """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
     from .run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
 
@@ -337,7 +340,7 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
             raise BenchError(f"--levels {levels!r}: expected comma-separated numbers in (0, 1), e.g. 0.1,0.2,0.3") from None
     cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, fit_seeds=fit_seeds, levels=levels,
                       backbone=backbone_name, weights=weights, instruments=instruments, reference=reference,
-                      metrics=metrics, overrides=parse_sets(sets), **extra)
+                      metrics=metrics, overrides=parse_sets(sets), judges=parse_judges(judge_specs), **extra)
     out = out or Path("runs") / cfg.run_id
     r = Run(cfg, out, plugins=_plugins(), cache_dir=cache_dir, device=resolve_device(device),
             batch_size=batch_size, log=click.echo)
@@ -372,6 +375,17 @@ def report(runs, output):
         load_run(r)
     output = output or (runs[0] / "report.html" if len(runs) == 1 else Path("comparison.html"))
     click.echo(f"wrote {render_report(list(runs), writable_output(output))}")
+
+
+def parse_judges(specs) -> dict:
+    """["Male=oarriaga-gender.male", ...] -> {"Male": "oarriaga-gender.male"}."""
+    out = {}
+    for item in specs:
+        attr, eq, spec = item.partition("=")
+        if not (eq and attr.strip() and spec.strip()):
+            raise BenchError(f"--judge {item!r}: expected ATTR=INSTRUMENT[.OUTPUT[LABEL]], e.g. --judge Male=oarriaga-gender.male")
+        out[attr.strip()] = spec.strip()
+    return out
 
 
 def parse_sets(sets) -> dict:

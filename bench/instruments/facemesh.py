@@ -24,10 +24,15 @@ from .tfjs_graph import load_keras
 
 INPUT_SIZE = 192
 N_POINTS = 468
-# the mesh's points nearest to iBUG-68 anchors (MediaPipe's canonical topology): eye corners and
-# mouth corners, for alignment and comparisons with 68-point nets
-EYE_CORNERS = {"right_outer": 33, "right_inner": 133, "left_inner": 362, "left_outer": 263}
-MOUTH_CORNERS = {"right": 61, "left": 291}
+# regions of MediaPipe's canonical mesh topology (index lists as in human's src/face/facemeshcoords.ts)
+LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+        78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
+RIGHT_EYE = (246, 161, 160, 159, 158, 157, 173, 33, 7, 163, 144, 145, 153, 154, 155, 133)   # the subject's right
+LEFT_EYE = (466, 388, 387, 386, 385, 384, 398, 263, 249, 390, 373, 374, 380, 381, 382, 362)
+BROWS = (156, 70, 63, 105, 66, 107, 55, 193, 35, 124, 46, 53, 52, 65,
+         383, 300, 293, 334, 296, 336, 285, 417, 265, 353, 276, 283, 282, 295)
+# the mesh points at iBUG-68 anchors: eye corners (36, 39, 42, 45) and mouth corners (48, 54)
+IBUG_ANCHORS = {36: 33, 39: 133, 42: 362, 45: 263, 48: 61, 54: 291}
 
 
 class Conv(nn.Module):
@@ -176,6 +181,9 @@ class FaceMeshInstrument(Instrument):
         Output("landmarks", (N_POINTS, 2), (0.0, 1.0), "fraction of the image's width / height", labels=("x", "y"),
                description="MediaPipe's 468 face-mesh points; the crop is stretched to 192 x 192, so x is a "
                            "fraction of the width and y of the height (not clamped)"),
+        Output("mesh", (N_POINTS, 2), (0.0, 1.0), "fraction of the image's width / height", labels=("x", "y"),
+               description="the same points under their own name, so a run can give them a role ('mesh') "
+                           "beside a 68-point 'landmarks' instrument"),
         Output("depth", (N_POINTS,), None, "fraction of the 192-px input", description="relative depth z / 192"),
         Output("face_score", (), (0.0, 1.0), "probability", description="the mesh net's face flag (sigmoid)"),
     )
@@ -194,7 +202,8 @@ class FaceMeshInstrument(Instrument):
         x = to_network_input(images.to(device=p.device, dtype=p.dtype))
         mesh, flag = self.net(x)
         # as human's transformRawCoords: a point at input pixel p sits at fraction p / 192 of the crop
-        return {"landmarks": mesh[..., :2] / INPUT_SIZE, "depth": mesh[..., 2] / INPUT_SIZE,
+        xy = mesh[..., :2] / INPUT_SIZE
+        return {"landmarks": xy, "mesh": xy, "depth": mesh[..., 2] / INPUT_SIZE,
                 "face_score": torch.sigmoid(flag)}
 
 

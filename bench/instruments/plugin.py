@@ -34,6 +34,9 @@ def register_instruments():
               "MediaPipe Face Mesh: 468 points (fractions of the crop) + face score, 192 px; embedded"),
         Entry("mediapipe-blazeface", "bench.instruments.blazeface:blazeface",
               "MediaPipe BlazeFace detector (back model, 256 px letterbox): 896 anchors; embedded"),
+        Entry("judge", "bench.instruments.judge:judge",
+              "the target scored by networks the methods do not train against (Male: oarriaga-gender, "
+              "Smiling: oarriaga-emotion happy) + a second emotion net; --judge ATTR=INSTRUMENT[.OUTPUT[LABEL]]"),
         Entry("deepface-emotion", "bench.instruments.deepface_emotion:deepface_emotion",
               "DeepFace emotion (user-supplied weights; pytorch engine)"),
         Entry("vgg16-stlpips", "bench.instruments.vgg:vgg16_stlpips",
