@@ -1,6 +1,7 @@
 """``bench measure``: find the faces in photos, run the instruments on each, print what they say, draw them.
 
 Each photo goes through MediaPipe's BlazeFace (bench/instruments/blazeface.py); every face found is
+levelled (the photo rotated about the face when BlazeFace's eyes are rolled by 10 degrees or more),
 cropped as face-api's nets expect (a square around the detection, then re-centred twice on face-api's
 own landmarks: side 1.3 x their extent, shifted up 6%), measured, and numbered. No face -> exit 2.
 ``--no-detect`` takes each image as a face crop instead. Images are read with PIL as RGB; a non-square
@@ -46,8 +47,9 @@ class Measurement:
     dlib_error: float | None = None                # mean distance to dlib's 68 points, % of inter-ocular distance
     notes: list[str] = field(default_factory=list)
     face: int | None = None                        # 1-based face number in the photo (None: image is a crop)
-    box: tuple[int, int, int, int] | None = None   # the crop (x0, y0, x1, y1) in the photo
+    box: tuple[int, int, int, int] | None = None   # the crop (x0, y0, x1, y1) in the (levelled) photo
     detector_score: float | None = None
+    corners: np.ndarray | None = None              # the crop's 4 corners in the photo's pixels
 
 
 def load_images(paths) -> list[tuple[Path, np.ndarray]]:
@@ -212,7 +214,7 @@ def align_crop(rgb: np.ndarray, box, inst: Instruments, rounds: int = 2, k: floa
         side = float(np.clip(want[0], 0.8 * side0, 1.6 * side0))
         cx = float(np.clip(want[1], cx0 - side0 / 4, cx0 + side0 / 4))
         cy = float(np.clip(want[2], cy0 - side0 / 4, cy0 + side0 / 4))
-        clamped = clamped or (side, cx, cy) != tuple(float(v) for v in want)
+        clamped = (side, cx, cy) != tuple(float(v) for v in want)   # the last round decides
     return bx, clamped
 
 
@@ -224,9 +226,9 @@ def draw_faces(rgb: np.ndarray, faces: list[Measurement], min_size: int = 512) -
     draw = ImageDraw.Draw(im)
     r = max(1.5, max(im.size) / 400)
     for m in faces:
-        x0, y0, x1, y1 = (v * k for v in m.box)
-        draw.rectangle([x0, y0, x1, y1], outline=(255, 200, 0), width=max(2, int(r)))
-        draw.text((x0 + 3, y0 + 2), str(m.face), fill=(255, 200, 0))
+        corners = [tuple(c) for c in np.asarray(m.corners) * k]   # the crop, rotated back when it was levelled
+        draw.line(corners + corners[:1], fill=(255, 200, 0), width=max(2, int(r)))
+        draw.text((corners[0][0] + 3, corners[0][1] + 2), str(m.face), fill=(255, 200, 0))
         for x, y in m.landmarks * k:
             draw.ellipse([x - r, y - r, x + r, y + r], fill=(0, 255, 64))
     return im
@@ -263,6 +265,55 @@ def measure_files(paths, instrument_set: str = "default", out_dir: Path | None =
     return results
 
 
+ROLL_MIN_DEG = 10.0   # below this the crop stays axis-aligned (face-api's nets see mild roll in training)
+
+
+def roll_degrees(keypoints) -> float:
+    """The eye line's angle from horizontal (BlazeFace keypoints 0, 1: the image-left and image-right eye);
+    positive when the image-right eye is lower (the face turned clockwise)."""
+    (x0, y0), (x1, y1) = np.asarray(keypoints[:2], dtype=np.float64)
+    return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
+
+
+def rotate_points(pts: np.ndarray, degrees: float, centre) -> np.ndarray:
+    """Where points of an image land after PIL's ``Image.rotate(degrees, center=centre)`` (counter-clockwise
+    on screen; y points down)."""
+    t = np.radians(degrees)
+    d = np.asarray(pts, dtype=np.float64) - centre
+    return np.stack([d[:, 0] * np.cos(t) + d[:, 1] * np.sin(t), -d[:, 0] * np.sin(t) + d[:, 1] * np.cos(t)], 1) + centre
+
+
+def _measure_face(path, rgb: np.ndarray, det, number: int, inst: Instruments, ref) -> Measurement:
+    """Level the face (rotate the photo about the detection's centre when the eyes are rolled by more than
+    ROLL_MIN_DEG), crop as face-api expects, measure, and map the landmarks back to the photo."""
+    x0, y0, x1, y1 = det.box
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    roll = roll_degrees(det.keypoints)
+    upright = rgb
+    if abs(roll) >= ROLL_MIN_DEG:
+        upright = np.asarray(Image.fromarray(rgb).rotate(roll, resample=Image.BILINEAR, center=tuple(centre)))
+    box, clamped = align_crop(upright, det.box, inst)
+    crop = upright[box[1]:box[3], box[0]:box[2]]
+    m = inst.measure(path, crop)
+    in_upright = m.landmarks + [box[0], box[1]]
+    corners = np.array([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]], np.float64)
+    if upright is not rgb:
+        m.landmarks, corners = rotate_points(in_upright, -roll, centre), rotate_points(corners, -roll, centre)
+        m.notes.append(f"levelled: the photo was rotated {roll:+.0f} degrees about the face before cropping")
+    else:
+        m.landmarks = in_upright
+    m.face, m.box, m.detector_score, m.size = number, box, det.score, (rgb.shape[1], rgb.shape[0])
+    m.corners = corners
+    if clamped:
+        m.notes.append("warning: landmarks unreliable (they disagree with the detector's box: turned or "
+                       "occluded face?)")
+    if ref is not None:
+        pts, how = ref.landmarks(crop)
+        m.dlib_error = landmark_error(in_upright - [box[0], box[1]], pts)
+        m.notes.append(f"dlib face box: {how} (on this face's crop)")
+    return m
+
+
 def _measure_photos(images, inst: Instruments, out_dir, ref, echo, min_score: float) -> list[Measurement]:
     from .plugins import get_plugins
 
@@ -276,19 +327,7 @@ def _measure_photos(images, inst: Instruments, out_dir, ref, echo, min_score: fl
             continue
         faces = []
         for i, det in enumerate(sorted(found, key=lambda d: d.box[0]), start=1):  # numbered left to right
-            box, clamped = align_crop(rgb, det.box, inst)
-            crop = rgb[box[1]:box[3], box[0]:box[2]]
-            m = inst.measure(path, crop)
-            m.landmarks = m.landmarks + [box[0], box[1]]
-            m.face, m.box, m.detector_score, m.size = i, box, det.score, (rgb.shape[1], rgb.shape[0])
-            if clamped:
-                m.notes.append("warning: landmarks unreliable (they disagree with the detector's box: rolled, "
-                               "turned or occluded face?)")
-            if ref is not None:
-                pts, how = ref.landmarks(crop)
-                m.dlib_error = landmark_error(m.landmarks - [box[0], box[1]], pts)
-                m.notes.append(f"dlib face box: {how} (on this face's crop)")
-            faces.append(m)
+            faces.append(_measure_face(path, rgb, det, i, inst, ref))
         if out_dir is not None:
             stem = path.stem if path.stem not in used else f"{path.stem}_{len(used)}"
             used.add(stem)

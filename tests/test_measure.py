@@ -91,3 +91,18 @@ def test_measure_photo_without_a_face_exits_2(tmp_path):
     res = run("measure", str(blank), "-o", str(tmp_path), "--device", "cpu")
     assert res.returncode == 2
     assert "no face found" in res.stderr + res.stdout and "--no-detect" in res.stderr + res.stdout
+
+
+def test_rotate_points_follows_pil_and_levels_the_eyes():
+    from bench.measure import roll_degrees, rotate_points
+
+    img = np.zeros((100, 120, 3), np.uint8)
+    img[28:33, 78:83] = 255                                   # a bright 5 x 5 blob centred on (80, 30)
+    centre = np.array([60.0, 50.0])
+    rotated = np.asarray(Image.fromarray(img).rotate(30, resample=Image.NEAREST, center=tuple(centre)))
+    y, x = np.argwhere(rotated[..., 0] > 0).mean(0)
+    assert np.allclose(rotate_points(np.array([[80.0, 30.0]]), 30, centre)[0], [x, y], atol=1)
+    eyes = np.array([[40.0, 40.0], [80.0, 60.0]])             # image-right eye lower: rolled clockwise
+    level = rotate_points(eyes, roll_degrees(eyes), eyes.mean(0))
+    assert abs(level[0, 1] - level[1, 1]) < 1e-9
+    assert np.allclose(rotate_points(level, -roll_degrees(eyes), eyes.mean(0)), eyes)
