@@ -29,7 +29,8 @@ from .errors import BenchError
 
 GOALS = {"b": 0.7, "c": 10.0}          # GPU goals: (b)/(a) in images/s, (c) ours/reference in steps/s
 EVAL_ROLES = {"attributes": "probe", "emotion": "fer-emotion", "landmarks": "faceapi-landmarks",
-              "descriptor": "faceapi-descriptor"}   # bench run's DEFAULT_INSTRUMENTS, emotion resolved to fer
+              "descriptor": "faceapi-descriptor", "judge": "judge", "judge_emotion": "judge"}
+# ^ the roles bench run loads by default (DEFAULT_INSTRUMENTS for DEFAULT_METRICS), emotion resolved to fer
 FIT_ATTRS = ("Male",)                  # bench run fits one attribute at a time
 FIT_OPTIONS = {"lr": 3e-3}
 BACKBONES = ("dcgan", "stylegan2-256")
