@@ -469,6 +469,9 @@ class Run:
             "platform": {"python": platform.python_version(), "machine": platform.machine(),
                          "device": str(self.device), "torch_threads": torch.get_num_threads()},
             "attribute_kinds": dict(self.kinds),
+            # the independent judge of each target (None: no network scores it offline); see metrics/judge.py
+            "judges": ({a: self.instruments["judge"].judge_of(a) for a in self.cfg.attrs}
+                       if "judge" in self.instruments else {}),
             "metrics": {name: {"title": m.title or name, "needs": list(m.needs)} for name, m in self.metrics.items()},
             "plugins": plugin_versions(self.plugins.pm),
             "seeds": {"fit": self.cfg.fit_seed_list, "samples": self.cfg.seed + SAMPLE_SEED_OFFSET,

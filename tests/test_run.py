@@ -64,6 +64,9 @@ def test_run_writes_the_documented_folder(reference_run):
     assert all(len(a["sha256"]) == 64 for a in m["assets"])
     assert m["instruments"]["emotion"] in ("fer-emotion", "deepface-emotion")
     assert m["attribute_kinds"] == {"Male": "network"}
+    assert m["judges"] == {"Male": "oarriaga-gender.male"}
+    html = (out / "report.html").read_text()
+    assert "Independent judges (trainer: probe)" in html and "fooled the trainer" in html
     assert {k: v["status"] for k, v in m["methods"].items()} == {"sefa": "ok", "interfacegan": "ok"}
     assert set(m["methods"]["sefa"]["fits"]) == {"0", "1"}
 
