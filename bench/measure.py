@@ -26,8 +26,9 @@ DEEPFACE_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "ne
 INSTRUMENT_SETS = {
     "default": {
         "landmarks": "faceapi-landmarks",
-        "emotion": ("fer-emotion", "faceapi-expression"),
+        "emotion": ("fer-emotion", "faceapi-expression", "oarriaga-emotion"),
         "age_gender": "faceapi-age-gender",
+        "male_judges": ("oarriaga-gender",),       # other networks' P(male), printed beside face-api's
         "attributes": "probe",
     },
 }
@@ -43,6 +44,7 @@ class Measurement:
     male: float
     attributes: dict[str, float]                   # supported attributes only
     attribute_instrument: str
+    male_judges: dict[str, float] = field(default_factory=dict)   # instrument -> P(male)
     overlay: Path | None = None
     dlib_error: float | None = None                # mean distance to dlib's 68 points, % of inter-ocular distance
     notes: list[str] = field(default_factory=list)
@@ -94,6 +96,7 @@ class Instruments:
         self.landmarks = make(spec["landmarks"])
         self.emotion = {name: make(name) for name in spec["emotion"]}
         self.age_gender = make(spec["age_gender"])
+        self.male_judges = {name: make(name) for name in spec.get("male_judges", ())}
         self.attributes = make(spec["attributes"])
 
     @torch.no_grad()
@@ -113,7 +116,8 @@ class Instruments:
         supported = getattr(self.attributes, "supported_attributes", CELEBA_ATTRIBUTES)
         return Measurement(path, (w, h), to_pixels(lm, w, h), emotions, float(ag["age"][0]),
                            float(ag["male"][0]), {a: v for a, v in zip(CELEBA_ATTRIBUTES, attrs) if a in supported},
-                           self.attributes.name)
+                           self.attributes.name,
+                           male_judges={n: float(j(x)["male"][0]) for n, j in self.male_judges.items()})
 
 
 # -- overlays -----------------------------------------------------------------------------------
@@ -174,7 +178,8 @@ def format_measurement(m: Measurement) -> str:
     lines.append("  emotion            " + " ".join(f"{e:>8}" for e in DEEPFACE_EMOTIONS))
     for name, probs in m.emotions.items():
         lines.append(f"  {name:<18} " + " ".join(f"{probs[e]:8.3f}" for e in DEEPFACE_EMOTIONS))
-    lines.append(f"  age {m.age:.1f} years, male {m.male:.3f}")
+    judges = "".join(f"; {n}: male {v:.3f}" for n, v in m.male_judges.items())
+    lines.append(f"  age {m.age:.1f} years, male {m.male:.3f}{judges}")
     attrs = ", ".join(f"{a} {v:.2f}" for a, v in m.attributes.items())
     lines.append(f"  attributes ({m.attribute_instrument}): {attrs}")
     if m.dlib_error is not None:
