@@ -113,3 +113,60 @@ def test_bad_input_is_a_clear_error():
 
     with pytest.raises(BenchError, match="expects images"):
         oarriaga.gender()(torch.zeros(1, 1, 64, 64))
+
+
+def load_converter():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert_human", Path(__file__).parents[1] / "tools" / "convert_human.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_decode_graph_weights_float16_and_skipped_int32():
+    decode = load_converter().decode
+    h = np.array([1.5, -0.25, 3.0], "<f2")
+    shape_const = np.array([1, 2], "<i4")
+    f = np.array([2.0], "<f4")
+    manifest = [{"weights": [
+        {"name": "a/w", "shape": [3], "dtype": "float32", "quantization": {"dtype": "float16", "original_dtype": "float32"}},
+        {"name": "a/shape", "shape": [2], "dtype": "int32"},
+        {"name": "a/b", "shape": [1], "dtype": "float32"}]}]
+    out = decode(manifest, h.tobytes() + shape_const.tobytes() + f.tobytes())
+    assert set(out) == {"a/w", "a/b"} and out["a/w"].dtype == np.float16
+    np.testing.assert_array_equal(out["a/w"].astype(np.float32), [1.5, -0.25, 3.0])
+    with pytest.raises(ValueError):
+        decode(manifest, h.tobytes() + shape_const.tobytes() + f.tobytes() + b"\0")
+
+
+def test_converter_reproduces_register():
+    """Byte-identical conversion, when the npm packages are at hand (make_fixture.py's workspace)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    nm = Path(tempfile.gettempdir()) / "human_reference_node" / "node_modules" / "@vladmandic"
+    if not (nm / "human" / "models").is_dir() or not (nm / "human-models" / "models").is_dir():
+        pytest.skip(f"no human packages under {nm} (python tools/human_reference/make_fixture.py)")
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" / "convert_human.py"),
+                        "--human", str(nm / "human"), "--human-models", str(nm / "human-models"), "--out-dir", out],
+                       check=True, capture_output=True)
+        for asset in ASSETS:
+            assert sha256_file(Path(out) / record(asset)["file"]) == record(asset)["sha256"], asset
+
+
+def test_strict_loading_names_what_is_wrong():
+    from safetensors.torch import load_file
+
+    from bench.errors import BenchError
+    from bench.instruments.tfjs_graph import load_keras
+
+    tensors = load_file(str(asset_path("oarriaga-gender")))
+    tensors["conv2d_99.bias"] = tensors.pop("conv2d_4.bias")
+    with pytest.raises(BenchError, match="conv2d_4.bias"):
+        load_keras(oarriaga.gender_net(), tensors, "test")
+    tensors = load_file(str(asset_path("mediapipe-facemesh")))
+    with pytest.raises(BenchError, match="unused tensors"):   # the contour head must be named to be skipped
+        load_keras(fm.FaceMesh(), tensors, "test")
