@@ -5,8 +5,8 @@
 
 These are judges: networks other than the ones methods train against (face-api's, fer's) that
 measure the same attributes. The emotion net is not fer's: same author and data set (FER2013), but a
-wider net (205k parameters against 58k) with its own weights. The gender net is trained on IMDB faces,
-face-api's on UTK/other data.
+wider net (205k parameters against 58k) with its own weights. The gender net is oarriaga's mini-Xception
+trained on IMDB-WIKI's IMDB face crops (with margin: it wants looser crops than face-api's nets).
 
 Preprocessing is human's (src/gear/emotion.ts, ssrnet-gender.ts): the face crop is stretched to
 64 x 64 with TF's legacy bilinear resize (no square padding), turned grey with weights
