@@ -170,15 +170,24 @@ def zoo_train_regressor(celeba_dir, output, epochs, batch_size, lr, image_size, 
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--instrument-set", default="default", show_default=True, help="which instruments to run")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="folder for the landmark overlays (<image>_landmarks.png)")
+              show_default=True, help="folder for the overlays (<image>_faces.png; <image>_landmarks.png "
+              "with --no-detect)")
 @click.option("--dlib", "use_dlib", is_flag=True, help="also compare the landmarks with dlib's 68 points "
               "(pip install dlib-bin face-recognition-models)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-def measure(images, instrument_set, output_dir, use_dlib, device):
-    """Print emotions, age/gender and attributes of face-crop IMAGES; draw their landmarks."""
-    from .measure import measure_files
+@click.option("--no-detect", is_flag=True, help="take each image as a face crop (no face detector)")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="BlazeFace score a face needs")
+def measure(images, instrument_set, output_dir, use_dlib, device, no_detect, min_score):
+    """Find every face in IMAGES (photos), crop and measure each: emotions, age/gender, attributes, landmarks.
 
-    measure_files(images, instrument_set, output_dir, resolve_device(device), use_dlib, echo=click.echo)
+    Writes <image>_faces.png (numbered boxes and landmarks); exit 2 if an image has no face."""
+    from .measure import measure_files
+    from .session import Session
+
+    session = Session(_plugins(), device=resolve_device(device))
+    measure_files(images, instrument_set, output_dir, session.device, use_dlib, echo=click.echo,
+                  detect=not no_detect, min_score=min_score, session=session)
 
 
 @zoo.command("train-stylegan2")
@@ -298,7 +307,7 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
 @click.option("--emotion", default="auto", show_default=True,
               help="emotion instrument; auto = deepface-emotion if its weights are installed, else fer-emotion")
 @click.option("--metrics", "metric_names", default=None,
-              help="comma-separated metric names (default: all built-in: edit,topk,gesture,emotion,landmarks,identity)")
+              help="comma-separated metric names (default: all built-in: edit,topk,gesture,emotion,landmarks,identity,judge)")
 @click.option("--reference", default=None,
               help="method the others are compared with (default: baseline if it is in --methods, else the first)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -307,6 +316,9 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
               show_default=True, help="fitted-artifact store shared by runs")
 @click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE",
               help="override a method option over the preset (repeatable; VALUE is JSON or text)")
+@click.option("--judge", "judge_specs", multiple=True, metavar="ATTR=INSTRUMENT[.OUTPUT[LABEL]]",
+              help="score ATTR with this independent judge too (repeatable), e.g. --judge Male=oarriaga-gender.male; "
+                   "built-in: Male, Smiling")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="images per batch when rendering and measuring (and scoring during the ladder)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
@@ -331,7 +343,7 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None,
               help="submissions per unit before a job that keeps dying counts as failed [default: 3]")
 def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, backbone_name, weights, instrument, emotion,
-        metric_names, reference, out, cache_dir, sets, batch_size, device, dtype, no_report, executor_name,
+        metric_names, reference, out, cache_dir, sets, judge_specs, batch_size, device, dtype, no_report, executor_name,
         slurm_partition, gpus_per_job, cpus_per_job, mem_per_job, time_per_job, slurm_params, slurm_setup, max_attempts):
     """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
     import torch
@@ -356,7 +368,7 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
             raise BenchError(f"--levels {levels!r}: expected comma-separated numbers in (0, 1), e.g. 0.1,0.2,0.3") from None
     cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, fit_seeds=fit_seeds, levels=levels,
                       backbone=backbone_name, weights=weights, instruments=instruments, reference=reference,
-                      metrics=metrics, overrides=parse_sets(sets), **extra)
+                      metrics=metrics, overrides=parse_sets(sets), judges=parse_judges(judge_specs), **extra)
     out = out or Path("runs") / cfg.run_id
     # with jobs elsewhere, "auto" is resolved on each job's node, not here (a login node has no GPU); the
     # driver only renders the originals' check and the report, in fp32 when it is on a CPU
@@ -460,6 +472,17 @@ def report(runs, output):
         load_run(r)
     output = output or (runs[0] / "report.html" if len(runs) == 1 else Path("comparison.html"))
     click.echo(f"wrote {render_report(list(runs), writable_output(output))}")
+
+
+def parse_judges(specs) -> dict:
+    """["Male=oarriaga-gender.male", ...] -> {"Male": "oarriaga-gender.male"}."""
+    out = {}
+    for item in specs:
+        attr, eq, spec = item.partition("=")
+        if not (eq and attr.strip() and spec.strip()):
+            raise BenchError(f"--judge {item!r}: expected ATTR=INSTRUMENT[.OUTPUT[LABEL]], e.g. --judge Male=oarriaga-gender.male")
+        out[attr.strip()] = spec.strip()
+    return out
 
 
 def parse_sets(sets) -> dict:

@@ -29,7 +29,8 @@ from .errors import BenchError
 
 GOALS = {"b": 0.7, "c": 10.0}          # GPU goals: (b)/(a) in images/s, (c) ours/reference in steps/s
 EVAL_ROLES = {"attributes": "probe", "emotion": "fer-emotion", "landmarks": "faceapi-landmarks",
-              "descriptor": "faceapi-descriptor"}   # bench run's DEFAULT_INSTRUMENTS, emotion resolved to fer
+              "descriptor": "faceapi-descriptor", "judge": "judge", "judge_emotion": "judge"}
+# ^ the roles bench run loads by default (DEFAULT_INSTRUMENTS for DEFAULT_METRICS), emotion resolved to fer
 FIT_ATTRS = ("Male",)                  # bench run fits one attribute at a time
 FIT_OPTIONS = {"lr": 3e-3}
 BACKBONES = ("dcgan", "stylegan2-256")
@@ -150,8 +151,8 @@ def perf_rows(backbone: str, session, iters: int, warmup: int, log=print) -> lis
     t0 = time.perf_counter()
     dev, batch = session.device, session.batch_size
     bb = make_backbone(backbone, session.plugins).to(dev).eval()
-    for name in dict.fromkeys(EVAL_ROLES.values()):
-        session.instrument(name)
+    for name in dict.fromkeys(EVAL_ROLES.values()):   # the judge composite takes its nets from the pool
+        session.instrument(name, **({"create": session.instrument} if name == "judge" else {}))
     on_gpu = dev.type == "cuda"
 
     def row(part, measure, b, seconds, per, unit, baseline="", baseline_rate=float("nan"), goal=float("nan")):

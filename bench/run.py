@@ -42,9 +42,11 @@ from .plugins import plugin_versions
 from .protocol import LADDER_TOL, ladder_edit
 from .session import Session
 
-DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity")
+DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity", "judge")
 DEFAULT_INSTRUMENTS = {"attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks",
-                       "descriptor": "faceapi-descriptor"}   # role -> instrument name
+                       "descriptor": "faceapi-descriptor",
+                       "judge": "judge", "judge_emotion": "judge",
+                       "mesh": "mediapipe-facemesh"}   # role -> instrument name; loaded only if a metric needs it
 DEFAULT_LEVELS = (0.1, 0.2, 0.3)   # 0.4: reached by fewer than half the samples for most methods in the demo
 EMOTION_BACKENDS = ("deepface-emotion", "fer-emotion")   # "auto": the first that loads
 SAMPLE_SEED_OFFSET = 1000   # evaluation samples are drawn from seed + 1000: held out from every fit
@@ -74,6 +76,7 @@ class RunConfig:
     trajectory: dict = field(default_factory=lambda: {"samples": 4})
     n_boot: int = 2000
     overrides: dict = field(default_factory=dict)   # {method: {option: value}} over the preset's config
+    judges: dict = field(default_factory=dict)      # {attribute: judge spec} over the built-in judges (--judge)
 
     def to_dict(self) -> dict:
         return json.loads(canonical_json(dataclasses.asdict(self)))
@@ -160,6 +163,9 @@ def validate(cfg: RunConfig, plugins) -> None:
     for role, name in cfg.instruments.items():
         if not (role == "emotion" and name == "auto"):
             plugins.instruments.get(name)
+    from .instruments.judge import check_judges
+
+    check_judges(cfg.judges, plugins.instruments)
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -184,7 +190,9 @@ class Run:
                              f"methods: {', '.join(cfg.methods)}")
         for m in cfg.methods:       # a bad option fails here, before any work
             self.editor(m)
-        self.metrics = {m: self.plugins.metrics.create(m) for m in cfg.metrics}
+        # the judge metric labels its rows with the run's judge specs (--judge); other metrics take no options here
+        self.metrics = {m: self.plugins.metrics.create(m, **({"judges": dict(cfg.judges)} if m == "judge" else {}))
+                        for m in cfg.metrics}
         writable_dir(self.out)
         writable_dir(self.cache_dir)
         self._check_folder()
@@ -225,7 +233,9 @@ class Run:
                 continue
             if role == "emotion" and name == "auto":
                 name, _ = self._first_loadable(EMOTION_BACKENDS)
-            s.instrument(name)
+            # the judge is a composite: its nets come from the session's pool too (each loaded once)
+            opts = {"judges": dict(self.cfg.judges), "create": s.instrument} if name == "judge" else {}
+            s.instrument(name, **opts)
             self.roles[role] = name
         R = self.instruments[self.roles["attributes"]]
         supported = tuple(getattr(R, "supported_attributes", CELEBA_ATTRIBUTES))
@@ -300,8 +310,9 @@ class Run:
             raise FloatingPointError(f"{name} produced non-finite latents for {attr}")
         n_lv, n = lad.latents.shape[:2]
         m = {k: v.cpu() for k, v in self.measure(lad.latents.reshape(n_lv * n, *lad.latents.shape[2:])).items()}
-        for role, v in m.items():
-            if role != "attributes" and not torch.isfinite(v).all():
+        for role, v in m.items():   # NaN by design (a column nobody scores, e.g. judge) is NaN in the originals too
+            measured = torch.isfinite(orig[role].reshape(orig[role].shape[0], -1)).all(0)
+            if role != "attributes" and not torch.isfinite(v.reshape(v.shape[0], -1)[:, measured]).all():
                 raise FloatingPointError(f"{name}: the {role} of the {attr} edits are NaN")
         # reached: judged on the measured edits, the same numbers every metric reads
         k = CELEBA_ATTRIBUTES.index(attr)
@@ -524,6 +535,9 @@ class Run:
                          "batch_size": self.session.batch_size, "torch_threads": torch.get_num_threads(),
                          "executor": self.executor.describe()},   # the jobs' device and threads, if elsewhere
             "attribute_kinds": dict(self.kinds),
+            # the independent judge of each target (None: no network scores it offline); see metrics/judge.py
+            "judges": ({a: self.instruments["judge"].judge_of(a) for a in self.cfg.attrs}
+                       if "judge" in self.instruments else {}),
             "metrics": {name: {"title": m.title or name, "needs": list(m.needs)} for name, m in self.metrics.items()},
             "plugins": plugin_versions(self.plugins.pm),
             "seeds": {"fit": self.cfg.fit_seed_list, "samples": self.cfg.seed + SAMPLE_SEED_OFFSET,
@@ -608,4 +622,12 @@ def _measurement_rows(method, attr, seed, level, m: dict, target, strength, reac
             cols[f"L.{i}.x"], cols[f"L.{i}.y"] = lm[:, i, 0], lm[:, i, 1]
     if "descriptor" in m:
         cols.update({f"D.{i}": m["descriptor"][:, i].double().numpy() for i in range(m["descriptor"].shape[1])})
+    if "judge" in m:
+        cols.update({f"J.{a}": m["judge"][:, i].double().numpy() for i, a in enumerate(CELEBA_ATTRIBUTES)})
+    if "judge_emotion" in m:
+        cols.update({f"JE.{e}": m["judge_emotion"][:, i].double().numpy() for i, e in enumerate(DEEPFACE_EMOTIONS)})
+    if "mesh" in m:
+        mesh = m["mesh"].double().numpy()
+        for i in range(mesh.shape[1]):
+            cols[f"M.{i}.x"], cols[f"M.{i}.y"] = mesh[:, i, 0], mesh[:, i, 1]
     return pd.DataFrame(cols)

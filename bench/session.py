@@ -65,11 +65,12 @@ class Session:
         self.loads: Counter = Counter()
 
     # -- models ------------------------------------------------------------------------------------
-    def instrument(self, name: str) -> torch.nn.Module:
-        """The instrument ``name``: loaded on first use, on the session's device, frozen, then shared."""
+    def instrument(self, name: str, **options) -> torch.nn.Module:
+        """The instrument ``name``: loaded on first use (with ``options``), on the session's device, frozen,
+        then shared."""
         if name not in self.pool:
             self.loads[name] += 1
-            inst = self.plugins.instruments.create(name)
+            inst = self.plugins.instruments.create(name, **options)
             self.pool[name] = inst.to(self.device).eval().requires_grad_(False)
         return self.pool[name]
 

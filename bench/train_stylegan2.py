@@ -365,8 +365,8 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
 
     perceptual = None
     if distil_steps and distil_perceptual > 0:
-        from .plugins import get_plugins
-        perceptual = get_plugins().instruments.create("vgg16-stlpips").to(device).eval().requires_grad_(False)
+        from .instruments.vgg import vgg16_stlpips   # a fixed part of the loss, not a plugin choice
+        perceptual = vgg16_stlpips().to(device).eval().requires_grad_(False)
 
     def fake_latents(k: int, stream: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(step_seed(seed, k, stream))

@@ -21,6 +21,11 @@ def register_metrics():
               "emotion disturbance |E(edit) - E(original)| in percentage points, paired and set-level (paper Table V)"),
         Entry("landmarks", "metrics.landmarks:Landmarks",
               "mean 68-point landmark displacement, original vs edit, in inter-ocular distances (whole face, mouth, eyes+brows)"),
+        Entry("mesh", "metrics.mesh:Mesh",
+              "mean 468-point face-mesh displacement (MediaPipe), original vs edit, in inter-ocular distances (opt-in)"),
+        Entry("judge", "metrics.judge:Judge",
+              "the target's change by an independent judge net beside the trainer's, 'fooled the trainer' "
+              "fraction, trainer-judge agreement, emotion disturbance by a second emotion net"),
         Entry("identity", "metrics.identity:Identity",
               "cosine similarity of the 128-D face descriptors (original vs edit)"),
     ]

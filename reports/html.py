@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from bench.analysis import COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS
@@ -41,7 +42,7 @@ OPTIONAL = {"seeds.csv": SEEDS_COLUMNS, "comparison.csv": COMPARISON_COLUMNS, "r
 HEADLINE = ("emotion", "disturbance")          # what ranking.csv ranks by: the one number the report leads with
 LANDMARKS = ("landmarks", "displacement")      # the second curve panel
 KNOWN_MANIFEST = {"id", "created", "config", "instruments", "attribute_kinds", "versions", "seeds", "assets",
-                  "methods", "figures", "seconds", "metrics"}
+                  "methods", "figures", "seconds", "metrics", "judges"}
 CONFIG_FIRST = ["methods", "attrs", "backbone", "weights", "preset", "n", "seed", "fit_seeds", "levels", "tol",
                 "min_reach", "reference", "metrics"]
 PAPER_TABLES = {"I-III": "Table I-III", "IV": "Table IV", "V": "Table V"}
@@ -361,6 +362,34 @@ def _attr_section(run: Run, prefix: str, attr: str, methods: list[str], metric_o
 
 # ---------------------------------------------------------------- methods status and provenance
 
+def _judges_table(run: Run, prefix: str) -> list[Table]:
+    """Per target: its independent judge (or that none exists offline) and the trainer-judge Pearson r on
+    all the run's originals, from measurements.parquet (R.<attr>, J.<attr>)."""
+    judges = run.manifest.get("judges")
+    if not isinstance(judges, dict) or not judges:
+        return []
+    path, trainer = run.path / "measurements.parquet", _text((run.manifest.get("instruments") or {}).get("attributes"))
+    rows = []
+    for attr, spec in judges.items():
+        if not spec:
+            rows.append([Cell(attr, th=True), Cell(f"no independent judge offline (only {trainer} measures it)"),
+                         Cell("–", num=True), Cell("–", num=True)])
+            continue
+        r, n = float("nan"), 0
+        try:
+            m = pd.read_parquet(path, columns=["method", f"R.{attr}", f"J.{attr}"])
+            o = m[m.method == "original"][[f"R.{attr}", f"J.{attr}"]].dropna().to_numpy(float)
+            n = len(o)
+            if n > 2 and o.std(0).min() > 0:
+                r = float(np.corrcoef(o[:, 0], o[:, 1])[0, 1])
+        except (OSError, ValueError, KeyError, ImportError):
+            pass   # no measurements file (or an older run): the judge is still named
+        rows.append([Cell(attr, th=True), Cell(_text(spec), cls="mono"), Cell(fmt(r), num=True),
+                     Cell(str(n) if n else "–", num=True)])
+    return [list_table(f"{prefix}judges", f"Independent judges (trainer: {trainer})",
+                       ["attribute", "judge", "r with the trainer on the originals", "n"], rows, "no judges")]
+
+
 def _setup(run: Run, prefix: str) -> list[Table]:
     status, fits = [], []
     for m, st in _status(run).items():
@@ -402,6 +431,7 @@ def _setup(run: Run, prefix: str) -> list[Table]:
         key_value_table(f"{prefix}config", "Configuration", keys, cfg),
         key_value_table(f"{prefix}instruments", "Instruments per role", list(inst), inst, "role"),
         key_value_table(f"{prefix}kinds", "How each target attribute is measured", list(kinds), kinds, "attribute"),
+        *_judges_table(run, prefix),
         key_value_table(f"{prefix}versions", "Package versions", list(vers), vers, "package"),
         list_table(f"{prefix}assets", "Asset provenance", ["asset", "file", "origin", "licence", "sha256"], assets,
                    "no assets listed", collapsed=True),

@@ -26,7 +26,7 @@ def run(*args):
 def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
     face = tmp_path / "grace_hopper.png"
     Image.open(GRACE).convert("RGB").crop(GRACE_FACE).save(face)
-    res = run("measure", str(face), "-o", str(tmp_path), "--device", "cpu")
+    res = run("measure", str(face), "-o", str(tmp_path), "--device", "cpu", "--no-detect")
     assert res.returncode == 0, res.stderr
     out = res.stdout
     for needle in ("fer-emotion", "faceapi-expression", "happy", "neutral", "age", "male",
@@ -72,3 +72,37 @@ def test_landmarks_agree_with_dlib_on_grace_hopper():
     assert how == "dlib detector"
     assert landmark_error(ours, ref) < 8   # % of inter-ocular distance (4.8 measured)
     assert landmark_error(ours, ref[::-1]) > 30   # and the check can fail
+
+
+def test_measure_uncropped_photo_finds_the_face(tmp_path):
+    res = run("measure", str(GRACE), "-o", str(tmp_path), "--device", "cpu")
+    assert res.returncode == 0, res.stderr
+    assert "face 1: crop" in res.stdout and "face 2" not in res.stdout
+    overlay = Image.open(tmp_path / "grace_hopper_faces.png")
+    assert overlay.size[0] >= 512
+    # the crop holds the face, not the uniform: its centre is in the photo's upper half
+    box = [int(v) for v in res.stdout.split("crop (")[1].split(")")[0].split(",")]
+    assert (box[1] + box[3]) / 2 < Image.open(GRACE).size[1] / 2
+
+
+def test_measure_photo_without_a_face_exits_2(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 150), (120, 130, 140)).save(blank)
+    res = run("measure", str(blank), "-o", str(tmp_path), "--device", "cpu")
+    assert res.returncode == 2
+    assert "no face found" in res.stderr + res.stdout and "--no-detect" in res.stderr + res.stdout
+
+
+def test_rotate_points_follows_pil_and_levels_the_eyes():
+    from bench.measure import roll_degrees, rotate_points
+
+    img = np.zeros((100, 120, 3), np.uint8)
+    img[28:33, 78:83] = 255                                   # a bright 5 x 5 blob centred on (80, 30)
+    centre = np.array([60.0, 50.0])
+    rotated = np.asarray(Image.fromarray(img).rotate(30, resample=Image.NEAREST, center=tuple(centre)))
+    y, x = np.argwhere(rotated[..., 0] > 0).mean(0)
+    assert np.allclose(rotate_points(np.array([[80.0, 30.0]]), 30, centre)[0], [x, y], atol=1)
+    eyes = np.array([[40.0, 40.0], [80.0, 60.0]])             # image-right eye lower: rolled clockwise
+    level = rotate_points(eyes, roll_degrees(eyes), eyes.mean(0))
+    assert abs(level[0, 1] - level[1, 1]) < 1e-9
+    assert np.allclose(rotate_points(level, -roll_degrees(eyes), eyes.mean(0)), eyes)

@@ -65,6 +65,9 @@ def test_run_writes_the_documented_folder(reference_run):
     assert all(len(a["sha256"]) == 64 for a in m["assets"])
     assert m["instruments"]["emotion"] in ("fer-emotion", "deepface-emotion")
     assert m["attribute_kinds"] == {"Male": "network"}
+    assert m["judges"] == {"Male": "oarriaga-gender.male"}
+    html = (out / "report.html").read_text()
+    assert "Independent judges (trainer: probe)" in html and "fooled the trainer" in html
     assert {k: v["status"] for k, v in m["methods"].items()} == {"sefa": "ok", "interfacegan": "ok"}
     assert set(m["methods"]["sefa"]["fits"]) == {"0", "1"}
 
@@ -77,7 +80,7 @@ def test_run_writes_the_documented_folder(reference_run):
     assert len(samples) == 2 * 2 * 4 * 16 and "emotion.disturbance" in samples and "landmarks.displacement" in samples
 
     summary = pd.read_csv(out / "summary.csv")
-    assert set(summary.metric) == {"edit", "topk", "gesture", "emotion", "landmarks", "identity"}
+    assert set(summary.metric) == {"edit", "topk", "gesture", "emotion", "landmarks", "identity", "judge"}
     assert (summary.n_seeds == 2).all() and (summary.n >= 1).all()
     means = summary[summary.metric.isin(["edit", "landmarks", "identity"]) | (summary.quantity == "disturbance")]
     assert (means.lo <= means.value + 1e-12).all() and (means.value <= means.hi + 1e-12).all()   # intervals of means
@@ -126,6 +129,9 @@ def test_every_number_recomputes_from_the_measurements(reference_run):
         assert np.isclose(row.loc[("emotion", "disturbance"), "value"], dist.mean(), atol=1e-9)
         assert np.isclose(row.loc[("landmarks", "displacement"), "value"], disp.mean(), atol=1e-9)
         assert row.loc[("emotion", "disturbance"), "n"] == reached.sum()
+        # the judge (J.Male, oarriaga's gender net): the fraction of reached edits it moved <= 0 towards the level
+        j = g["J.Male"].to_numpy() - orig.loc[g["sample"].to_numpy(), "J.Male"].to_numpy()
+        assert np.isclose(row.loc[("judge", "fooled"), "value"], (j * np.sign(lv) <= 0).mean(), atol=1e-9)
 
     ranking = pd.read_csv(out / "ranking.csv")
     methods = cfg["methods"]
@@ -332,5 +338,5 @@ def test_only_the_instruments_the_metrics_need_are_loaded_once_each(tmp_path, ca
     r.ctx.instrument("vgg16-stlpips")              # EYE's content net: loaded once, then shared
     r.ctx.instrument("vgg16-stlpips")
     made = list(r.session.loads.elements())
-    assert set(r.roles) == {"attributes", "emotion", "landmarks", "descriptor"}
+    assert set(r.roles) == {"attributes", "emotion", "landmarks", "descriptor", "judge", "judge_emotion"}
     assert sorted(made) == sorted(set(made)) and {"faceapi-landmarks", "vgg16-stlpips"} <= set(made)
