@@ -438,19 +438,21 @@ def _parse_box(box: str | None):
 @click.option("--box", default=None, metavar="X,Y,SIZE",
               help="the face's square in photo pixels (one photo); without it each photo must be an aligned crop")
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="optimisation steps")
+@click.option("--starts", type=click.IntRange(min=1), default=3, show_default=True,
+              help="z-space backbones: optimise from this many nearest samples per photo, keep the best")
 @click.option("--noise", type=click.Choice(["const", "optimise"]), default="const", show_default=True,
               help="StyleGAN2: keep the backbone's noise maps (as edits render) or optimise them per photo")
 @click.option("--emotion", default="auto", show_default=True, help="emotion instrument for the quality table")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="photos optimised together")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-def invert(photos, out, backbone_name, weights, box, steps, noise, emotion, seed, batch_size, device):
+def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emotion, seed, batch_size, device):
     """Align face PHOTOS as the backbone expects and project them into its edit space (resumes)."""
     from .invert import InvertConfig, invert_photos
     from .session import Session
 
     box = _parse_box(box)
-    cfg = InvertConfig(steps=steps, noise=noise, seed=seed)
+    cfg = InvertConfig(steps=steps, starts=starts, noise=noise, seed=seed)
     cfg.check()
     session = Session(_plugins(), device=resolve_device(device), batch_size=batch_size, progress=True)
     options = {"weights": weights} if weights else {}
@@ -471,9 +473,9 @@ def invert(photos, out, backbone_name, weights, box, steps, noise, emotion, seed
 @click.option("--levels", default="0.1,0.2,0.3", show_default=True, metavar="L1,L2,...",
               help="achieved changes of R_k, each towards presence and absence")
 @click.option("--max-emotion-change", type=click.FloatRange(0, 1), default=None,
-              help="keep an edit if the emotion distribution moves at most this (total variation) [default: 0.15]")
+              help="keep an edit if the emotion distribution moves at most this (total variation) [default: 0.22]")
 @click.option("--max-landmark-shift", type=click.FloatRange(min=0), default=None,
-              help="keep an edit if the 68 landmarks move at most this (mean, inter-ocular distances) [default: 0.05]")
+              help="keep an edit if the 68 landmarks move at most this (mean, inter-ocular distances) [default: 0.10]")
 @click.option("--emotion", default="auto", show_default=True, help="the emotion instrument that judges edits")
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
 @click.option("--backbone", "backbone_name", default="dcgan", show_default=True)

@@ -180,11 +180,12 @@ def align_faces(rgb: np.ndarray, template: Template, landmarks_inst, boxes=None,
 @dataclass
 class InvertConfig:
     steps: int = 300
-    lr: float = 0.1                    # StyleGAN2 projector's initial learning rate
+    lr: float | None = None            # None: 0.1 for W+ (StyleGAN2 projector), 0.03 for z (0.1 overshoots there)
     lr_rampup: float = 0.05            # fraction of steps
     lr_rampdown: float = 0.25
     pixel_weight: float = 1.0          # MSE on [-1, 1] pixels, next to the perceptual distance
-    init_samples: int = 256            # DCGAN: start from the best of this many seeded z; StyleGAN2: w_avg from 10k
+    init_samples: int = 1024           # DCGAN: start from the nearest of this many seeded z; StyleGAN2: w_avg from 10k
+    starts: int = 3                    # DCGAN: optimise from the ``starts`` nearest candidates, keep the best
     latent_noise: float = 0.05         # StyleGAN2 projector: initial latent noise (x w_std), ramped down
     noise_ramp: float = 0.75
     noise: str = "const"               # StyleGAN2: "const" (the backbone's maps, as every edit renders) or "optimise"
@@ -195,6 +196,8 @@ class InvertConfig:
     def check(self):
         if self.steps < 1:
             raise BenchError(f"--steps must be at least 1, got {self.steps}")
+        if self.starts < 1:
+            raise BenchError(f"--starts must be at least 1, got {self.starts}")
         if self.noise not in ("const", "optimise"):
             raise BenchError(f"--noise must be const or optimise, got {self.noise!r}")
 
@@ -225,10 +228,10 @@ def _pairwise(fa: list, fb: list) -> torch.Tensor:
     return d
 
 
-def _lr_at(t: float, cfg: InvertConfig) -> float:
+def _lr_at(t: float, cfg: InvertConfig, lr: float) -> float:
     ramp = min(1.0, (1.0 - t) / cfg.lr_rampdown)
     ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
-    return cfg.lr * ramp * min(1.0, t / cfg.lr_rampup)
+    return lr * ramp * min(1.0, t / cfg.lr_rampup)
 
 
 def _noise_reg(noises: list[torch.Tensor]) -> torch.Tensor:
@@ -258,10 +261,13 @@ def project(backbone, vgg, targets: torch.Tensor, cfg: InvertConfig, progress: b
 
     cfg.check()
     dev = backbone.device
-    targets = targets.to(dev)
-    b = targets.shape[0]
-    g = torch.Generator().manual_seed(cfg.seed)
     stylegan = backbone.edit_space == "w+"
+    starts = 1 if stylegan else cfg.starts
+    n_photos = targets.shape[0]
+    targets = targets.to(dev).repeat_interleave(starts, 0)       # [photo0 start0, photo0 start1, ...]
+    b = targets.shape[0]
+    lr = cfg.lr if cfg.lr is not None else (0.1 if stylegan else 0.03)
+    g = torch.Generator().manual_seed(cfg.seed)
     with torch.no_grad():
         if stylegan:
             z = torch.randn(10_000, backbone.z_dim, generator=g).to(dev)
@@ -272,9 +278,9 @@ def project(backbone, vgg, targets: torch.Tensor, cfg: InvertConfig, progress: b
             # z space is not convex around a face: start each photo from the nearest of many samples
             z = torch.randn(cfg.init_samples, backbone.z_dim, generator=g).to(dev)
             cands = backbone.to_edit(z)
-            ft = _unit_features(vgg, targets)
+            ft = _unit_features(vgg, targets[::starts])
             dist = torch.cat([_pairwise(_unit_features(vgg, backbone.synthesize(c)), ft) for c in cands.split(32)])
-            lat = cands[dist.argmin(0)].clone()                          # [b, 1, D]
+            lat = cands[dist.topk(starts, dim=0, largest=False).indices.T.reshape(-1)].clone()   # [b, 1, D]
             w_std = 1.0
     lat = lat.clone().requires_grad_(True)
     params = [lat]
@@ -283,7 +289,7 @@ def project(backbone, vgg, targets: torch.Tensor, cfg: InvertConfig, progress: b
         noises = [torch.randn(b, 1, n.shape[2], n.shape[3], generator=g).to(dev).requires_grad_(True)
                   for n in backbone.generator.constant_noise()]
         params += noises
-    opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=cfg.lr)
+    opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=lr)
 
     def render(latents):
         if noises is not None:
@@ -293,7 +299,7 @@ def project(backbone, vgg, targets: torch.Tensor, cfg: InvertConfig, progress: b
     for step in tqdm(range(cfg.steps), desc="invert", disable=not progress, leave=False):
         t = step / cfg.steps
         for group in opt.param_groups:
-            group["lr"] = _lr_at(t, cfg)
+            group["lr"] = _lr_at(t, cfg, lr)
         x_in = lat
         if stylegan:
             strength = w_std * cfg.latent_noise * max(0.0, 1 - t / cfg.noise_ramp) ** 2
@@ -317,6 +323,9 @@ def project(backbone, vgg, targets: torch.Tensor, cfg: InvertConfig, progress: b
     with torch.no_grad():
         x = render(lat)
         per = perceptual_distance(vgg, x, targets) + cfg.pixel_weight * (x - targets).pow(2).mean((1, 2, 3))
+    if starts > 1:                                                   # the best start of each photo
+        best = per.view(n_photos, starts).argmin(1) + torch.arange(n_photos, device=dev) * starts
+        lat, x, per = lat[best], x[best], per[best]
     return Projection(lat.detach().cpu(), x.float().cpu(), per.float().cpu(),
                       None if noises is None else [n.detach().cpu() for n in noises])
 

@@ -3,8 +3,6 @@
 import hashlib
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,13 +12,16 @@ from PIL import Image
 
 from bench.invert import similarity
 
-BENCH = [sys.executable, "-m", "bench.cli"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+TORCH_THREADS = 1
 
 
 def bench(*args):
-    return subprocess.run(BENCH + [str(a) for a in args] + ["--device", "cpu"], capture_output=True, text=True,
-                          timeout=900, env=ENV)
+    """The CLI in-process (a subprocess costs seconds of imports per call here); stdout, stderr, exit code."""
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args] + ["--device", "cpu"], catch_exceptions=False)
 
 
 def sha(path):
@@ -61,7 +62,7 @@ def inverted(tmp_path_factory):
         Image.fromarray(img).save(photos[-1])
     out = root / "out"
     res = bench("invert", *photos, "-o", out, "--steps", STEPS)
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     return root, photos, out, z, x
 
 
@@ -98,12 +99,12 @@ def test_invert_errors_exit_2_and_keep_finished_photos(inverted, tmp_path):
     for args, needle in [((photos[0], bad), "cannot read"), ((photos[0], wide), "face detection is not available"),
                          ((tmp_path / "missing.png",), "not found")]:
         res = bench("invert", *args, "-o", out, "--steps", 2)
-        assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert res.exit_code == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
     res = bench("invert", photos[0], "-o", "/proc/forbidden/out", "--steps", 2)
-    assert res.returncode == 2 and "cannot write" in res.stderr
+    assert res.exit_code == 2 and "cannot write" in res.stderr
     assert sha(out / "latents" / "face0.safetensors") == before
     res = bench("invert", *photos, "-o", out, "--steps", 2)          # everything done: nothing redone
-    assert res.returncode == 0 and "2 photo(s) already inverted" in res.stdout
+    assert res.exit_code == 0 and "2 photo(s) already inverted" in res.output
     assert sha(out / "latents" / "face0.safetensors") == before
 
 
@@ -122,7 +123,7 @@ def test_augment_is_deterministic_resumable_and_carries_labels(inverted, tmp_pat
     for o in outs:
         res = bench("augment", *SEFA, "--attrs", "Male", "--from", inv_out, "--labels", labels, "--levels", "0.1",
                     "-o", o, "--cache", cache)
-        assert res.returncode == 0, res.stderr
+        assert res.exit_code == 0, res.stderr
     assert sha(outs[0] / "manifest.csv") == sha(outs[1] / "manifest.csv")     # same seed -> identical manifest
     m = pd.read_csv(outs[0] / "manifest.csv")
     assert len(m) == 2 * 2 and set(m["level"]) == {-0.1, 0.1}
@@ -138,7 +139,7 @@ def test_augment_is_deterministic_resumable_and_carries_labels(inverted, tmp_pat
     stamp = unit.stat().st_mtime_ns
     res = bench("augment", *SEFA, "--attrs", "Male", "--from", inv_out, "--labels", labels, "--levels", "0.1",
                 "-o", outs[0], "--cache", cache, "--max-emotion-change", "1", "--max-landmark-shift", "100")
-    assert res.returncode == 0, res.stderr
+    assert res.exit_code == 0, res.stderr
     assert unit.stat().st_mtime_ns == stamp
     m2 = pd.read_csv(outs[0] / "manifest.csv")
     assert (m2["kept"] == ~m2["reason"].fillna("").str.contains("level not reached")).all()
@@ -151,4 +152,4 @@ def test_augment_usage_errors(tmp_path):
                          (["--method", "sefa", "--attrs", "Male", "--from", tmp_path, "-o", tmp_path / "x"],
                           "no inverted photos")]:
         res = bench("augment", *args)
-        assert res.returncode == 2 and needle in res.stderr, res.stderr
+        assert res.exit_code == 2 and needle in res.stderr, res.stderr
