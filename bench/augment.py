@@ -16,7 +16,8 @@ is then judged against its source:
 An edit is kept when it reached its level and both numbers are under the thresholds (defaults and
 why: docs/augment.md). Folder layout: ``sources/``, ``edits/<attr>/`` (every edit), ``kept/<attr>/``
 (the data set: kept edits only), ``units/<attr>.safetensors`` (the measured ladder; done = present),
-``manifest.parquet`` + ``manifest.csv``, ``yield.csv``, ``contact_sheet.html``, ``config.json``.
+``manifest.parquet`` + ``manifest.csv``, ``yield.csv``, ``contact_sheet.html`` (+ a ``.png`` of its first
+rows), ``config.json``.
 Thresholds are not part of a unit: rerunning with other thresholds re-judges without re-editing.
 """
 
@@ -178,6 +179,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     key = cfg.unit_key()
     if from_dir is not None:
         key["from"] = str(Path(from_dir).resolve())
+    key = json.loads(json.dumps(key))              # tuples -> lists, as read back from the file
     if cfg_path.exists() and json.loads(cfg_path.read_text()).get("unit_key") != key:
         raise BenchError(f"{out} holds an augmentation with other settings; choose another -o or remove it")
 
@@ -241,9 +243,10 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     with atomic(out / "manifest.csv") as tmp:
         manifest.to_csv(tmp, index=False, float_format="%.5f")
     yield_table(manifest).to_csv(out / "yield.csv", index=False, float_format="%.4f")
-    from reports.contact_sheet import render_contact_sheet
+    from reports.contact_sheet import render_contact_png, render_contact_sheet
 
     sheet = render_contact_sheet(out, manifest, title=f"{cfg.method}: {', '.join(cfg.attrs)}")
+    render_contact_png(out, manifest)
     return Result(int(len(kept)), int(len(manifest)), out / "manifest.parquet", sheet)
 
 

@@ -49,3 +49,29 @@ def render_contact_sheet(out: Path, manifest: pd.DataFrame, title: str = "augmen
     path = out / "contact_sheet.html"
     path.write_text(doc)
     return path
+
+
+def render_contact_png(out: Path, manifest: pd.DataFrame, max_sources: int = 8, max_kept: int = 8,
+                       scale: int = 2) -> Path:
+    """The same sheet as one PNG (for docs and quick looks): a row per source (first ``max_sources``),
+    the source then up to ``max_kept`` kept edits, grey where fewer were kept."""
+    import numpy as np
+    from PIL import Image
+
+    out = Path(out)
+    rows = []
+    for name, group in list(manifest.groupby("name", sort=True))[:max_sources]:
+        tiles = [np.asarray(Image.open(out / "sources" / f"{name}.png").convert("RGB"))]
+        tiles += [np.asarray(Image.open(out / p).convert("RGB")) for p in group.loc[group["kept"], "image"][:max_kept]]
+        rows.append(tiles)
+    h, w = rows[0][0].shape[:2]
+    pad, gap = 2, 6                       # a wider gap after the source column
+    sheet = np.full((len(rows) * (h + pad) + pad, (max_kept + 1) * (w + pad) + pad + gap, 3), 255, np.uint8)
+    for r, tiles in enumerate(rows):
+        for c in range(max_kept + 1):
+            y, x = pad + r * (h + pad), pad + c * (w + pad) + (gap if c else 0)
+            sheet[y:y + h, x:x + w] = tiles[c] if c < len(tiles) else 200
+    path = out / "contact_sheet.png"
+    img = Image.fromarray(sheet)
+    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
+    return path
