@@ -113,7 +113,8 @@ def check_aligned(landmarks_frac: np.ndarray, template: Template) -> str | None:
     shift = np.abs(template.landmarks[INNER].mean(0) - landmarks_frac[INNER].mean(0)).max()
     why = []
     if ls > template.max_scale:
-        why.append(f"face {math.exp(ls) if M[0, 0] > 0 else 1:.2f}x off the expected size")
+        size = 1 / math.sqrt(abs(np.linalg.det(M[:, :2])))     # M maps the photo onto the template
+        why.append(f"face {size:.2f}x the expected size")
     if ang > template.max_angle:
         why.append(f"rotated {ang:.0f} degrees")
     if shift > template.max_shift:
@@ -151,7 +152,7 @@ def align_faces(rgb: np.ndarray, template: Template, landmarks_inst, boxes=None,
         crop = np.asarray(Image.fromarray(rgb).resize((size, size), Image.LANCZOS)) if (h, w) != (size, size) else rgb
         why = check_aligned(_landmarks_px(landmarks_inst, crop) / size, template)
         if why:
-            raise NotAligned(f"{name}: not aligned as the backbone expects ({why}), and face detection is not "
+            raise NotAligned(f"{name}: no face aligned as the backbone expects ({why}), and face detection is not "
                              f"available yet; pass --box X,Y,SIZE (the face's square in photo pixels) to align it "
                              f"from its landmarks")
         return [crop]

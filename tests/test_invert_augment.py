@@ -106,7 +106,10 @@ def test_invert_errors_exit_2_and_keep_finished_photos(inverted, tmp_path):
     bad.write_bytes(b"not an image")
     wide = tmp_path / "wide.png"
     Image.fromarray(np.zeros((60, 90, 3), np.uint8)).save(wide)
+    gray = tmp_path / "gray.png"                                      # square, but no face in it
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(gray)
     for args, needle in [((photos[0], bad), "cannot read"), ((photos[0], wide), "face detection is not available"),
+                         ((photos[0], gray), "no face aligned as the backbone expects"),
                          ((tmp_path / "missing.png",), "not found")]:
         res = bench("invert", *args, "-o", out, "--steps", 2)
         assert res.exit_code == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -7,7 +7,7 @@ targets rendered by the backbone itself, and prints seconds per photo for the fu
     .venv/bin/python tools/invert_cost.py --device cuda --backbones dcgan,stylegan2-256 --steps 50 --batch 1,8
 
 stylegan2-256 is a random-weight StyleGAN2 of the paper's size (bench/perf.py::random_stylegan2): the
-cost does not depend on the weights. The per-photo time of a full ``--steps 300`` run is extrapolated
+cost does not depend on the weights. The DCGAN's default 3 starts make its batch 3x the photos. The per-photo time of a full ``--steps 300`` run is extrapolated
 linearly from the measured steps (initialisation counted once) and says so.
 """
 
@@ -43,6 +43,7 @@ def main():
         for b in (int(v) for v in args.batch.split(",")):
             with torch.no_grad():
                 x = bb.sample(b, 5, batch_size=b).to(dev)
+            project(bb, vgg, x, InvertConfig(steps=1))     # warm-up: first-call allocations and thread start
             times = {}
             for steps in (1, args.steps + 1):         # the difference removes the initialisation
                 sync()
