@@ -24,7 +24,6 @@ Thresholds are not part of a unit: rerunning with other thresholds re-judges wit
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -160,7 +159,7 @@ def read_labels(path: Path, names: list[str], sources: list[str]) -> pd.DataFram
 
 def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None, labels: Path | None = None,
             cache_dir: Path | str = "cache", log=print) -> Result:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from .fs import atomic, writable_dir
     from .images import to_uint8
@@ -210,6 +209,9 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
         imgs = to_uint8(session.render(backbone, lat))
         for name, im in zip(names, imgs):
             _png(im, out / "sources" / f"{name}.png")
+            photo = Path(from_dir) / "aligned" / f"{name}.png" if from_dir is not None else None
+            if photo is not None and photo.exists():      # the photo beside its reconstruction, in the sheet
+                shutil.copyfile(photo, out / "sources" / f"{name}.photo.png")
         _save(orig_path, {f"orig.{k}": v for k, v in orig.items()} | {"latents": lat.contiguous()})
     stored = load_file(str(orig_path))
     if not torch.equal(stored["latents"], lat):
@@ -339,7 +341,3 @@ def _save(path: Path, tensors: dict) -> None:
 
     with atomic(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -23,7 +23,9 @@ def render_contact_sheet(out: Path, manifest: pd.DataFrame, title: str = "augmen
         src = group.iloc[0]
         label_cols = [c for c in group.columns if c.startswith("label.")]
         labels = "<br>".join(f"{html.escape(c[6:])}: {html.escape(str(src[c]))}" for c in label_cols)
-        cells = [f'<td class="src"><img src="sources/{html.escape(name)}.png" alt="{html.escape(name)}"><br>'
+        photo = (out / "sources" / f"{name}.photo.png").exists()   # a `bench invert` source: its aligned photo first
+        cells = ([f'<td class="src"><img src="sources/{html.escape(name)}.photo.png"><br>photo</td>'] if photo else [])
+        cells += [f'<td class="src"><img src="sources/{html.escape(name)}.png" alt="{html.escape(name)}"><br>'
                  f'{html.escape(name)}<br>{html.escape(src["emotion_before"])}{"<br>" + labels if labels else ""}</td>']
         kept = group[group["kept"]]
         for _, r in kept.iterrows():
@@ -42,7 +44,7 @@ def render_contact_sheet(out: Path, manifest: pd.DataFrame, title: str = "augmen
                          for v in r) + "</tr>" for r in y.itertuples(index=False)) + "</table>"
     doc = (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title><style>{CSS}</style>"
            f"<h1>{html.escape(title)}</h1><p>{int(manifest['kept'].sum())} of {len(manifest)} edits kept. "
-           f"Each row: the source (grey), then its kept edits (attribute and level, top emotion, Δe = emotion "
+           f"Each row: the source (grey; for an inverted photo, the aligned photo and its reconstruction), then its kept edits (attribute and level, top emotion, Δe = emotion "
            f"change, lm = landmark shift in inter-ocular distances, id = identity cosine). Reasons for every "
            f"rejection: manifest.csv.</p><h2>Yield</h2>{ytab}<h2>Sources and kept edits</h2><table>"
            + "".join(rows) + "</table>")

@@ -146,7 +146,8 @@ def test_augment_is_deterministic_resumable_and_carries_labels(inverted, tmp_pat
     assert (m["reason"].isna() == m["kept"]).all()                           # kept <=> no reason
     kept_files = sorted(p.name for p in (outs[0] / "kept").rglob("*.png"))
     assert kept_files == sorted(os.path.basename(p) for p in m.loc[m["kept"], "image"])
-    assert "face0" in (outs[0] / "contact_sheet.html").read_text()
+    sheet = (outs[0] / "contact_sheet.html").read_text()
+    assert "sources/face0.photo.png" in sheet and (outs[0] / "sources" / "face0.photo.png").exists()
     # re-judging with other thresholds reuses the measured edits (the unit is not rewritten)
     unit = outs[0] / "units" / "Male.safetensors"
     stamp = unit.stat().st_mtime_ns
