@@ -8,9 +8,9 @@ Three steps, each replaceable on its own:
    landmarks of the backbone's renders (:func:`alignment_template`). That is FFHQ's recipe (eyes and
    mouth to fixed places) with the template measured instead of hard-coded, so it holds for the
    embedded DCGAN (DigiFace-1M crops, face filling the frame) as for a user's FFHQ StyleGAN2.
-   Without a detector the face must be located by the caller: a photo that is already a crop is
-   checked against the template and refused if it does not fit; a box (``--box``; later: the
-   detector's boxes) says where the face is, and the crop is aligned from the landmarks inside it.
+   A photo that is already an aligned crop is used as it is; otherwise BlazeFace finds every face
+   (or ``--box`` says where one is), and each crop is aligned from the landmarks inside its box and
+   checked against the template (refused, exit 2, if it does not fit).
 2. **Projection** (:func:`project`): optimisation of the edit-space latent (z for the DCGAN, W+ for
    StyleGAN2) against a perceptual term (LPIPS-style distance on the embedded ST-LPIPS VGG16 trunk)
    plus a pixel term, with the StyleGAN2 projector's schedule (lr ramp-up/ramp-down, decaying latent
@@ -136,26 +136,43 @@ def warp(rgb: np.ndarray, M: np.ndarray, size: int, supersample: int = 4) -> np.
     return np.asarray(img.reduce(supersample))
 
 
-def align_faces(rgb: np.ndarray, template: Template, landmarks_inst, boxes=None, name: str = "photo") -> list[np.ndarray]:
+def detected_boxes(rgb: np.ndarray, detector, min_score: float = 0.5, loose: float = 1.3) -> list[tuple]:
+    """Square boxes (x, y, size) around every face BlazeFace finds, ``loose`` x its box's longer side
+    (face-api's landmark net wants the whole face in view; the crop is then aligned from landmarks)."""
+    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 127.5 - 1
+    boxes = []
+    for det in detector.detect(image, min_score=min_score):
+        x0, y0, x1, y1 = det.box
+        side = loose * max(x1 - x0, y1 - y0)
+        boxes.append(((x0 + x1 - side) / 2, (y0 + y1 - side) / 2, side))
+    return sorted(boxes)   # left to right, as bench measure numbers faces
+
+
+def align_faces(rgb: np.ndarray, template: Template, landmarks_inst, boxes=None, name: str = "photo",
+                detector=None) -> list[np.ndarray]:
     """The seam: one photo (H x W x 3 uint8) -> aligned crops (size x size x 3 uint8), one per face.
 
-    ``boxes``: [(x, y, size), ...] face boxes in photo pixels (the user's ``--box`` today, a face
-    detector's output later). Without boxes the photo itself must be an aligned crop of one face;
-    otherwise :class:`NotAligned` (exit 2) says so instead of projecting a misaligned face.
+    ``boxes``: [(x, y, size), ...] face boxes in photo pixels (the user's ``--box``). Without boxes, a
+    photo that is already an aligned crop of one face is used as it is; otherwise ``detector``
+    (BlazeFace) finds every face. No face, or none that aligns: :class:`NotAligned` (exit 2), never a
+    misaligned projection.
     """
     size = template.resolution
     if not boxes:
         h, w = rgb.shape[:2]
-        if abs(h - w) > 0.02 * max(h, w):
-            raise NotAligned(f"{name}: {w}x{h} px is not a square face crop, and face detection is not available "
-                             f"yet; crop the face first, or pass --box X,Y,SIZE (the face's square in photo pixels)")
-        crop = np.asarray(Image.fromarray(rgb).resize((size, size), Image.LANCZOS)) if (h, w) != (size, size) else rgb
-        why = check_aligned(_landmarks_px(landmarks_inst, crop) / size, template)
-        if why:
-            raise NotAligned(f"{name}: no face aligned as the backbone expects ({why}), and face detection is not "
-                             f"available yet; pass --box X,Y,SIZE (the face's square in photo pixels) to align it "
-                             f"from its landmarks")
-        return [crop]
+        why = "not a square face crop"
+        if abs(h - w) <= 0.02 * max(h, w):
+            crop = np.asarray(Image.fromarray(rgb).resize((size, size), Image.LANCZOS)) if (h, w) != (size, size) else rgb
+            why = check_aligned(_landmarks_px(landmarks_inst, crop) / size, template)
+            if not why:
+                return [crop]
+        if detector is None:
+            raise NotAligned(f"{name}: no face aligned as the backbone expects ({why}); pass --box X,Y,SIZE "
+                             f"(the face's square in photo pixels) to align it from its landmarks")
+        boxes = detected_boxes(rgb, detector)
+        if not boxes:
+            raise NotAligned(f"{name}: no face found (BlazeFace) and the photo is {why}; "
+                             f"pass --box X,Y,SIZE if there is a face the detector missed")
     crops = []
     for x, y, s in boxes:
         # landmarks inside the box (face-api's landmark net is trained on detector boxes), then align the
@@ -397,6 +414,7 @@ def invert_photos(paths, out: Path, session, backbone, cfg: InvertConfig, box=No
     names = _stem_names(paths)
     roles = dict(INVERT_ROLES, emotion=emotion_instrument(session, emotion))
     lm_inst = session.instrument("faceapi-landmarks")
+    detector = session.instrument("mediapipe-blazeface")
     template = alignment_template(backbone, lm_inst, batch_size=session.batch_size)
     # align everything first: a photo that cannot be aligned stops the command before the long part
     todo, done = [], 0
@@ -404,7 +422,7 @@ def invert_photos(paths, out: Path, session, backbone, cfg: InvertConfig, box=No
         if (out / "latents" / f"{name}.safetensors").exists():
             done += 1
             continue
-        crops = align_faces(rgb, template, lm_inst, boxes=[box] if box else None, name=str(path))
+        crops = align_faces(rgb, template, lm_inst, boxes=[box] if box else None, name=str(path), detector=detector)
         for k, crop in enumerate(crops):
             todo.append((path, f"{name}" if len(crops) == 1 else f"{name}_{k}", crop))
     if done:

@@ -108,8 +108,8 @@ def test_invert_errors_exit_2_and_keep_finished_photos(inverted, tmp_path):
     Image.fromarray(np.zeros((60, 90, 3), np.uint8)).save(wide)
     gray = tmp_path / "gray.png"                                      # square, but no face in it
     Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(gray)
-    for args, needle in [((photos[0], bad), "cannot read"), ((photos[0], wide), "face detection is not available"),
-                         ((photos[0], gray), "no face aligned as the backbone expects"),
+    for args, needle in [((photos[0], bad), "cannot read"), ((photos[0], wide), "no face found"),
+                         ((photos[0], gray), "no face found"),
                          ((tmp_path / "missing.png",), "not found")]:
         res = bench("invert", *args, "-o", out, "--steps", 2)
         assert res.exit_code == 2 and needle in res.stderr and "Traceback" not in res.stderr, res.stderr
@@ -192,3 +192,26 @@ def test_w_plus_projection_of_a_small_stylegan2():
             assert torch.allclose(p.noises[-1].pow(2).mean((1, 2, 3)), torch.ones(2), atol=1e-4)
         else:
             assert p.noises is None
+
+
+def test_uncropped_photos_are_detected_and_aligned():
+    """grace_hopper.jpg (512 x 600, not a crop): BlazeFace finds the face, the crop aligns to the DCGAN's
+    template; a photo with no face is refused with exit 2's error, not projected."""
+    from matplotlib import cbook
+
+    from bench.invert import NotAligned, align_faces, alignment_template, check_aligned
+    from bench.session import Session
+
+    s = Session()
+    bb, lm = s.backbone("dcgan"), s.instrument("faceapi-landmarks")
+    template = alignment_template(bb, lm, batch_size=64)
+    rgb = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
+    with pytest.raises(NotAligned, match="--box"):
+        align_faces(rgb, template, lm, name="hopper")               # no detector: refused, not misaligned
+    crops = align_faces(rgb, template, lm, name="hopper", detector=s.instrument("mediapipe-blazeface"))
+    assert len(crops) == 1 and crops[0].shape == (template.resolution,) * 2 + (3,)
+    from bench.invert import _landmarks_px
+    assert check_aligned(_landmarks_px(lm, crops[0]) / template.resolution, template) is None
+    blank = np.full((300, 400, 3), 128, np.uint8)
+    with pytest.raises(NotAligned, match="no face found"):
+        align_faces(blank, template, lm, name="blank", detector=s.instrument("mediapipe-blazeface"))
