@@ -2,7 +2,7 @@
 
 Sources are a ``bench invert`` folder (real photos projected into the edit space) or N seeded samples.
 Each source is edited along each attribute with a fitted method (from the cache, fitted as ``bench run``
-fits it: per method, attribute and fit seed) and driven by the ladder (bench/protocol.py) to
+fits it: per method, attribute and fit seed) and driven by the ladder (bench/pipeline/protocol.py) to
 R_k(source) ± level for every level, so every method's edits are of equal achieved size. Every edit
 is then judged against its source:
 
@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .attributes import CELEBA_ATTRIBUTES
-from .errors import BenchError
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.errors import BenchError
 
 DEFAULT_MAX_EMOTION_CHANGE = 0.22   # 90th percentile of the 1-px-shift null (docs/augment.md)
 DEFAULT_MAX_LANDMARK_SHIFT = 0.10   # same null, rounded
@@ -60,7 +60,7 @@ class AugmentConfig:
     overrides: dict = dataclasses.field(default_factory=dict)   # method options over the preset's (--set)
 
     def editor(self, plugins):
-        from .presets import method_config
+        from bench.presets import method_config
 
         return plugins.methods.create(self.method, **{**method_config(self.preset, self.method), **self.overrides})
 
@@ -118,7 +118,7 @@ def _sources(cfg: AugmentConfig, ctx, backbone, from_dir: Path | None):
         lat = ctx.latents(cfg.n_sample, seed=cfg.seed + SAMPLE_SEED_OFFSET)
         names = [f"sample{i:04d}" for i in range(cfg.n_sample)]
         return names, [f"sample seed {cfg.seed + SAMPLE_SEED_OFFSET} #{i}" for i in range(cfg.n_sample)], lat
-    from .invert import read_inverted
+    from bench.invert import read_inverted
 
     rows = read_inverted(from_dir)
     wrong = [r["name"] for r in rows if r.get("backbone") != backbone.name]
@@ -161,11 +161,11 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
             cache_dir: Path | str = "cache", log=print) -> Result:
     from safetensors.torch import load_file
 
-    from .fs import atomic, writable_dir
-    from .images import to_uint8
-    from .invert import emotion_instrument
-    from .method import FitContext, fit_or_load
-    from .protocol import ladder_edit
+    from bench.fs import atomic, writable_dir
+    from bench.images import to_uint8
+    from bench.invert import emotion_instrument
+    from bench.contracts.method import FitContext, fit_or_load
+    from bench.pipeline.protocol import ladder_edit
 
     plugins = session.plugins
     cfg.validate(plugins)
@@ -256,7 +256,7 @@ def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame
     """The manifest: one row per (source, attribute, level), measured numbers and the keep decision."""
     from safetensors.torch import load_file
 
-    from .measure import DEEPFACE_EMOTIONS
+    from bench.measure import DEEPFACE_EMOTIONS
 
     lo = orig["landmarks"]
     iod = (lo[:, 42:48].mean(1) - lo[:, 36:42].mean(1)).norm(dim=-1)
@@ -327,7 +327,7 @@ def _sync_kept(out: Path, kept: pd.DataFrame) -> None:
 def _png(arr: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    from .fs import atomic
+    from bench.fs import atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic(path) as tmp:
@@ -337,7 +337,7 @@ def _png(arr: np.ndarray, path: Path) -> None:
 def _save(path: Path, tensors: dict) -> None:
     from safetensors.torch import save_file
 
-    from .fs import atomic
+    from bench.fs import atomic
 
     with atomic(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import BenchError
+from bench.errors import BenchError
 
 
 @contextmanager

@@ -24,7 +24,7 @@ hookspec = pluggy.HookspecMarker("bench")
 def register_backbones():
     """Return generator backbones: ``[Entry(name, factory, summary)]``.
 
-    ``factory(**options) -> bench.backbone.Backbone``. Options come from the command line
+    ``factory(**options) -> bench.contracts.backbone.Backbone``. Options come from the command line
     (``--weights``, ``--truncation``...); a factory ignores what it does not use.
     """
 
@@ -33,7 +33,7 @@ def register_backbones():
 def register_instruments():
     """Return measuring networks (landmarks, emotions, attributes, identity, perceptual).
 
-    ``factory(**options) -> bench.instrument.Instrument``. An instrument maps images in
+    ``factory(**options) -> bench.contracts.instrument.Instrument``. An instrument maps images in
     [-1, 1] of any size to named tensors and declares its outputs and asset provenance.
     """
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import BenchError
+from bench.errors import BenchError
 
 GOALS = {"b": 0.7, "c": 10.0}          # GPU goals: (b)/(a) in images/s, (c) ours/reference in steps/s
 EVAL_ROLES = {"attributes": "probe", "emotion": "fer-emotion", "landmarks": "faceapi-landmarks",
@@ -43,7 +43,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "tools" / "eye_reference.py"
 
 def random_stylegan2(size: int = 256, channel_multiplier: int = 2, seed: int = 0, discriminator: bool = False):
     """A seeded random-weight StyleGAN2 of the paper's shape (256 px, config F widths: 14 W+ layers)."""
-    from .backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
+    from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -55,7 +55,7 @@ def random_stylegan2(size: int = 256, channel_multiplier: int = 2, seed: int = 0
 def write_random_stylegan2(path, size: int = 256, channel_multiplier: int = 2, seed: int = 0) -> Path:
     """The random StyleGAN2 (with a random D) as a safetensors file, for ``bench run --backbone stylegan2
     --weights PATH``: no random backbone is registered, and a file goes through the real loading path."""
-    from .backbones.formats import write_safetensors
+    from bench.backbones.formats import write_safetensors
 
     bb = random_stylegan2(size, channel_multiplier, seed, discriminator=True)
     return write_safetensors(path, bb.generator, d=bb.discriminator)
@@ -146,7 +146,7 @@ def time_reference(editor, ctx, dev, warmup: int, iters: int) -> float:
 # -- the table ---------------------------------------------------------------------------------------
 
 def perf_rows(backbone: str, session, iters: int, warmup: int, log=print) -> list[dict]:
-    from .method import FitContext
+    from bench.contracts.method import FitContext
 
     t0 = time.perf_counter()
     dev, batch = session.device, session.batch_size
@@ -207,7 +207,7 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 def run_perf(device, backbones=BACKBONES, batch_size: int | None = None, iters: int | None = None,
              quick: bool = False, out: Path | None = None, log=print, plugins=None, dtype: str = "fp32") -> list[dict]:
-    from .session import Session
+    from bench.pipeline.session import Session
 
     session = Session(plugins, device=device, dtype=dtype, batch_size=batch_size or (8 if quick else 64))
     dev = session.device

@@ -6,8 +6,8 @@ import functools
 
 import pluggy
 
-from . import hookspecs
-from .registry import MethodRegistry, Registry
+from bench import hookspecs
+from bench.registry import MethodRegistry, Registry
 
 hookimpl = pluggy.HookimplMarker("bench")
 

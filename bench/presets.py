@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from .errors import BenchError
+from bench.errors import BenchError
 
 _EYE_PAPER = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # = methods.eye.PAPER_PRESET
 

@@ -14,8 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .assets import sha256_file
-from .errors import BenchError, MissingAsset, UnknownName
+from bench.assets import sha256_file
+from bench.errors import BenchError, MissingAsset, UnknownName
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.method import as_strength
+from bench.contracts.method import as_strength
 
 from .netedit import NetworkEditor, Packing, dense, xavier
 

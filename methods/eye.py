@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from bench.attributes import CELEBA_ATTRIBUTES
 from bench.errors import BenchError
-from bench.method import Editor, FitContext, as_strength
+from bench.contracts.method import Editor, FitContext, as_strength
 
 from .regularisers import LandmarkLoss
 

@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import minimize
 
 from bench.attributes import GESTURE_ATTRIBUTES
-from bench.method import DirectionEditor, FitContext, add_direction, layer_mask
+from bench.contracts.method import DirectionEditor, FitContext, add_direction, layer_mask
 
 
 def linear_svm(x: np.ndarray, y: np.ndarray, C: float = 1.0) -> tuple[np.ndarray, float]:

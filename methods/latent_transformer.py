@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.method import as_strength
+from bench.contracts.method import as_strength
 
 from .netedit import NetworkEditor, Packing, dense, latent_proximity, xavier
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from bench.attributes import CELEBA_ATTRIBUTES
 from bench.errors import BenchError
-from bench.method import FitContext
+from bench.contracts.method import FitContext
 
 from .eye import EYE, CONTENT_LAYERS, _to_device, step_generator
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from bench.errors import BenchError
-from bench.method import DirectionEditor, FitContext, add_direction, finite_difference, layer_mask
+from bench.contracts.method import DirectionEditor, FitContext, add_direction, finite_difference, layer_mask
 
 
 def sefa_directions(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.metric import EditSet, Metric, mean_of
+from bench.contracts.metric import EditSet, Metric, mean_of
 
 from .common import target_index
 

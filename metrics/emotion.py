@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.measure import DEEPFACE_EMOTIONS
-from bench.metric import EditSet, Metric, Quantity, mean_of
+from bench.contracts.metric import EditSet, Metric, Quantity, mean_of
 
 
 class Emotion(Metric):

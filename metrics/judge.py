@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bench.instruments.judge import DEFAULT_EMOTION_JUDGE, DEFAULT_JUDGES
-from bench.metric import EditSet, Metric, Quantity, mean_of
+from bench.contracts.metric import EditSet, Metric, Quantity, mean_of
 
 from .common import target_index
 

@@ -9,7 +9,7 @@ distance is between the centres of the two eye rings. Opt-in (``--metrics ...,me
 from __future__ import annotations
 
 from bench.instruments.facemesh import BROWS, LEFT_EYE, LIPS, RIGHT_EYE
-from bench.metric import EditSet, Metric, mean_of
+from bench.contracts.metric import EditSet, Metric, mean_of
 
 from .landmarks import displacement
 

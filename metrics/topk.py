@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.attributes import CELEBA_ATTRIBUTES
 from bench.errors import BenchError
-from bench.metric import EditSet, Metric, Quantity, mean_of
+from bench.contracts.metric import EditSet, Metric, Quantity, mean_of
 
 from .common import scored, target_index
 

@@ -25,7 +25,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from bench.analysis import COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS
+from bench.pipeline.analysis import COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS
 from bench.errors import BenchError
 
 from . import plots

@@ -74,7 +74,7 @@ def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
     """`bench run` maps Run.failed to exit 1 (usage errors stay 2); the run itself is stubbed out."""
     from click.testing import CliRunner
 
-    import bench.run
+    import bench.pipeline.run
     from bench.cli import cli
 
     class FakeRun:
@@ -84,7 +84,7 @@ def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
         def execute(self):
             return self.out
 
-    monkeypatch.setattr(bench.run, "Run", FakeRun)
+    monkeypatch.setattr(bench.pipeline.run, "Run", FakeRun)
     import reports.html                      # the report of the stubbed run: an empty page is enough here
     monkeypatch.setattr(reports.html, "render_report", lambda runs, path: path)
     out = tmp_path / "r"

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.executors import SubmititExecutor, Unit, unit_states, verify
-from bench.run import Run, make_config
-from bench.session import Session
+from bench.pipeline.executors import SubmititExecutor, Unit, unit_states, verify
+from bench.pipeline.run import Run, make_config
+from bench.pipeline.session import Session
 
 pytest.importorskip("submitit")
 
@@ -67,7 +67,8 @@ def engine(request):
 
 def kill_one_edit_job(out: Path, engine: str, seen: dict) -> None:
     """Watch `bench status` (recording the units it shows running) until an edit unit's job runs, then
-    SIGKILL every process of that job half a second in."""
+    SIGKILL every process of that job at once: its python is still starting (imports alone take longer
+    than the whole edit on a quiet machine, where a kill half a second in came after the job was done)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < 120:
         if (out / "manifest.json").exists():
@@ -81,10 +82,8 @@ def kill_one_edit_job(out: Path, engine: str, seen: dict) -> None:
                     state = subprocess.run(["squeue", "-h", "-o", "%T", "-j", job], capture_output=True, text=True)
                     if state.stdout.strip() != "RUNNING":
                         continue
-                    time.sleep(0.5)   # mid-job: python is starting, loading nets or editing
                     subprocess.run(["scancel", "--signal=KILL", "--full", job], check=True)
                 else:                 # submitit's local jobs: the job id is the worker's pid, running from submission
-                    time.sleep(0.5)
                     subprocess.run(["kill", "-9", job], check=True)
                 seen["killed"] = (r["unit"], job)
                 return
@@ -194,7 +193,7 @@ def exploding_plugins():
     import types
 
     from bench import Entry, hookimpl
-    from bench.method import Editor
+    from bench.contracts.method import Editor
     from bench.plugins import Plugins, make_plugin_manager
 
     class Boom(Editor):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.method import Checkpointer, FitContext, artifact_path, fit_or_load
+from bench.contracts.method import Checkpointer, FitContext, artifact_path, fit_or_load
 from bench.plugins import get_plugins
 from methods.eye import EYE, HFLD, native_strength
 

@@ -200,7 +200,7 @@ def test_uncropped_photos_are_detected_and_aligned():
     from matplotlib import cbook
 
     from bench.invert import NotAligned, align_faces, alignment_template, check_aligned
-    from bench.session import Session
+    from bench.pipeline.session import Session
 
     s = Session()
     bb, lm = s.backbone("dcgan"), s.instrument("faceapi-landmarks")

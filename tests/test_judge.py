@@ -12,7 +12,7 @@ import torch
 from bench.attributes import CELEBA_ATTRIBUTES
 from bench.errors import BenchError
 from bench.instruments.judge import Judge, check_judges, parse_spec
-from bench.metric import EditSet
+from bench.contracts.metric import EditSet
 from bench.plugins import get_plugins
 from metrics.judge import Judge as JudgeMetric
 

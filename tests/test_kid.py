@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from bench.backbones.plugin import dcgan_digiface
 from bench.backbones.stylegan2 import Generator
-from bench.kid import fid, frechet_distance, kid, polynomial_mmd2, quality_table
+from bench.trainers.kid import fid, frechet_distance, kid, polynomial_mmd2, quality_table
 
 
 def naive_mmd2(x, y):
@@ -90,7 +90,7 @@ def test_quality_table_on_the_dcgan():
 
 def test_descriptor_features_are_face_api_descriptors():
     from bench.instruments import faceapi
-    from bench.kid import descriptor_features
+    from bench.trainers.kid import descriptor_features
 
     images = torch.rand(2, 3, 64, 64) * 2 - 1
     feats = descriptor_features(images)

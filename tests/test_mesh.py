@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from bench.instruments import facemesh as fm
-from bench.method import FitContext
-from bench.metric import EditSet
+from bench.contracts.method import FitContext
+from bench.contracts.metric import EditSet
 from bench.plugins import get_plugins
 from metrics.mesh import Mesh
 

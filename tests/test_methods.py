@@ -20,8 +20,8 @@ import torch
 
 from bench.attributes import CELEBA_ATTRIBUTES, GESTURE_ATTRIBUTES
 from bench.errors import BenchError
-from bench.instrument import Instrument, Output
-from bench.method import (Checkpointer, FitContext, artifact_key, artifact_path, fit_or_load, load_artifact,
+from bench.contracts.instrument import Instrument, Output
+from bench.contracts.method import (Checkpointer, FitContext, artifact_key, artifact_path, fit_or_load, load_artifact,
                           sidecar)
 from bench.plugins import get_plugins
 from methods.ganspace import GANSpace
@@ -352,7 +352,7 @@ def test_truncated_artifact_is_quarantined_and_refitted(backbone, tmp_path, capl
     path = first.artifact_path
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])
-    with caplog.at_level(logging.WARNING, logger="bench.method"):
+    with caplog.at_level(logging.WARNING, logger="bench.contracts.method"):
         again = fit_or_load(SeFa(n_samples=16, top_k=3), make_ctx(backbone, cache_dir=tmp_path))
     assert not again.cache_hit and again.artifact_path == path
     bad = list(path.parent.glob(f"{path.stem}.corrupt-*.safetensors"))
@@ -369,7 +369,7 @@ def test_artifact_sha256_is_recorded_checked_and_optional_for_old_artifacts(back
     import json
 
     from bench.assets import sha256_file
-    from bench.method import CorruptArtifact
+    from bench.contracts.method import CorruptArtifact
 
     ed = fit_or_load(SeFa(n_samples=16, top_k=3), make_ctx(backbone, cache_dir=tmp_path))
     path, side = ed.artifact_path, sidecar(ed.artifact_path)

@@ -9,9 +9,9 @@ import torch
 
 from bench.attributes import CELEBA_ATTRIBUTES, GESTURE_ATTRIBUTES
 from bench.errors import BenchError
-from bench.metric import EditSet
+from bench.contracts.metric import EditSet
 from bench.plugins import get_plugins
-from bench.stats import Bootstrap, evaluate
+from bench.pipeline.stats import Bootstrap, evaluate
 
 TORCH_THREADS = 1  # see conftest.py
 

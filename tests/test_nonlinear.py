@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.method import Checkpointer, FitContext, artifact_path, fit_or_load
+from bench.contracts.method import Checkpointer, FitContext, artifact_path, fit_or_load
 from bench.plugins import get_plugins
 from bench.presets import method_config
 from methods.adatrans import AdaTrans
@@ -87,7 +87,7 @@ def test_regularised_names_resolve_and_bad_ones_say_what_is_valid():
 
 
 def test_run_validation_and_presets_know_regularised_names():
-    from bench.run import make_config, validate
+    from bench.pipeline.run import make_config, validate
 
     plugins = get_plugins()
     validate(make_config("latent-transformer,latent-transformer+hfld", "Male"), plugins)

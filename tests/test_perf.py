@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.method import FitContext
+from bench.contracts.method import FitContext
 from bench.plugins import get_plugins
 from bench.perf import load_reference
 from methods.eye import step_generator

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from bench.attributes import CELEBA_ATTRIBUTES
-from bench.backbone import Backbone
-from bench.instrument import Instrument, Output
-from bench.method import Editor, FitContext, as_strength
+from bench.contracts.backbone import Backbone
+from bench.contracts.instrument import Instrument, Output
+from bench.contracts.method import Editor, FitContext, as_strength
 from bench.plugins import get_plugins
-from bench.protocol import DEFAULT_TOL, matched_edit, native_edit
+from bench.pipeline.protocol import DEFAULT_TOL, matched_edit, native_edit
 from methods.interfacegan import InterFaceGAN
 
 TORCH_THREADS = 1
@@ -182,7 +182,7 @@ def run(*args):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--methods", "nope"], "valid methods: baseline, ganspace"),
+    (["--methods", "nope"], "valid methods: adatrans, baseline, ganspace"),
     (["--methods", "sefa", "--attrs", "Bogus"], "unknown attribute 'Bogus'; valid: 5_o_Clock_Shadow"),
     (["--methods", "sefa", "--instrument", "nope"], "valid instruments"),
     (["--methods", "sefa", "--attrs", "Male,Eyeglasses"], "does not support Eyeglasses; supported: Bald"),
@@ -204,7 +204,7 @@ def test_fit_cli_stores_then_hits_cache(tmp_path):
     assert "sefa: cache hit, loaded" in second.stdout
     assert len(list((tmp_path / "sefa").glob("*.safetensors"))) == 1
     # what `bench fit` stored is what `bench run` loads (same per-attribute, per-seed key)
-    from bench.run import Run, make_config
+    from bench.pipeline.run import Run, make_config
 
     r = Run(make_config("sefa", "Male", fit_seeds=1), tmp_path / "run", cache_dir=tmp_path,
             log=lambda s: None)
@@ -221,7 +221,7 @@ LEVELS = (-0.3, -0.2, -0.1, 0.1, 0.2, 0.3)
 def test_ladder_reaches_every_reachable_level_and_records_the_rest(sign):
     """On the analytic ramp: each (level, sample) lands within tol of R_k(orig) + level where the range
     allows it (checked against the closed form), and is marked unreached exactly where it does not."""
-    from bench.protocol import LADDER_TOL, ladder_edit
+    from bench.pipeline.protocol import LADDER_TOL, ladder_edit
 
     ctx = FitContext(Ramp(), {"brightness": Brightness()}, attributes=(ATTR,))
     w0 = torch.tensor([-2.0, -0.6, -0.1, 0.2, 0.7, 1.4, 3.0])
@@ -247,7 +247,7 @@ def test_ladder_reaches_every_reachable_level_and_records_the_rest(sign):
 
 
 def test_ladder_takes_the_crossing_nearest_to_zero_on_a_non_monotone_score():
-    from bench.protocol import ladder_edit
+    from bench.pipeline.protocol import ladder_edit
 
     ctx = FitContext(Ramp(), {"bump": Bump()}, attributes=(ATTR,))
     w0 = torch.tensor([-0.5, 0.4], dtype=torch.float64)

@@ -19,10 +19,10 @@ import torch
 
 from bench.attributes import CELEBA_ATTRIBUTES
 from bench.instruments.probe import CALIBRATION
-from bench.method import FitContext, fit_or_load
+from bench.contracts.method import FitContext, fit_or_load
 from bench.plugins import get_plugins
 from bench.presets import method_config
-from bench.protocol import DEFAULT_TOL, LADDER_TOL, ladder_edit
+from bench.pipeline.protocol import DEFAULT_TOL, LADDER_TOL, ladder_edit
 
 TORCH_THREADS = 2
 N, SEED = 32, 1000

@@ -17,7 +17,7 @@ from bench.attributes import CELEBA_ATTRIBUTES
 from bench.errors import BenchError, MissingAsset
 from bench.instruments.celeba_regressor import CelebAResNet50, celeba_resnet50
 from bench.instruments.resnet import ResNet50
-from bench.train_regressor import load_image, read_celeba, train_regressor
+from bench.trainers.regressor import load_image, read_celeba, train_regressor
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests" / "data" / "resnet50_torchvision_reference.json"

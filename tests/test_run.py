@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from bench import Entry, hookimpl
-from bench.method import Editor
+from bench.contracts.method import Editor
 from bench.plugins import Plugins, make_plugin_manager
-from bench.run import Run, make_config
-from bench.session import Session
+from bench.pipeline.run import Run, make_config
+from bench.pipeline.session import Session
 
 BENCH = [sys.executable, "-m", "bench.cli"]
 # two fast fits (smaller than the quick preset: this tests the run, not the methods)

@@ -15,8 +15,8 @@ from bench.backbones.formats import read_rosinality
 from bench.backbones.plugin import dcgan_digiface
 from bench.backbones.stylegan2 import Generator
 from bench.errors import BenchError
-from bench.kid import QualityReference
-from bench.train_stylegan2 import (
+from bench.trainers.kid import QualityReference
+from bench.trainers.stylegan2 import (
     ema_beta, export_stylegan2, load_safetensors_stylegan2, r1_penalty, train_stylegan2,
 )
 

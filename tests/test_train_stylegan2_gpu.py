@@ -21,10 +21,10 @@ from bench.backbones.formats import load_stylegan2
 from bench.plugins import get_plugins
 from bench.backbones.stylegan2 import EMBEDDED_64, Discriminator, Generator
 from bench.errors import BenchError
-from bench.instrument import Output
-from bench.quality_bar import (EXPRESSION_TV_MAX, KID_FACTOR, LANDMARK_QUANTILE, LANDMARKS_FOUND_MIN, LandmarkGate,
+from bench.contracts.instrument import Output
+from bench.trainers.quality_bar import (EXPRESSION_TV_MAX, KID_FACTOR, LANDMARK_QUANTILE, LANDMARKS_FOUND_MIN, LandmarkGate,
                                floor_noise, label_shares, total_variation)
-from bench.train_stylegan2 import export_stylegan2, train_stylegan2
+from bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_THREADS = 1
@@ -107,7 +107,7 @@ def test_smoke_tables(smoke):
 
 @pytest.mark.slow   # ~10 s quiet
 def test_a_diverged_run_still_brings_back_its_last_checkpoint(tmp_path, monkeypatch):
-    import bench.train_stylegan2 as ts
+    import bench.trainers.stylegan2 as ts
 
     job = _job()
     real = ts.train_stylegan2
@@ -180,7 +180,7 @@ def test_warm_start_lowers_the_paired_loss_and_needs_the_teachers_z(tmp_path, dc
 
 
 def test_deadline_stops_gracefully_and_resume_continues(tmp_path, dcgan, monkeypatch):
-    import bench.train_stylegan2 as ts
+    import bench.trainers.stylegan2 as ts
 
     ticks = iter(range(10 ** 6))
     monkeypatch.setattr(ts.time, "monotonic", lambda: float(next(ticks)))   # one tick per deadline check
@@ -268,7 +268,7 @@ class Brightness(torch.nn.Module):
 
 
 def _ctx(bb):
-    from bench.method import FitContext
+    from bench.contracts.method import FitContext
 
     return FitContext(bb, {"brightness": Brightness()}, attributes=("Pale_Skin",), seed=0,
                       load_instrument=get_plugins().instruments.create)

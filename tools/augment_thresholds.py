@@ -35,7 +35,7 @@ def main():
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--emotion", default="fer-emotion")
     args = p.parse_args()
-    from bench.session import Session
+    from bench.pipeline.session import Session
 
     s = Session(device="cpu")
     bb = s.backbone("dcgan")

@@ -1,4 +1,4 @@
-"""Calibrate the quality bar (bench/quality_bar.py, docs/train-stylegan2.md) on known inputs, on the CPU.
+"""Calibrate the quality bar (bench/trainers/quality_bar.py, docs/train-stylegan2.md) on known inputs, on the CPU.
 
     python tools/calibrate_quality_bar.py [--n 1000]
 
@@ -31,8 +31,8 @@ def main() -> None:
 
     from bench.backbones.plugin import dcgan_digiface
     from bench.backbones.stylegan2 import EMBEDDED_64, Generator
-    from bench.kid import dcgan_images
-    from bench.quality_bar import BarReference, face_measures, label_shares, total_variation
+    from bench.trainers.kid import dcgan_images
+    from bench.trainers.quality_bar import BarReference, face_measures, label_shares, total_variation
 
     dcgan = dcgan_digiface()
     ref = BarReference(dcgan, n=args.n, size=64, device="cpu")

@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.method import FitContext  # noqa: E402
+from bench.contracts.method import FitContext  # noqa: E402
 from bench.plugins import get_plugins  # noqa: E402
 
 ATTRS = (("Male",), ("Bald",), ("Male", "Bald"))

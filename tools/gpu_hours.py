@@ -41,7 +41,7 @@ def work(methods, attrs, fit_seeds: int, n: int, levels: int, preset: str) -> di
     """Counts: EYE steps, R-scored renders (search + closed-form fits), renders + instruments."""
     from bench.plugins import get_plugins
     from bench.presets import method_config
-    from bench.protocol import LADDER_GRID
+    from bench.pipeline.protocol import LADDER_GRID
 
     plugins = get_plugins()
     search_steps = 4                                    # RunConfig.search_steps

@@ -30,7 +30,7 @@ def main():
     from bench.invert import InvertConfig, project
     from bench.perf import make_backbone
     from bench.plugins import get_plugins
-    from bench.session import Session
+    from bench.pipeline.session import Session
 
     s = Session(device=args.device)
     vgg = s.instrument("vgg16-stlpips")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from bench.method import FitContext, fit_or_load
+from bench.contracts.method import FitContext, fit_or_load
 from bench.plugins import get_plugins
 from bench.presets import method_config
-from bench.protocol import matched_edit
+from bench.pipeline.protocol import matched_edit
 
 
 def main() -> None:

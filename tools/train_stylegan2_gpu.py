@@ -7,7 +7,7 @@ steps are a paired warm start (G(z) = DCGAN(z) on the DCGAN's own z: L1 + the vg
 content distance, D trained alongside) and the rest adversarial StyleGAN2 training, bf16 autocast,
 KID against the DCGAN floor and a checkpoint every N steps, and a hard deadline. Step counts are
 set from the probe so the run ends inside the budget; the deadline stops it gracefully if the probe
-was optimistic. Then the quality bar of docs/train-stylegan2.md (bench/quality_bar.py) on the
+was optimistic. Then the quality bar of docs/train-stylegan2.md (bench/trainers/quality_bar.py) on the
 exported (float16) weights.
 
 OUT receives at most 8 files (what comes back from a lent GPU machine, each <= 16 MiB):
@@ -102,8 +102,8 @@ def main(argv=None) -> int:
     from bench.backbones.formats import load_stylegan2
     from bench.errors import BenchError
     from bench.images import save_png
-    from bench.quality_bar import BarReference, overlay_grid
-    from bench.train_stylegan2 import export_stylegan2, train_stylegan2
+    from bench.trainers.quality_bar import BarReference, overlay_grid
+    from bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
 
     cfg = settings(args.smoke)
     cfg["channels"] = cfg["channels"] or SG2_64["channels"]   # None: the embedded architecture's widths

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..backbone import Backbone
+from bench.contracts.backbone import Backbone
 
 # -- low-level ops --------------------------------------------------------------------------------
 

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BenchError
-from ..instrument import Instrument, Output
-from .faceapi import conv_same, resize_bilinear_tf
-from .tfjs_graph import load_keras
+from bench.errors import BenchError
+from bench.contracts.instrument import Instrument, Output
+from bench.instruments.faceapi import conv_same, resize_bilinear_tf
+from bench.instruments.tfjs_graph import load_keras
 
 INPUT_SIZE = 256
 KEYPOINTS = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")  # the subject's right/left
@@ -203,7 +203,7 @@ class BlazeFaceDetector(Instrument):
 def load_net() -> BlazeFace:
     from safetensors.torch import load_file
 
-    from ..assets import asset_path
+    from bench.assets import asset_path
 
     return load_keras(BlazeFace(), load_file(str(asset_path("mediapipe-blazeface"))), "asset 'mediapipe-blazeface'")
 

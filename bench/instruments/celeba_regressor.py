@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..attributes import CELEBA_ATTRIBUTES
-from ..errors import BenchError, MissingAsset
-from ..instrument import Instrument, Output
-from .resnet import ResNet50
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.errors import BenchError, MissingAsset
+from bench.contracts.instrument import Instrument, Output
+from bench.instruments.resnet import ResNet50
 
 EYE_DEFAULTS = {"input_size": 256, "normalize": "none", "head": "identity", "antialias": False}
 NORMALIZE = ("none", "imagenet")

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BenchError
-from ..instrument import Instrument, Output
-from .faceapi import conv_same
-from .tfjs_graph import load_keras
+from bench.errors import BenchError
+from bench.contracts.instrument import Instrument, Output
+from bench.instruments.faceapi import conv_same
+from bench.instruments.tfjs_graph import load_keras
 
 INPUT_SIZE = 192
 N_POINTS = 468
@@ -137,7 +137,7 @@ CONTOUR_LAYERS = tuple([f"depthwise_conv2d_{k}" for k in (19, 20, 21, 22)] + [f"
 def load_net() -> FaceMesh:
     from safetensors.torch import load_file
 
-    from ..assets import asset_path
+    from bench.assets import asset_path
 
     return load_keras(FaceMesh(), load_file(str(asset_path("mediapipe-facemesh"))), "asset 'mediapipe-facemesh'",
                       unused_layers=CONTOUR_LAYERS)

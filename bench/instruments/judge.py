@@ -22,9 +22,9 @@ import re
 
 import torch
 
-from ..attributes import CELEBA_ATTRIBUTES
-from ..errors import BenchError
-from ..instrument import Instrument, Output
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.errors import BenchError
+from bench.contracts.instrument import Instrument, Output
 
 DEFAULT_JUDGES = {"Male": "oarriaga-gender.male", "Smiling": "oarriaga-emotion.emotion[happy]"}
 DEFAULT_EMOTION_JUDGE = "oarriaga-emotion"

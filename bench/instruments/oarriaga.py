@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BenchError
-from ..instrument import Instrument, Output
-from .faceapi import DEEPFACE_LABELS, conv_same, pad_same, resize_bilinear_tf
-from .tfjs_graph import load_keras
+from bench.errors import BenchError
+from bench.contracts.instrument import Instrument, Output
+from bench.instruments.faceapi import DEEPFACE_LABELS, conv_same, pad_same, resize_bilinear_tf
+from bench.instruments.tfjs_graph import load_keras
 
 GREY = (0.2989, 0.5870, 0.1140)
 
@@ -115,7 +115,7 @@ def gender_net() -> XceptionNet:
 def load_net(asset: str) -> XceptionNet:
     from safetensors.torch import load_file
 
-    from ..assets import asset_path
+    from bench.assets import asset_path
 
     net = {"oarriaga-emotion": emotion_net, "oarriaga-gender": gender_net}[asset]()
     return load_keras(net, load_file(str(asset_path(asset))), f"asset {asset!r}")

@@ -5,9 +5,9 @@ Factories are "module:function" strings, imported only when an instrument is use
 
 from __future__ import annotations
 
-from .. import hookimpl
-from ..attributes import CELEBA_ATTRIBUTES
-from ..registry import Entry
+from bench import hookimpl
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.registry import Entry
 
 
 @hookimpl

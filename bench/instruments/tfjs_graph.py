@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import BenchError
+from bench.errors import BenchError
 
 
 def keras_source(names: dict[str, str], key: str) -> str:

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BenchError
-from ..instrument import Instrument, Output
+from bench.errors import BenchError
+from bench.contracts.instrument import Instrument, Output
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -115,7 +115,7 @@ class VGGFeatures(Instrument):
 def vgg16_stlpips(**_options) -> VGGFeatures:
     from safetensors.torch import load_file
 
-    from ..assets import asset_path
+    from bench.assets import asset_path
 
     inst = VGGFeatures("vgg16", blur=True, n_convs=len(CONTENT_LAYERS), name="vgg16-stlpips",
                        assets=("vgg16-stlpips",))
@@ -124,7 +124,7 @@ def vgg16_stlpips(**_options) -> VGGFeatures:
 
 def vgg19(weights: str = "vgg19-torchvision", **_options) -> VGGFeatures:
     """torchvision's ImageNet VGG19 (``vgg19-dcbb9e9d.pth``): a zoo name or a path."""
-    from .. import zoo
+    from bench import zoo
 
     path = zoo.resolve(weights)
     state = torch.load(path, map_location="cpu", weights_only=True)  # plain state_dict; no code runs

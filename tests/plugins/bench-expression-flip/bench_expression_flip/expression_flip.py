@@ -1,5 +1,5 @@
 import bench
-from bench.metric import EditSet, Metric, mean_of
+from bench.contracts.metric import EditSet, Metric, mean_of
 
 
 class ExpressionFlip(Metric):

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import bench
-from bench.backbone import Backbone
+from bench.contracts.backbone import Backbone
 
 
 class LinearBackbone(Backbone):

@@ -3,7 +3,7 @@ import zlib
 import torch
 
 import bench
-from bench.method import PerAttributeEditor, add_direction, layer_mask
+from bench.contracts.method import PerAttributeEditor, add_direction, layer_mask
 
 
 class RandomDirection(PerAttributeEditor):

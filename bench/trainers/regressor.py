@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .attributes import CELEBA_ATTRIBUTES
-from .errors import BenchError
-from .instruments.resnet import ResNet50
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.errors import BenchError
+from bench.instruments.resnet import ResNet50
 
 IMAGES = "img_align_celeba"
 ATTRS = "list_attr_celeba.txt"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .batched import map_batches
-from .errors import BenchError
+from bench.pipeline.batched import map_batches
+from bench.errors import BenchError
 
 
 @dataclass(frozen=True)

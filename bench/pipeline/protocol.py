@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .batched import map_batches
-from .method import Editor, FitContext
+from bench.pipeline.batched import map_batches
+from bench.contracts.method import Editor, FitContext
 
 DEFAULT_TOL = 0.1
 DEFAULT_GRID = 4    # scan points per side of s = 0 before bisecting (R_k need not be monotone)

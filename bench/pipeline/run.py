@@ -32,15 +32,15 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from .analysis import analyse
-from .attributes import CELEBA_ATTRIBUTES
-from .errors import BenchError, MissingAsset
-from .fs import atomic, writable_dir
-from .method import FitContext, canonical_json, fit_or_load, module_fingerprint
-from .metric import EditSet
-from .plugins import plugin_versions
-from .protocol import LADDER_TOL, ladder_edit
-from .session import Session
+from bench.pipeline.analysis import analyse
+from bench.attributes import CELEBA_ATTRIBUTES
+from bench.errors import BenchError, MissingAsset
+from bench.fs import atomic, writable_dir
+from bench.contracts.method import FitContext, canonical_json, fit_or_load, module_fingerprint
+from bench.contracts.metric import EditSet
+from bench.plugins import plugin_versions
+from bench.pipeline.protocol import LADDER_TOL, ladder_edit
+from bench.pipeline.session import Session
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity", "judge")
 DEFAULT_INSTRUMENTS = {"attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks",
@@ -104,7 +104,7 @@ def _split(names) -> tuple:
 
 def make_config(methods, attrs, preset: str = "quick", n: int | None = None, fit_seeds: int | None = None,
                 levels=None, **kw) -> RunConfig:
-    from .presets import preset as get_preset
+    from bench.presets import preset as get_preset
 
     p = get_preset(preset)
     if levels is not None:
@@ -122,7 +122,7 @@ def make_config(methods, attrs, preset: str = "quick", n: int | None = None, fit
 
 def validate(cfg: RunConfig, plugins) -> None:
     """Raise BenchError (exit 2) for anything wrong in the config, naming what is valid."""
-    from .presets import PRESETS
+    from bench.presets import PRESETS
 
     if not cfg.methods:
         raise BenchError("--methods needs at least one method; valid methods: " + ", ".join(plugins.methods.names()))
@@ -163,7 +163,7 @@ def validate(cfg: RunConfig, plugins) -> None:
     for role, name in cfg.instruments.items():
         if not (role == "emotion" and name == "auto"):
             plugins.instruments.get(name)
-    from .instruments.judge import check_judges
+    from bench.instruments.judge import check_judges
 
     check_judges(cfg.judges, plugins.instruments)
 
@@ -175,13 +175,13 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: Path, session: Session | None = None, cache_dir: Path | str = "cache",
                  log: Callable[[str], None] = print, executor=None):
-        from .executors import LocalExecutor
+        from bench.pipeline.executors import LocalExecutor
 
         self.cfg, self.out = cfg, Path(out)
         self.session = session if session is not None else Session()
         self.plugins = self.session.plugins
         self.cache_dir, self.log = Path(cache_dir), log
-        self.executor = executor or LocalExecutor()   # where the units are done (bench/executors.py)
+        self.executor = executor or LocalExecutor()   # where the units are done (bench/pipeline/executors.py)
         self._editors: dict = {}                      # fitted in this process, for its edit unit
         validate(cfg, self.plugins)
         unknown = sorted(set(cfg.overrides) - set(cfg.methods))
@@ -327,7 +327,7 @@ class Run:
 
     def trajectory(self, name: str, attr: str, lat: torch.Tensor, ladder: torch.Tensor) -> Path:
         """Image grid: rows = the first samples, columns = levels -max ... original ... +max."""
-        from .images import make_grid, save_png
+        from bench.images import make_grid, save_png
 
         k = min(self.cfg.trajectory["samples"], self.cfg.n)
         neg = sum(1 for v in self.cfg.signed_levels if v < 0)
@@ -342,7 +342,7 @@ class Run:
     def execute(self) -> Path:
         """Do (or finish) the run. A second identical run started meanwhile waits on ``<out>/.lock``, then
         finds the finished units and only re-summarises, instead of redoing all the work beside this one."""
-        from .fs import folder_lock
+        from bench.fs import folder_lock
 
         def waiting():
             self.log(f"another bench run is working in {self.out}; waiting")
@@ -360,7 +360,7 @@ class Run:
     def _execute(self) -> Path:
         from tqdm.auto import tqdm
 
-        from .executors import Ledger
+        from bench.pipeline.executors import Ledger
 
         t0 = time.perf_counter()
         self._load_models()
@@ -403,8 +403,8 @@ class Run:
         """The units still to do, in order: the originals if missing, then a fit and an edit unit for each
         missing (method, fit seed, attribute). A unit file whose sha256 differs from the one recorded when
         it was written is moved aside (``<name>.corrupt-<time>``) and redone."""
-        from .executors import all_units
-        from .method import quarantine
+        from bench.pipeline.executors import all_units
+        from bench.contracts.method import quarantine
 
         units = all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list)
         for u in units:
@@ -418,7 +418,7 @@ class Run:
 
     def run_unit(self, unit) -> dict:
         """Do one unit in this process and write its file; returns its record (what units.json keeps)."""
-        from .assets import sha256_file
+        from bench.assets import sha256_file
 
         if not hasattr(self, "ctx"):   # a worker: the models are loaded per job
             self._load_models()
@@ -433,7 +433,7 @@ class Run:
             path = self.unit_path(None)
             self.originals()
         else:
-            from .executors import Unit
+            from bench.pipeline.executors import Unit
 
             editor = self._editors.pop(Unit("fit", unit.method, unit.attr, unit.seed), None)
             if editor is None:   # fitted by another job: load it from the cache (sha256-checked)
@@ -446,8 +446,8 @@ class Run:
     def cached_fit(self, unit) -> dict | None:
         """The record of fit ``unit`` if the cache already holds its artifact intact (then no job is needed:
         a rerun with more attributes or fit seeds submits only the new fits), else None."""
-        from .assets import sha256_file
-        from .method import artifact_path, load_artifact
+        from bench.assets import sha256_file
+        from bench.contracts.method import artifact_path, load_artifact
 
         try:
             path = artifact_path(self.editor(unit.method),
@@ -461,7 +461,7 @@ class Run:
                 "sha256": sha256_file(path)}
 
     def spec(self, device: str | None = None, threads: int | None = None, dtype: str | None = None) -> dict:
-        """What a job needs to rebuild this run on a worker (:func:`bench.executors.work`); paths absolute."""
+        """What a job needs to rebuild this run on a worker (:func:`bench.pipeline.executors.work`); paths absolute."""
         s = self.session
         return {"config": self.cfg.to_dict(), "out": str(self.out.absolute()),
                 "cache_dir": str(self.cache_dir.absolute()), "device": device or str(s.device),
@@ -510,7 +510,7 @@ class Run:
 
     # -- provenance --------------------------------------------------------------------------------
     def _manifest(self) -> dict:
-        from .assets import register
+        from bench.assets import register
 
         reg = register()
         used = set(getattr(self.backbone, "assets", ()) or ())
@@ -557,7 +557,7 @@ def config_from_dict(d: dict) -> RunConfig:
 
 
 def _method_config(preset: str, method: str) -> dict:
-    from .presets import method_config
+    from bench.presets import method_config
 
     return method_config(preset, method)
 
@@ -565,7 +565,7 @@ def _method_config(preset: str, method: str) -> dict:
 def _skip_reason(name: str, e: Exception) -> str:
     """One short clause on why ``name`` did not load: for missing weights, the path where the file goes."""
     if name == "deepface-emotion" and isinstance(e, MissingAsset):
-        from .instruments.deepface_emotion import weights_path
+        from bench.instruments.deepface_emotion import weights_path
 
         return f"{name} weights not found (put them at {weights_path()} to use it)"
     return f"{name} not loadable ({str(e).split(': ')[0][:100]})"
@@ -604,7 +604,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 def _measurement_rows(method, attr, seed, level, m: dict, target, strength, reached) -> pd.DataFrame:
-    from .measure import DEEPFACE_EMOTIONS
+    from bench.measure import DEEPFACE_EMOTIONS
 
     n = next(iter(m.values())).shape[0]
     cols = {"method": [method] * n, "attr": [attr] * n, "seed": np.full(n, seed),
