@@ -20,7 +20,7 @@ from torch import nn
 from bench.errors import BenchError
 from bench.contracts.instrument import Instrument, Output
 from bench.instruments.faceapi import conv_same
-from bench.instruments.tfjs_graph import load_keras
+from bench.instruments.tfjs_graph import Conv, load_keras
 
 INPUT_SIZE = 192
 N_POINTS = 468
@@ -33,18 +33,6 @@ BROWS = (156, 70, 63, 105, 66, 107, 55, 193, 35, 124, 46, 53, 52, 65,
          383, 300, 293, 334, 296, 336, 285, 417, 265, 353, 276, 283, 282, 295)
 # the mesh points at iBUG-68 anchors: eye corners (36, 39, 42, 45) and mouth corners (48, 54)
 IBUG_ANCHORS = {36: 33, 39: 133, 42: 362, 45: 263, 48: 61, 54: 291}
-
-
-class Conv(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int = 1):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(cout, cin, k, k))
-        self.bias = nn.Parameter(torch.zeros(cout))
-
-    def forward(self, x, stride=1, padding="same"):
-        if padding == "same":
-            return conv_same(x, self.weight, self.bias, stride)
-        return F.conv2d(x, self.weight, self.bias, stride)
 
 
 class PReLU(nn.Module):

@@ -25,21 +25,9 @@ from torch import nn
 from bench.errors import BenchError
 from bench.contracts.instrument import Instrument, Output
 from bench.instruments.faceapi import DEEPFACE_LABELS, conv_same, pad_same, resize_bilinear_tf
-from bench.instruments.tfjs_graph import load_keras
+from bench.instruments.tfjs_graph import Conv, load_keras
 
 GREY = (0.2989, 0.5870, 0.1140)
-
-
-class Conv(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(cout, cin, k, k))
-        self.bias = nn.Parameter(torch.zeros(cout))
-
-    def forward(self, x, stride=1, padding="same"):
-        if padding == "same":
-            return conv_same(x, self.weight, self.bias, stride)
-        return F.conv2d(x, self.weight, self.bias, stride)
 
 
 class SeparableConv(nn.Module):

@@ -8,9 +8,11 @@ except layers the port names in ``unused_layers`` (a head it does not run): noth
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import BenchError
+from bench.instruments.faceapi import conv_same
 
 
 def keras_source(names: dict[str, str], key: str) -> str:
@@ -42,3 +44,17 @@ def load_keras(net: nn.Module, tensors: dict[str, torch.Tensor], source: str,
         raise BenchError(f"{source} does not fit {type(net).__name__}: " + "; ".join(problems[:6]))
     net.load_state_dict(state, strict=True)
     return net.eval().requires_grad_(False)
+
+
+class Conv(nn.Module):
+    """A Keras Conv2D as the converted graphs name it (``weight``, ``bias``), TF's 'same' padding by default."""
+
+    def __init__(self, cin: int, cout: int, k: int = 1):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(cout, cin, k, k))
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def forward(self, x, stride=1, padding="same"):
+        if padding == "same":
+            return conv_same(x, self.weight, self.bias, stride)
+        return F.conv2d(x, self.weight, self.bias, stride)
