@@ -39,6 +39,11 @@ class Instrument(nn.Module, abc.ABC):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [B, 3, H, W] in [-1, 1] -> {output name: tensor [B, ...]}."""
 
+    def check_images(self, images: torch.Tensor) -> None:
+        """BenchError unless ``images`` is a batch of RGB images [B, 3, H, W] (every forward's first line)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+
     def output(self, name: str) -> Output:
         for o in self.outputs:
             if o.name == name:

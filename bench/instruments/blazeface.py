@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
 from bench.contracts.instrument import Instrument, Output
 from bench.instruments.faceapi import conv_same, resize_bilinear_tf
 from bench.instruments.tfjs_graph import load_keras
@@ -179,8 +178,7 @@ class BlazeFaceDetector(Instrument):
         return super().train(False)
 
     def forward(self, images):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+        self.check_images(images)
         p = next(self.net.parameters())
         x, _, _ = letterbox(images.to(device=p.device, dtype=p.dtype))
         return decode(*self.net(x))

@@ -125,8 +125,7 @@ class DeepFaceEmotion(Instrument):
         return super().train(False)  # dropout stays off
 
     def forward(self, images):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+        self.check_images(images)
         p = next(self.net.parameters())
         x = to_network_input(images.to(p.device), self.gray_weights).to(p.dtype)
         return {"emotion": self.net(x)}

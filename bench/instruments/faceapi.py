@@ -347,8 +347,7 @@ class FaceapiInstrument(Instrument):
         return super().train(False)  # nothing to train; keep eval semantics
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+        self.check_images(images)
         p = next(self.net.parameters())
         x = to_network_input(images.to(device=p.device, dtype=p.dtype), self.net.input_size, self.mean_rgb)
         return x.contiguous(memory_format=torch.channels_last)

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
 from bench.contracts.instrument import Instrument, Output
 from bench.instruments.faceapi import conv_same
 from bench.instruments.tfjs_graph import Conv, load_keras
@@ -184,8 +183,7 @@ class FaceMeshInstrument(Instrument):
         return super().train(False)
 
     def forward(self, images):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+        self.check_images(images)
         p = next(self.net.parameters())
         x = to_network_input(images.to(device=p.device, dtype=p.dtype))
         mesh, flag = self.net(x)

@@ -178,8 +178,7 @@ class FerEmotion(Instrument):
         return self.probabilities((x / 255 - 0.5) * 2)  # fer's preprocess_input(v2=True)
 
     def forward(self, images):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+        self.check_images(images)
         p = next(self.net.parameters())
         return {"emotion": self.probabilities(to_gray64(images.to(device=p.device, dtype=p.dtype), self.gray_weights))}
 

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
 from bench.contracts.instrument import Instrument, Output
 from bench.instruments.faceapi import DEEPFACE_LABELS, conv_same, pad_same, resize_bilinear_tf
 from bench.instruments.tfjs_graph import Conv, load_keras
@@ -130,8 +129,7 @@ class OarriagaInstrument(Instrument):
         return super().train(False)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+        self.check_images(images)
         p = next(self.net.parameters())
         return to_grey_input(images.to(device=p.device, dtype=p.dtype), self.net.input_size)
 

@@ -101,8 +101,7 @@ class VGGFeatures(Instrument):
         return self
 
     def forward(self, images):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise BenchError(f"{self.name} expects images [B, 3, H, W], got {tuple(images.shape)}")
+        self.check_images(images)
         x = ((images.to(self.mean) + 1) / 2 - self.mean) / self.std
         out = {}
         for layer in self.features[:self.conv_index[len(self.outputs) - 1] + 1]:

@@ -36,6 +36,7 @@ from bench.pipeline.analysis import analyse
 from bench.attributes import CELEBA_ATTRIBUTES
 from bench.errors import BenchError, MissingAsset
 from bench.fs import atomic, writable_dir
+from bench.instruments.faceapi import DEEPFACE_LABELS   # the emotion columns, DeepFace order
 from bench.contracts.method import FitContext, canonical_json, fit_or_load, module_fingerprint
 from bench.contracts.metric import EditSet
 from bench.plugins import plugin_versions
@@ -603,31 +604,27 @@ def _write_json(path: Path, obj: dict) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=str))
 
 
-def _measurement_rows(method, attr, seed, level, m: dict, target, strength, reached) -> pd.DataFrame:
-    from bench.measure import DEEPFACE_EMOTIONS
+# role -> (column prefix, labels): names, "xy" for points [N, P, 2], None for plain indices
+_COLUMNS = {"attributes": ("R", CELEBA_ATTRIBUTES), "emotion": ("E", DEEPFACE_LABELS), "landmarks": ("L", "xy"),
+            "descriptor": ("D", None), "judge": ("J", CELEBA_ATTRIBUTES), "judge_emotion": ("JE", DEEPFACE_LABELS),
+            "mesh": ("M", "xy")}
 
+
+def _measurement_rows(method, attr, seed, level, m: dict, target, strength, reached) -> pd.DataFrame:
     n = next(iter(m.values())).shape[0]
     cols = {"method": [method] * n, "attr": [attr] * n, "seed": np.full(n, seed),
             "level": np.full(n, np.nan if level is None else level), "sample": np.arange(n),
             "target": np.full(n, np.nan) if target is None else target.double().numpy(),
             "strength": np.zeros(n) if strength is None else strength.double().numpy(),
             "reached": np.zeros(n, bool) if reached is None else reached.bool().numpy()}
-    if "attributes" in m:
-        cols.update({f"R.{a}": m["attributes"][:, i].double().numpy() for i, a in enumerate(CELEBA_ATTRIBUTES)})
-    if "emotion" in m:
-        cols.update({f"E.{e}": m["emotion"][:, i].double().numpy() for i, e in enumerate(DEEPFACE_EMOTIONS)})
-    if "landmarks" in m:
-        lm = m["landmarks"].double().numpy()
-        for i in range(lm.shape[1]):
-            cols[f"L.{i}.x"], cols[f"L.{i}.y"] = lm[:, i, 0], lm[:, i, 1]
-    if "descriptor" in m:
-        cols.update({f"D.{i}": m["descriptor"][:, i].double().numpy() for i in range(m["descriptor"].shape[1])})
-    if "judge" in m:
-        cols.update({f"J.{a}": m["judge"][:, i].double().numpy() for i, a in enumerate(CELEBA_ATTRIBUTES)})
-    if "judge_emotion" in m:
-        cols.update({f"JE.{e}": m["judge_emotion"][:, i].double().numpy() for i, e in enumerate(DEEPFACE_EMOTIONS)})
-    if "mesh" in m:
-        mesh = m["mesh"].double().numpy()
-        for i in range(mesh.shape[1]):
-            cols[f"M.{i}.x"], cols[f"M.{i}.y"] = mesh[:, i, 0], mesh[:, i, 1]
+    for role, (prefix, labels) in _COLUMNS.items():   # the parquet's column order: this table's
+        if role not in m:
+            continue
+        v = m[role].double().numpy()
+        if labels == "xy":                                # points [N, P, 2] -> P.i.x, P.i.y
+            for k in range(v.shape[1]):
+                cols[f"{prefix}.{k}.x"], cols[f"{prefix}.{k}.y"] = v[:, k, 0], v[:, k, 1]
+        else:
+            names = labels if labels is not None else range(v.shape[1])
+            cols.update({f"{prefix}.{name}": v[:, k] for k, name in enumerate(names)})
     return pd.DataFrame(cols)
