@@ -1,67 +1,113 @@
 """Seconds per training step of EYE (``baseline``) and HFLD (``hfld``) on the embedded DCGAN with the probe as R.
 
-    python tools/eye_step_time.py [--steps 30] [--reps 3] [--threads 2] [--ref HEAD~1]
+    python tools/eye_step_time.py [--steps 30] [--reps 3] [--threads 2] [--ref 5acf877] [--attrs Male,Bald]
 
 Quick-preset options (lr 3e-3, max_strength 3.0). Each cell: one short warm-up fit, then ``--reps``
 fits of ``--steps`` steps. "step" is the median interval between consecutive calls of ``losses``
 (one whole step: forward, backward, Adam, logging); "fit/step" is the median fit time / steps
-(adds per-fit set-up and the end-of-fit log flush). ``--ref REV`` also times methods/eye.py as it
-was at git revision REV, interleaved with the working tree's version so both see the same CPU load.
+(adds per-fit set-up and the end-of-fit log flush).
+
+``--ref REV`` also times the whole tree as it was at git revision REV (methods, instruments and
+backbone: ``git archive`` into a temporary folder), in a second worker process. The driver asks the
+two workers for one fit at a time, alternating, so both see the same CPU load; only one computes at
+any moment. 5acf877 is the tree issue #10 measured ("EYE 0.5 s/step" under load).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import inspect
+import io
+import json
 import logging
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.contracts.method import FitContext  # noqa: E402
-from bench.plugins import get_plugins  # noqa: E402
-
-ATTRS = (("Male",), ("Bald",), ("Male", "Bald"))
 OPTIONS = {"lr": 3e-3, "max_strength": 3.0}   # the quick preset's EYE/HFLD schedule
 
 
-def eye_at(rev: str):
-    """methods/eye.py as of git revision ``rev``, imported as a separate module."""
-    src = subprocess.run(["git", "show", f"{rev}:methods/eye.py"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "eye_ref.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("eye_ref", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+# -- the worker: one tree, one process -----------------------------------------------------------
+
+def worker(tree: str, threads: int) -> None:
+    """Serve fits of ``tree``'s code: one JSON request per stdin line, one JSON answer per stdout line."""
+    sys.path.insert(0, tree)   # before site-packages: this tree's bench/methods, not the installed ones
+    import torch
+
+    from bench.plugins import get_plugins
+    try:
+        from bench.contracts.method import FitContext
+    except ImportError:        # trees before the bench/contracts layout
+        from bench.method import FitContext
+
+    torch.set_num_threads(threads)
+    logging.disable(logging.WARNING)   # the DCGAN has no D: every fit would warn so
+    pl = get_plugins()
+    bb = pl.backbones.create("dcgan").eval()
+    R = pl.instruments.create("probe").eval()
+    # trees since the run session pass the instrument loader explicitly; older ones fell back to the plugins
+    extra = ({"load_instrument": pl.instruments.create}
+             if "load_instrument" in inspect.signature(FitContext).parameters else {})
+    out = sys.stdout
+    sys.stdout = sys.stderr    # anything the tree prints stays off the answer channel
+    out.write(json.dumps({"ready": str(Path(sys.modules["bench"].__file__).parent)}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        req = json.loads(line)
+        ed = pl.methods.create(req["method"], steps=req["steps"], **OPTIONS)
+        stamps = []
+        losses = ed.losses
+
+        def timed(*a, _losses=losses, **k):   # a step starts with its losses call
+            stamps.append(time.perf_counter())
+            return _losses(*a, **k)
+
+        ed.losses = timed
+        ctx = FitContext(bb, {"probe": R}, attributes=tuple(req["attrs"]), seed=0,
+                         attribute_instrument="probe", **extra)
+        t0 = time.perf_counter()
+        ed.fit(ctx)
+        total = time.perf_counter() - t0
+        step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+        out.write(json.dumps({"step": step, "total": total}) + "\n")
+        out.flush()
 
 
-def time_fit(cls, bb, R, attrs, steps):
-    """(median seconds between consecutive steps, total fit seconds) of one fresh fit."""
-    ed = cls(steps=steps, **OPTIONS)
-    stamps = []
-    losses = ed.losses
+class Worker:
+    def __init__(self, tree: Path, threads: int):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", str(tree), "--threads", str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.where = self._read()["ready"]
 
-    def timed(*a, **k):   # a step starts with its losses call: intervals between them are whole steps
-        stamps.append(time.perf_counter())
-        return losses(*a, **k)
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"worker exited (code {self.proc.wait()})")
+        return json.loads(line)
 
-    ed.losses = timed
-    ctx = FitContext(bb, {"probe": R}, attributes=attrs, seed=0, attribute_instrument="probe",
-                     load_instrument=get_plugins().instruments.create)
-    t0 = time.perf_counter()
-    ed.fit(ctx)
-    total = time.perf_counter() - t0
-    return statistics.median(b - a for a, b in zip(stamps, stamps[1:])), total
+    def fit(self, method: str, attrs, steps: int) -> tuple[float, float]:
+        self.proc.stdin.write(json.dumps({"method": method, "attrs": list(attrs), "steps": steps}) + "\n")
+        self.proc.stdin.flush()
+        r = self._read()
+        return r["step"], r["total"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def tree_at(rev: str) -> Path:
+    """The repository's files at ``rev`` (git archive), extracted into a temporary folder."""
+    tar = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
+    dest = Path(tempfile.mkdtemp(prefix=f"eye-ref-{rev}-"))
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(dest, filter="data")
+    return dest
 
 
 def main() -> None:
@@ -69,39 +115,44 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ref", default=None, help="also time methods/eye.py at this git revision")
+    ap.add_argument("--ref", default=None, help="also time the whole tree at this git revision")
     ap.add_argument("--methods", default="baseline,hfld")
+    ap.add_argument("--attrs", default="Male,Bald,Male+Bald",
+                    help="comma-separated cells; '+' joins attributes fitted together")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    logging.disable(logging.WARNING)   # the DCGAN has no D: every fit would warn so
+    if args.worker:
+        return worker(args.worker, args.threads)
 
-    pl = get_plugins()
-    bb = pl.backbones.create("dcgan").eval()
-    R = pl.instruments.create("probe").eval()
-    cur = {m: type(pl.methods.create(m)) for m in args.methods.split(",")}
-    versions = {"now": cur}
+    versions = {}
     if args.ref:
-        ref = eye_at(args.ref)
-        versions = {args.ref: {m: getattr(ref, c.__name__) for m, c in cur.items()}, "now": cur}
-
-    cells = [(m, attrs) for m in cur for attrs in ATTRS]
+        versions[args.ref] = Worker(tree_at(args.ref), args.threads)
+    versions["now"] = Worker(ROOT, args.threads)
+    for v, w in versions.items():
+        print(f"{v}: {w.where}", file=sys.stderr)
+    cells = [(m, tuple(a.split("+"))) for m in args.methods.split(",") for a in args.attrs.split(",")]
     for m, attrs in cells:        # warm-up: loads the content/landmark nets, first-call allocations
-        for v in versions.values():
-            time_fit(v[m], bb, R, attrs, 3)
+        for w in versions.values():
+            w.fit(m, attrs, 3)
     res = {(v, c): [] for v in versions for c in cells}
     for _ in range(args.reps):    # interleaved: every version of every cell once per repetition
         for c in cells:
-            for v, classes in versions.items():
-                res[v, c].append(time_fit(classes[c[0]], bb, R, c[1], args.steps))
+            for v, w in versions.items():
+                res[v, c].append(w.fit(c[0], c[1], args.steps))
+    for w in versions.values():
+        w.close()
 
     print(f"{args.steps} steps x {args.reps} reps, batch 4, {args.threads} threads; seconds")
-    print(f"{'method':9} {'attributes':10} " + " ".join(f"{v + ' step':>14} {v + ' fit/step':>14}" for v in versions))
+    head = " ".join(f"{v + ' step':>14} {v + ' fit/step':>14}" for v in versions)
+    print(f"{'method':9} {'attributes':10} {head}" + (f" {'speed-up':>9}" if args.ref else ""))
     for c in cells:
-        row = []
+        row, steps = [], []
         for v in versions:
             r = res[v, c]
-            row.append(f"{statistics.median(s for s, _ in r):14.4f} {statistics.median(t for _, t in r) / args.steps:14.4f}")
-        print(f"{c[0]:9} {'+'.join(c[1]):10} " + " ".join(row))
+            steps.append(statistics.median(s for s, _ in r))
+            row.append(f"{steps[-1]:14.4f} {statistics.median(t for _, t in r) / args.steps:14.4f}")
+        ratio = f" {steps[0] / steps[-1]:8.2f}x" if args.ref else ""
+        print(f"{c[0]:9} {'+'.join(c[1]):10} " + " ".join(row) + ratio)
 
 
 if __name__ == "__main__":
