@@ -217,7 +217,10 @@ def test_losses_and_fit_equal_the_full_forward_reference(backbone, instruments):
         f.fit(c)
         fits.append(f)
     torch.testing.assert_close(fits[0].log["values"], fits[1].log["values"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(fits[0].T, fits[1].T, atol=1e-6, rtol=0)
+    # Adam divides each gradient element by its own running scale, so a rounding-level difference in a
+    # near-zero element moves T by a fraction of lr (1e-2); on some CPUs oneDNN rounds the two paths
+    # differently (1.3e-5 seen). 1e-4 = 1% of lr: any real difference in the loss moves T by ~lr.
+    torch.testing.assert_close(fits[0].T, fits[1].T, atol=1e-4, rtol=0)
 
 
 def test_non_finite_loss_names_its_step(backbone, instruments, tmp_path):

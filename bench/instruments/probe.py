@@ -175,18 +175,20 @@ class Probe(Instrument):
         content = (pad_square(torch.ones_like(images[:, :1])) + 1) / 2   # 1 on the image, 0 on the padding
         b = x.shape[0]
         views = [x, x.flip(-1)] if self.symmetric else [x]
-        # one net call per view: on CPU a batch of 2B costs 3-7x a batch of B here (cache), not 2x
+
+        def run(net):   # all views in one call (the face-api nets run channels-last: on this CPU a batch
+            return net(torch.cat(views)) if len(views) > 1 else net(x)   # of 2B costs 1.7-1.9x one of B)
+
         f = {}
         if only in (None, "Male", "Young"):
-            ag = [self.age_gender_net(v) for v in views]
-            male, age = torch.cat([o["male"] for o in ag]), torch.cat([o["age"] for o in ag])
-            f.update(Male=torch.logit(male.clamp(1e-6, 1 - 1e-6)), Young=age)
+            ag = run(self.age_gender_net)
+            f.update(Male=torch.logit(ag["male"].clamp(1e-6, 1 - 1e-6)), Young=ag["age"])
         if only in (None, "Smiling"):
-            happy = torch.cat([self.expression_net(v)["expression"][:, HAPPY] for v in views])
+            happy = run(self.expression_net)["expression"][:, HAPPY]
             f["Smiling"] = torch.logit(happy.clamp(1e-6, 1 - 1e-6))
         lm = None
         if only is None or only in MEASURED:
-            lm = torch.cat([self.landmark_net(v)["landmarks"] for v in views])   # [B, 68, 2], fractions of x
+            lm = run(self.landmark_net)["landmarks"]   # [B, 68, 2], fractions of x
             f.update(self._geometry(lm))
             masks = [content, content.flip(-1)] if self.symmetric else [content]
             f.update(self._colours(torch.cat(views), torch.cat(masks), lm))
