@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from bench.registry import Entry  # noqa: E402  (the two names a plugin author needs)
-from bench.plugins import hookimpl  # noqa: E402
+from latent_edit_bench.registry import Entry  # noqa: E402  (the two names a plugin author needs)
+from latent_edit_bench.plugins import hookimpl  # noqa: E402
 
 __all__ = ["Entry", "hookimpl", "__version__"]

@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
 
 DEFAULT_MAX_EMOTION_CHANGE = 0.22   # 90th percentile of the 1-px-shift null (docs/augment.md)
 DEFAULT_MAX_LANDMARK_SHIFT = 0.10   # same null, rounded
@@ -60,7 +60,7 @@ class AugmentConfig:
     overrides: dict = dataclasses.field(default_factory=dict)   # method options over the preset's (--set)
 
     def editor(self, plugins):
-        from bench.presets import method_config
+        from latent_edit_bench.presets import method_config
 
         return plugins.methods.create(self.method, **{**method_config(self.preset, self.method), **self.overrides})
 
@@ -118,7 +118,7 @@ def _sources(cfg: AugmentConfig, ctx, backbone, from_dir: Path | None):
         lat = ctx.latents(cfg.n_sample, seed=cfg.seed + SAMPLE_SEED_OFFSET)
         names = [f"sample{i:04d}" for i in range(cfg.n_sample)]
         return names, [f"sample seed {cfg.seed + SAMPLE_SEED_OFFSET} #{i}" for i in range(cfg.n_sample)], lat
-    from bench.invert import read_inverted
+    from latent_edit_bench.invert import read_inverted
 
     rows = read_inverted(from_dir)
     wrong = [r["name"] for r in rows if r.get("backbone") != backbone.name]
@@ -161,11 +161,11 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
             cache_dir: Path | str = "cache", log=print) -> Result:
     from safetensors.torch import load_file
 
-    from bench.fs import atomic, writable_dir
-    from bench.images import to_uint8
-    from bench.invert import emotion_instrument
-    from bench.contracts.method import FitContext, fit_or_load
-    from bench.pipeline.protocol import ladder_edit
+    from latent_edit_bench.fs import atomic, writable_dir
+    from latent_edit_bench.images import to_uint8
+    from latent_edit_bench.invert import emotion_instrument
+    from latent_edit_bench.contracts.method import FitContext, fit_or_load
+    from latent_edit_bench.pipeline.protocol import ladder_edit
 
     plugins = session.plugins
     cfg.validate(plugins)
@@ -245,7 +245,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     with atomic(out / "manifest.csv") as tmp:
         manifest.to_csv(tmp, index=False, float_format="%.5f")
     yield_table(manifest).to_csv(out / "yield.csv", index=False, float_format="%.4f")
-    from reports.contact_sheet import render_contact_png, render_contact_sheet
+    from latent_edit_bench.reports.contact_sheet import render_contact_png, render_contact_sheet
 
     sheet = render_contact_sheet(out, manifest, title=f"{cfg.method}: {', '.join(cfg.attrs)}")
     render_contact_png(out, manifest)
@@ -256,7 +256,7 @@ def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame
     """The manifest: one row per (source, attribute, level), measured numbers and the keep decision."""
     from safetensors.torch import load_file
 
-    from bench.measure import DEEPFACE_EMOTIONS
+    from latent_edit_bench.measure import DEEPFACE_EMOTIONS
 
     lo = orig["landmarks"]
     iod = (lo[:, 42:48].mean(1) - lo[:, 36:42].mean(1)).norm(dim=-1)
@@ -327,7 +327,7 @@ def _sync_kept(out: Path, kept: pd.DataFrame) -> None:
 def _png(arr: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    from bench.fs import atomic
+    from latent_edit_bench.fs import atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic(path) as tmp:
@@ -337,7 +337,7 @@ def _png(arr: np.ndarray, path: Path) -> None:
 def _save(path: Path, tensors: dict) -> None:
     from safetensors.torch import save_file
 
-    from bench.fs import atomic
+    from latent_edit_bench.fs import atomic
 
     with atomic(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from bench.errors import BenchError
-from bench.pipeline.session import resolve_device
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.pipeline.session import resolve_device
 
 
 class BenchGroup(click.Group):
@@ -21,7 +21,7 @@ class BenchGroup(click.Group):
 
 
 def _plugins():
-    from bench.plugins import get_plugins
+    from latent_edit_bench.plugins import get_plugins
 
     return get_plugins()
 
@@ -34,7 +34,7 @@ DTYPE_OPTION = click.option(
 
 def writable_output(path: Path) -> Path:
     """Create the parent folder now, so a bad -o fails before any work is done."""
-    from bench.fs import file_in_the_way, writable_dir
+    from latent_edit_bench.fs import file_in_the_way, writable_dir
 
     blocker = file_in_the_way(path.parent)
     if blocker is not None:   # e.g. -o /dev/null/x.png: name the parent, not mkdir's "File exists"
@@ -71,8 +71,8 @@ def list_cmd():
 def _attribute_kind_lines(plugins) -> list[str]:
     """The default attribute instrument's attributes, each marked as a trained network's score or a
     heuristic's, so nobody reads a colour heuristic's score with a classifier's confidence."""
-    from bench.instruments.probe import attribute_kind
-    from bench.pipeline.run import DEFAULT_INSTRUMENTS
+    from latent_edit_bench.instruments.probe import attribute_kind
+    from latent_edit_bench.pipeline.run import DEFAULT_INSTRUMENTS
 
     name = DEFAULT_INSTRUMENTS["attributes"]
     try:
@@ -101,7 +101,7 @@ def _attribute_kind_lines(plugins) -> list[str]:
               show_default=True)
 def sample(backbone_name, weights, n, seed, ncol, scale, device, output):
     """Render a grid of n samples from a backbone."""
-    from bench.images import make_grid, save_png
+    from latent_edit_bench.images import make_grid, save_png
 
     writable_output(output)
     options = {"weights": weights} if weights else {}
@@ -121,7 +121,7 @@ def zoo():
 @zoo.command("list")
 def zoo_list():
     """Show zoo entries and whether each is in the cache."""
-    from bench import zoo as zoo_mod
+    from latent_edit_bench import zoo as zoo_mod
 
     click.echo(f"cache: {zoo_mod.cache_dir()}")
     for e in zoo_mod.ZOO.values():
@@ -137,7 +137,7 @@ def zoo_list():
 @click.argument("name")
 def zoo_fetch(name):
     """Download a zoo entry into the cache and verify its checksum."""
-    from bench import zoo as zoo_mod
+    from latent_edit_bench import zoo as zoo_mod
 
     click.echo(f"saved {zoo_mod.fetch(name)}")
 
@@ -156,7 +156,7 @@ def zoo_fetch(name):
 @click.option("--device", default="auto", show_default=True)
 def zoo_train_regressor(celeba_dir, output, epochs, batch_size, lr, image_size, max_steps, seed, device):
     """Train the 40-attribute ResNet-50 regressor R on CelebA (resumes after a kill)."""
-    from bench.trainers.regressor import train_regressor
+    from latent_edit_bench.trainers.regressor import train_regressor
 
     writable_output(output)
     result = train_regressor(celeba_dir, output, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -182,8 +182,8 @@ def measure(images, instrument_set, output_dir, use_dlib, device, no_detect, min
     """Find every face in IMAGES (photos), crop and measure each: emotions, age/gender, attributes, landmarks.
 
     Writes <image>_faces.png (numbered boxes and landmarks); exit 2 if an image has no face."""
-    from bench.measure import measure_files
-    from bench.pipeline.session import Session
+    from latent_edit_bench.measure import measure_files
+    from latent_edit_bench.pipeline.session import Session
 
     session = Session(_plugins(), device=resolve_device(device))
     measure_files(images, instrument_set, output_dir, session.device, use_dlib, echo=click.echo,
@@ -211,7 +211,7 @@ def measure(images, instrument_set, output_dir, use_dlib, device, no_detect, min
 def zoo_train_stylegan2(output_dir, steps, batch_size, size, max_channels, lr, r1_gamma, pl_weight,
                         mixed_precision, eval_every, snapshot_every, seed, device, no_resume):
     """Distil a StyleGAN2 from the embedded DCGAN (a GPU job; resumes after a kill) and export it."""
-    from bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
+    from latent_edit_bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
 
     writable_output(output_dir / "checkpoint.pt")
     result = train_stylegan2(output_dir, steps=steps, batch_size=batch_size, size=int(size),
@@ -242,9 +242,9 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
     import dataclasses
     import time
 
-    from bench.contracts.method import FitContext, fit_or_load
-    from bench.presets import method_config, preset as get_preset
-    from bench.pipeline.session import Session
+    from latent_edit_bench.contracts.method import FitContext, fit_or_load
+    from latent_edit_bench.presets import method_config, preset as get_preset
+    from latent_edit_bench.pipeline.session import Session
 
     plugins = _plugins()
     names = [m.strip() for m in methods.split(",") if m.strip()]
@@ -348,8 +348,8 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
     """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
     import torch
 
-    from bench.pipeline.run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
-    from bench.pipeline.session import Session
+    from latent_edit_bench.pipeline.run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
+    from latent_edit_bench.pipeline.session import Session
 
     executor = make_executor_from_options(executor_name, device, slurm_partition=slurm_partition,
                                           gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
@@ -378,7 +378,7 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
     r = Run(cfg, out, session=session, cache_dir=cache_dir, log=click.echo, executor=executor)
     r.execute()
     if not no_report:   # the report reads only the run folder, as `bench report` does
-        from reports.html import render_report
+        from latent_edit_bench.reports.html import render_report
 
         click.echo(f"report: {render_report([out], out / 'report.html')}")
     click.echo(f"done: {out}")
@@ -392,7 +392,7 @@ def make_executor_from_options(name: str, device: str, slurm_partition=None, gpu
                                mem_per_job=None, time_per_job=None, slurm_params=(), slurm_setup=(),
                                max_attempts=None, dtype: str = "fp32"):
     """The executor of `bench run --executor NAME ...`; options the executor does not take are refused."""
-    from bench.pipeline.executors import make_executor
+    from latent_edit_bench.pipeline.executors import make_executor
 
     given = {"--slurm-partition": slurm_partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
              "--mem-per-job": mem_per_job, "--time-per-job": time_per_job,
@@ -430,7 +430,7 @@ def status(run_dir, as_json):
     """Per-unit state of run folder RUN (pending, running, done, failed with its error), also while it runs."""
     import json
 
-    from bench.pipeline.executors import driver_running, unit_states
+    from latent_edit_bench.pipeline.executors import driver_running, unit_states
 
     rows = unit_states(run_dir)
     if as_json:
@@ -466,7 +466,7 @@ def failed_line(failed, out: Path, report: bool = True) -> str:
               help="HTML file (default: RUN/report.html for one run, ./comparison.html for several)")
 def report(runs, output):
     """Render the self-contained HTML report of run folder(s) RUN; several runs side by side."""
-    from reports.html import load_run, render_report
+    from latent_edit_bench.reports.html import load_run, render_report
 
     for r in runs:      # a bad folder fails before anything is written
         load_run(r)
@@ -516,7 +516,7 @@ def parse_sets(sets) -> dict:
 @DTYPE_OPTION
 def perf(device, batch_size, iters, backbones, out, quick, dtype):
     """Images/s of G alone and of render + instruments, and steps/s of an HFLD step vs the official loop."""
-    from bench.perf import run_perf
+    from latent_edit_bench.perf import run_perf
 
     if out is not None:
         writable_output(out)
@@ -555,8 +555,8 @@ def _parse_box(box: str | None):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emotion, seed, batch_size, device):
     """Align face PHOTOS as the backbone expects and project them into its edit space (resumes)."""
-    from bench.invert import InvertConfig, invert_photos
-    from bench.pipeline.session import Session
+    from latent_edit_bench.invert import InvertConfig, invert_photos
+    from latent_edit_bench.pipeline.session import Session
 
     box = _parse_box(box)
     cfg = InvertConfig(steps=steps, starts=starts, noise=noise, seed=seed)
@@ -597,8 +597,8 @@ def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emoti
 def augment(method, attrs, from_dir, n_sample, labels, out, levels, max_emotion_change, max_landmark_shift, emotion,
             preset, backbone_name, weights, instrument, seed, cache_dir, sets, batch_size, device):
     """Edit faces along attributes at equal achieved changes; keep only expression-preserving edits (resumes)."""
-    from bench.augment import AugmentConfig, augment as run_augment
-    from bench.pipeline.session import Session
+    from latent_edit_bench.augment import AugmentConfig, augment as run_augment
+    from latent_edit_bench.pipeline.session import Session
 
     if (from_dir is None) == (n_sample is None):
         raise BenchError("give exactly one source: --from DIR (a `bench invert` folder) or --sample N")

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from bench.errors import BenchError
+from latent_edit_bench.errors import BenchError
 
 
 @contextmanager

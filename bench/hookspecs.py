@@ -4,27 +4,27 @@ A plugin is any module with functions decorated by ``bench.hookimpl`` whose name
 specs below. Make it discoverable by declaring an entry point in the ``bench`` group of your
 package's ``pyproject.toml``::
 
-    [project.entry-points.bench]
+    [project.entry-points.latent_edit_bench]
     my_method = "my_package.plugin"
 
 The built-in backbones, instruments, methods and metrics are registered exactly this way (see
 this project's own ``pyproject.toml``), so they double as worked examples.
 
-Every ``register_*`` hook returns a list of :class:`bench.registry.Entry`, each naming a
+Every ``register_*`` hook returns a list of :class:`latent_edit_bench.registry.Entry`, each naming a
 factory. Factories are called lazily, only when a run asks for that name, so listing plugins
 never loads weights.
 """
 
 import pluggy
 
-hookspec = pluggy.HookspecMarker("bench")
+hookspec = pluggy.HookspecMarker("latent_edit_bench")
 
 
 @hookspec
 def register_backbones():
     """Return generator backbones: ``[Entry(name, factory, summary)]``.
 
-    ``factory(**options) -> bench.contracts.backbone.Backbone``. Options come from the command line
+    ``factory(**options) -> latent_edit_bench.contracts.backbone.Backbone``. Options come from the command line
     (``--weights``, ``--truncation``...); a factory ignores what it does not use.
     """
 
@@ -33,7 +33,7 @@ def register_backbones():
 def register_instruments():
     """Return measuring networks (landmarks, emotions, attributes, identity, perceptual).
 
-    ``factory(**options) -> bench.contracts.instrument.Instrument``. An instrument maps images in
+    ``factory(**options) -> latent_edit_bench.contracts.instrument.Instrument``. An instrument maps images in
     [-1, 1] of any size to named tensors and declares its outputs and asset provenance.
     """
 

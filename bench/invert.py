@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bench.errors import BenchError
+from latent_edit_bench.errors import BenchError
 
 # landmark points used to fit the similarity transform: brows, nose, eyes, mouth (27 jaw points vary with
 # pose and hair far more than the inner face, and pull a crop towards the chin)
@@ -98,8 +98,8 @@ def alignment_template(backbone, landmarks_inst, n: int = 64, seed: int = 0, bat
 
 
 def _landmarks_px(landmarks_inst, rgb: np.ndarray) -> np.ndarray:
-    from bench.instruments.faceapi import landmarks_to_pixels
-    from bench.measure import to_tensor
+    from latent_edit_bench.instruments.faceapi import landmarks_to_pixels
+    from latent_edit_bench.measure import to_tensor
 
     h, w = rgb.shape[:2]
     lm = landmarks_inst.measure(to_tensor(rgb))["landmarks"][0].double()
@@ -401,9 +401,9 @@ def invert_photos(paths, out: Path, session, backbone, cfg: InvertConfig, box=No
     """Align, project and score every photo; resumable per photo. Returns the quality table's path."""
     from safetensors.torch import save_file
 
-    from bench.fs import atomic, writable_dir
-    from bench.images import to_uint8
-    from bench.measure import load_images, to_tensor
+    from latent_edit_bench.fs import atomic, writable_dir
+    from latent_edit_bench.images import to_uint8
+    from latent_edit_bench.measure import load_images, to_tensor
 
     cfg.check()
     paths = [Path(p) for p in paths]
@@ -482,7 +482,7 @@ def read_inverted(folder: Path) -> list[dict]:
 def write_quality_table(out: Path) -> Path:
     import pandas as pd
 
-    from bench.fs import atomic
+    from latent_edit_bench.fs import atomic
 
     rows = [{"name": r["name"], "source": r["source"], **{k: float(r[k]) for k in QUALITY_COLUMNS if k in r}}
             for r in read_inverted(out)]

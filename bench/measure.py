@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from bench.errors import BenchError
+from latent_edit_bench.errors import BenchError
 
 DEEPFACE_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -76,7 +76,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def to_pixels(lm: torch.Tensor, width: int, height: int) -> np.ndarray:
     """Landmarks as fractions of the centred padded square -> pixel coordinates of the original image."""
-    from bench.instruments.faceapi import landmarks_to_pixels   # the instrument owns its padding convention
+    from latent_edit_bench.instruments.faceapi import landmarks_to_pixels   # the instrument owns its padding convention
 
     return landmarks_to_pixels(lm.detach().cpu().double(), height, width).numpy()
 
@@ -87,7 +87,7 @@ class Instruments:
     def __init__(self, set_name: str = "default", device="cpu", session=None):
         if set_name not in INSTRUMENT_SETS:
             raise BenchError(f"unknown instrument set {set_name!r}; valid: {', '.join(INSTRUMENT_SETS)}")
-        from bench.pipeline.session import Session
+        from latent_edit_bench.pipeline.session import Session
 
         spec = INSTRUMENT_SETS[set_name]
         self.session = session if session is not None else Session(device=device)
@@ -101,8 +101,8 @@ class Instruments:
 
     @torch.no_grad()
     def measure(self, path: Path, rgb: np.ndarray) -> Measurement:
-        from bench.attributes import CELEBA_ATTRIBUTES
-        from bench.instruments.probe import pad_square
+        from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+        from latent_edit_bench.instruments.probe import pad_square
 
         h, w = rgb.shape[:2]
         x = to_tensor(rgb).to(self.device)
@@ -197,7 +197,7 @@ def align_crop(rgb: np.ndarray, box, inst: Instruments, rounds: int = 2, k: floa
     side k x their extent, shifted up by ``up`` x side (tools/make_instrument_docs.py measured k against dlib).
     Returns (box, clamped): clamped when the landmarks wanted a box far from the detector's (a rolled or
     occluded face: face-api's landmark net is not rotation-invariant and no roll alignment is done)."""
-    from bench.instruments.probe import pad_square
+    from latent_edit_bench.instruments.probe import pad_square
 
     h, w = rgb.shape[:2]
     x0, y0, x1, y1 = box

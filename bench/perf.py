@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import BenchError
+from latent_edit_bench.errors import BenchError
 
 GOALS = {"b": 0.7, "c": 10.0}          # GPU goals: (b)/(a) in images/s, (c) ours/reference in steps/s
 EVAL_ROLES = {"attributes": "probe", "emotion": "fer-emotion", "landmarks": "faceapi-landmarks",
@@ -43,7 +43,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "tools" / "eye_reference.py"
 
 def random_stylegan2(size: int = 256, channel_multiplier: int = 2, seed: int = 0, discriminator: bool = False):
     """A seeded random-weight StyleGAN2 of the paper's shape (256 px, config F widths: 14 W+ layers)."""
-    from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
+    from latent_edit_bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -55,7 +55,7 @@ def random_stylegan2(size: int = 256, channel_multiplier: int = 2, seed: int = 0
 def write_random_stylegan2(path, size: int = 256, channel_multiplier: int = 2, seed: int = 0) -> Path:
     """The random StyleGAN2 (with a random D) as a safetensors file, for ``bench run --backbone stylegan2
     --weights PATH``: no random backbone is registered, and a file goes through the real loading path."""
-    from bench.backbones.formats import write_safetensors
+    from latent_edit_bench.backbones.formats import write_safetensors
 
     bb = random_stylegan2(size, channel_multiplier, seed, discriminator=True)
     return write_safetensors(path, bb.generator, d=bb.discriminator)
@@ -146,7 +146,7 @@ def time_reference(editor, ctx, dev, warmup: int, iters: int) -> float:
 # -- the table ---------------------------------------------------------------------------------------
 
 def perf_rows(backbone: str, session, iters: int, warmup: int, log=print) -> list[dict]:
-    from bench.contracts.method import FitContext
+    from latent_edit_bench.contracts.method import FitContext
 
     t0 = time.perf_counter()
     dev, batch = session.device, session.batch_size
@@ -173,7 +173,7 @@ def perf_rows(backbone: str, session, iters: int, warmup: int, log=print) -> lis
     log(f"[{backbone} {time.perf_counter() - t0:.0f} s] (c) hfld step: ours, then the official loop structure")
     ctx = FitContext(bb, session.pool, attributes=FIT_ATTRS, seed=0, device=dev, attribute_instrument="probe",
                      load_instrument=session.instrument)
-    logging.getLogger("methods.eye").setLevel(logging.ERROR)   # "no discriminator": both loops skip D here
+    logging.getLogger("latent_edit_bench.methods.eye").setLevel(logging.ERROR)   # "no discriminator": both loops skip D here
     ours, ed = time_ours(ctx, session.plugins, dev, warmup, iters)
     ref = time_reference(ed, ctx, dev, warmup, iters)
     c = row("c", "hfld step: ours vs official loop", int(ed.config["batch_size"]), ours, 1, "steps/s",
@@ -207,7 +207,7 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 
 def run_perf(device, backbones=BACKBONES, batch_size: int | None = None, iters: int | None = None,
              quick: bool = False, out: Path | None = None, log=print, plugins=None, dtype: str = "fp32") -> list[dict]:
-    from bench.pipeline.session import Session
+    from latent_edit_bench.pipeline.session import Session
 
     session = Session(plugins, device=device, dtype=dtype, batch_size=batch_size or (8 if quick else 64))
     dev = session.device

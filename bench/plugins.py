@@ -6,16 +6,16 @@ import functools
 
 import pluggy
 
-from bench import hookspecs
-from bench.registry import MethodRegistry, Registry
+from latent_edit_bench import hookspecs
+from latent_edit_bench.registry import MethodRegistry, Registry
 
-hookimpl = pluggy.HookimplMarker("bench")
+hookimpl = pluggy.HookimplMarker("latent_edit_bench")
 
 
 def make_plugin_manager(extra_plugins=()) -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("bench")
+    pm = pluggy.PluginManager("latent_edit_bench")
     pm.add_hookspecs(hookspecs)
-    pm.load_setuptools_entrypoints("bench")
+    pm.load_setuptools_entrypoints("latent_edit_bench")
     for plugin in extra_plugins:  # for tests and notebooks: register a module or object directly
         pm.register(plugin)
     pm.check_pending()            # a hookimpl without a hookspec (a misspelt register_*) fails here, loudly

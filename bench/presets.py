@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 
-from bench.errors import BenchError
+from latent_edit_bench.errors import BenchError
 
-_EYE_PAPER = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # = methods.eye.PAPER_PRESET
+_EYE_PAPER = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # = latent_edit_bench.methods.eye.PAPER_PRESET
 
 # quick: tuned so that the matched protocol reaches its targets on the embedded DCGAN with `probe`
 # (measured with tools/matched_reach.py, 32 held-out samples; numbers in docs/methods.md):
@@ -36,9 +36,9 @@ _EYE_QUICK = {"steps": 200, "lr": 6e-3, "max_strength": 3.0}
 #   the preservation term scores every other attribute with R (~1 s per step on CPU with probe)
 _LT_QUICK = {"steps": 200, "batch_size": 4, "lr": 1e-2, "preserve_attrs": [], "max_strength": 3.0}
 _ADA_QUICK = {"steps": 150, "batch_size": 4, "lr": 1e-2, "n_steps": 4, "preserve_attrs": [], "max_strength": 6.0}
-_LT_PAPER = {"steps": 10_000, "batch_size": 32, "lr": 1e-3}                  # = methods.latent_transformer.PAPER_PRESET
+_LT_PAPER = {"steps": 10_000, "batch_size": 32, "lr": 1e-3}                  # = latent_edit_bench.methods.latent_transformer.PAPER_PRESET
 _ADA_PAPER = {"steps": 10_000, "batch_size": 16, "lr": 1e-4, "hidden": 512, "n_steps": 10,
-              "max_strength": 10.0}                                           # methods.adatrans.PAPER_PRESET
+              "max_strength": 10.0}                                           # latent_edit_bench.methods.adatrans.PAPER_PRESET
 _IFG_QUICK = {"n_samples": 1024, "ratio": 0.1, "max_sigmas": 4.0}   # 1024 renders scored once: ~15 s
 
 PRESETS = {

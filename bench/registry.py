@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bench.errors import BenchError, UnknownName
+from latent_edit_bench.errors import BenchError, UnknownName
 
 KINDS = ("backbone", "instrument", "method", "metric")
 

@@ -14,8 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.assets import sha256_file
-from bench.errors import BenchError, MissingAsset, UnknownName
+from latent_edit_bench.assets import sha256_file
+from latent_edit_bench.errors import BenchError, MissingAsset, UnknownName
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ classifier terms use R on renders.
 
 Strength: signed number of steps, s in [-``max_strength``, ``max_strength``]: sign = c, |s| steps,
 the last one scaled by the fractional part (continuous, so the equal-edit search can bisect it).
-Its native edit is the full K steps (|s| = K). Fitted with EYE's loop (:mod:`methods.netedit`).
+Its native edit is the full K steps (|s| = K). Fitted with EYE's loop (:mod:`latent_edit_bench.methods.netedit`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.contracts.method import as_strength
+from latent_edit_bench.contracts.method import as_strength
 
 from .netedit import NetworkEditor, Packing, dense, xavier
 

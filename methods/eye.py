@@ -27,9 +27,9 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
-from bench.contracts.method import Editor, FitContext, as_strength
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.method import Editor, FitContext, as_strength
 
 from .regularisers import LandmarkLoss
 
@@ -47,7 +47,7 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 def random_discriminator(backbone, seed: int) -> torch.nn.Module:
     """A seeded, randomly initialised StyleGAN2 discriminator matching the backbone's widths: what the
     official EYE code's D effectively is (built, never loaded). Frozen and in eval mode."""
-    from bench.backbones.stylegan2 import Discriminator, StyleGAN2Backbone
+    from latent_edit_bench.backbones.stylegan2 import Discriminator, StyleGAN2Backbone
 
     if not isinstance(backbone, StyleGAN2Backbone):
         raise BenchError(f"random_d is only supported on StyleGAN2 backbones, not {backbone.name!r} "
@@ -84,7 +84,7 @@ class EYE(Editor):
     """``baseline``: Enjoy-Your-Editing's global direction matrix T, trained against R."""
 
     name = "baseline"
-    takes_regularisers = True     # extra_losses/weights/aux_instruments: methods.regularisers
+    takes_regularisers = True     # extra_losses/weights/aux_instruments: latent_edit_bench.methods.regularisers
     config = {
         "steps": 200,                 # quick CPU default; the paper: 50,000 (PAPER_PRESET)
         "batch_size": 4,
@@ -279,7 +279,7 @@ class EYE(Editor):
 
 
 class HFLD(LandmarkLoss, EYE):
-    """``hfld``: EYE plus HFLD's landmark loss (:class:`methods.regularisers.LandmarkLoss`): the same
+    """``hfld``: EYE plus HFLD's landmark loss (:class:`latent_edit_bench.methods.regularisers.LandmarkLoss`): the same
     class as ``baseline+hfld``, under its own name."""
 
     name = "hfld"

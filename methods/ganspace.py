@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from bench.pipeline.batched import map_batches
-from bench.contracts.method import FitContext, PerAttributeEditor, add_direction, finite_difference, layer_mask
+from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.contracts.method import FitContext, PerAttributeEditor, add_direction, finite_difference, layer_mask
 
 
 def pca(x: torch.Tensor, n_components: int) -> dict:

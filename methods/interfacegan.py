@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from bench.attributes import GESTURE_ATTRIBUTES
-from bench.contracts.method import DirectionEditor, FitContext, add_direction, layer_mask
+from latent_edit_bench.attributes import GESTURE_ATTRIBUTES
+from latent_edit_bench.contracts.method import DirectionEditor, FitContext, add_direction, layer_mask
 
 
 def linear_svm(x: np.ndarray, y: np.ndarray, C: float = 1.0) -> tuple[np.ndarray, float]:

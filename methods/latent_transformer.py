@@ -18,7 +18,7 @@ distance. a* is drawn uniformly, as EYE's, so every sample trains both direction
 unit is the requested change of R_k; the official target is the opposite class at s = its distance.
 
 Strength: s scales the predicted shift; its unit is "requested change of R_k" (training only sees
-|s| <= 1: ``max_strength`` > 1 extrapolates). Fitted with EYE's loop (:mod:`methods.netedit`):
+|s| <= 1: ``max_strength`` > 1 extrapolates). Fitted with EYE's loop (:mod:`latent_edit_bench.methods.netedit`):
 seeded, checkpointed every 50 steps, resumed exactly.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.contracts.method import as_strength
+from latent_edit_bench.contracts.method import as_strength
 
 from .netedit import NetworkEditor, Packing, dense, latent_proximity, xavier
 

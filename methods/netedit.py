@@ -1,6 +1,6 @@
 """Shared parts of the network editors (``latent-transformer``, ``adatrans``).
 
-Both train a small network per attribute against R with EYE's loop (:meth:`methods.eye.EYE._fit`:
+Both train a small network per attribute against R with EYE's loop (:meth:`latent_edit_bench.methods.eye.EYE._fit`:
 seeded per-step draws, Adam, checkpoints of step + parameters + Adam moments, exact resume). That
 loop trains one tensor, so a network's parameters live packed in one flat vector per attribute
 (``T`` [A, P]; Adam is elementwise, so this is the same optimiser as one per parameter) and the
@@ -15,9 +15,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
-from bench.contracts.method import FitContext
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.method import FitContext
 
 from .eye import EYE, CONTENT_LAYERS, _to_device, step_generator
 

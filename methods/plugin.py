@@ -5,27 +5,27 @@ Factories are "module:Class" strings (imported on first use); ``factory(**config
 
 from __future__ import annotations
 
-from bench import Entry, hookimpl
+from latent_edit_bench import Entry, hookimpl
 
 
 @hookimpl
 def register_methods():
     return [
-        Entry("sefa", "methods.sefa:SeFa",
+        Entry("sefa", "latent_edit_bench.methods.sefa:SeFa",
               "SeFa: eigenvectors of AᵀA of the first latent-to-feature weights; component chosen by effect on R_k"),
-        Entry("ganspace", "methods.ganspace:GANSpace",
+        Entry("ganspace", "latent_edit_bench.methods.ganspace:GANSpace",
               "GANSpace: PCA of W (or of an early activation, regressed to z); component + layers chosen by effect"),
-        Entry("interfacegan", "methods.interfacegan:InterFaceGAN",
+        Entry("interfacegan", "latent_edit_bench.methods.interfacegan:InterFaceGAN",
               "InterFaceGAN: unit normal of a linear SVM on the top/bottom 2% of samples by R_k"),
-        Entry("interfacegan-cond", "methods.interfacegan:InterFaceGANCond",
+        Entry("interfacegan-cond", "latent_edit_bench.methods.interfacegan:InterFaceGANCond",
               "InterFaceGAN conditioned: direction orthogonal to the gesture attributes' normals"),
-        Entry("baseline", "methods.eye:EYE",
+        Entry("baseline", "latent_edit_bench.methods.eye:EYE",
               "Enjoy-Your-Editing: direction matrix T [A, L, D] trained against R (+ content, D terms)"),
-        Entry("hfld", "methods.eye:HFLD",
+        Entry("hfld", "latent_edit_bench.methods.eye:HFLD",
               "HFLD: EYE plus a facial-landmark loss (expression-preserving edits); = baseline+hfld"),
-        Entry("latent-transformer", "methods.latent_transformer:LatentTransformer",
+        Entry("latent-transformer", "latent_edit_bench.methods.latent_transformer:LatentTransformer",
               "Latent Transformer: a per-attribute network predicts the latent shift (classifier, preservation, identity terms)"),
-        Entry("adatrans", "methods.adatrans:AdaTrans",
+        Entry("adatrans", "latent_edit_bench.methods.adatrans:AdaTrans",
               "AdaTrans: adaptive non-linear multi-step edit; strength = number of steps"),
     ]
 
@@ -33,6 +33,6 @@ def register_methods():
 @hookimpl
 def register_regularisers():
     return [
-        Entry("hfld", "methods.regularisers:LandmarkLoss",
+        Entry("hfld", "latent_edit_bench.methods.regularisers:LandmarkLoss",
               "HFLD's landmark loss l4 * mean |H(G(w)) - H(G(w'))| (options landmark_weight, landmark_instrument)"),
     ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.errors import BenchError
+from latent_edit_bench.errors import BenchError
 
 
 def landmark_loss(H, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:

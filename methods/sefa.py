@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from bench.errors import BenchError
-from bench.contracts.method import DirectionEditor, FitContext, add_direction, finite_difference, layer_mask
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.method import DirectionEditor, FitContext, add_direction, finite_difference, layer_mask
 
 
 def sefa_directions(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
 
 
 def attr_index(attr: str) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.contracts.metric import EditSet, Metric, mean_of
+from latent_edit_bench.contracts.metric import EditSet, Metric, mean_of
 
 from .common import target_index
 

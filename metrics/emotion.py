@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.measure import DEEPFACE_EMOTIONS
-from bench.contracts.metric import EditSet, Metric, Quantity, mean_of
+from latent_edit_bench.measure import DEEPFACE_EMOTIONS
+from latent_edit_bench.contracts.metric import EditSet, Metric, Quantity, mean_of
 
 
 class Emotion(Metric):

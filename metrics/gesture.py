@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.attributes import GESTURE_ATTRIBUTES
+from latent_edit_bench.attributes import GESTURE_ATTRIBUTES
 
 from .topk import TopK
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from bench.contracts.metric import EditSet, Metric, mean_of
+from latent_edit_bench.contracts.metric import EditSet, Metric, mean_of
 
 
 class Identity(Metric):

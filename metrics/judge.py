@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.instruments.judge import DEFAULT_EMOTION_JUDGE, DEFAULT_JUDGES
-from bench.contracts.metric import EditSet, Metric, Quantity, mean_of
+from latent_edit_bench.instruments.judge import DEFAULT_EMOTION_JUDGE, DEFAULT_JUDGES
+from latent_edit_bench.contracts.metric import EditSet, Metric, Quantity, mean_of
 
 from .common import target_index
 

@@ -5,7 +5,7 @@ iBUG 68-point scheme: 17-26 brows, 36-41 and 42-47 the eyes, 48-67 the mouth (ex
 
 from __future__ import annotations
 
-from bench.contracts.metric import EditSet, Metric, mean_of
+from latent_edit_bench.contracts.metric import EditSet, Metric, mean_of
 
 MOUTH = list(range(48, 68))
 EYES_BROWS = list(range(17, 27)) + list(range(36, 48))

@@ -8,8 +8,8 @@ distance is between the centres of the two eye rings. Opt-in (``--metrics ...,me
 
 from __future__ import annotations
 
-from bench.instruments.facemesh import BROWS, LEFT_EYE, LIPS, RIGHT_EYE
-from bench.contracts.metric import EditSet, Metric, mean_of
+from latent_edit_bench.instruments.facemesh import BROWS, LEFT_EYE, LIPS, RIGHT_EYE
+from latent_edit_bench.contracts.metric import EditSet, Metric, mean_of
 
 from .landmarks import displacement
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
-from bench.contracts.metric import EditSet, Metric, Quantity, mean_of
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.metric import EditSet, Metric, Quantity, mean_of
 
 from .common import scored, target_index
 

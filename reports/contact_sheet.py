@@ -36,7 +36,7 @@ def render_contact_sheet(out: Path, manifest: pd.DataFrame, title: str = "augmen
             cells.append('<td class="none">no edit kept</td>')
         cells.append(f'<td class="none">{len(group) - len(kept)} rejected</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    from bench.augment import yield_table
+    from latent_edit_bench.augment import yield_table
 
     y = yield_table(manifest)
     ytab = "<table class=yield><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in y.columns) + "</tr>" + "".join(

@@ -25,8 +25,8 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from bench.pipeline.analysis import COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS
-from bench.errors import BenchError
+from latent_edit_bench.pipeline.analysis import COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS
+from latent_edit_bench.errors import BenchError
 
 from . import plots
 from .tables import (DIRECTIONS, RANKING_NOTE, Cell, Col, Table, comparison_table, emotion_table, finite, fmt,

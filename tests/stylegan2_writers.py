@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.backbones.formats import _fir
+from latent_edit_bench.backbones.formats import _fir
 
 def write_rosinality(path, g_ema, d=None, g=None, args: dict | None = None) -> None:
     """Save modules as rosinality does: state dicts under g_ema / g / d, ``latent_avg`` beside them,
@@ -38,7 +38,7 @@ def write_rosinality(path, g_ema, d=None, g=None, args: dict | None = None) -> N
 
 # What we put where NVIDIA stores its network source: our pickles hold weights, not code.
 PLACEHOLDER_MODULE_SRC = ("raise ImportError('written by latent-edit-bench: weights only; "
-                          "read with bench.backbones.formats.read_ada_pkl')\n")
+                          "read with latent_edit_bench.backbones.formats.read_ada_pkl')\n")
 
 
 class _GlobalRef:

@@ -1,4 +1,4 @@
-"""bench.pipeline.analysis: equal-edit comparisons and the ranking rule, on synthetic per-sample frames.
+"""latent_edit_bench.pipeline.analysis: equal-edit comparisons and the ranking rule, on synthetic per-sample frames.
 
 The point of these tests is fairness: a method whose edit is weaker (it cannot reach the larger
 levels) must never look better for disturbing less, and a method that reaches a level for too few
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.pipeline.analysis import MIN_PAIRED, analyse
-from bench.contracts.metric import Metric, mean_of
+from latent_edit_bench.pipeline.analysis import MIN_PAIRED, analyse
+from latent_edit_bench.contracts.metric import Metric, mean_of
 
 N, SEEDS, LEVELS = 40, (0, 1), (-0.3, -0.2, -0.1, 0.1, 0.2, 0.3)
 

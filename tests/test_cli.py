@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-BENCH = [sys.executable, "-m", "bench.cli"]
+BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 
 
 def run(*args, **kw):
@@ -59,8 +59,8 @@ def test_weights_directory_says_a_checkpoint_file_is_expected(tmp_path):
 
 
 def test_writable_dir_names_the_file_in_the_way(tmp_path):
-    from bench.errors import BenchError
-    from bench.fs import writable_dir
+    from latent_edit_bench.errors import BenchError
+    from latent_edit_bench.fs import writable_dir
 
     (tmp_path / "f").write_text("")
     with pytest.raises(BenchError, match=r"'.*f' is not a directory"):
@@ -74,8 +74,8 @@ def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
     """`bench run` maps Run.failed to exit 1 (usage errors stay 2); the run itself is stubbed out."""
     from click.testing import CliRunner
 
-    import bench.pipeline.run
-    from bench.cli import cli
+    import latent_edit_bench.pipeline.run
+    from latent_edit_bench.cli import cli
 
     class FakeRun:
         def __init__(self, cfg, out, **kw):
@@ -84,9 +84,9 @@ def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
         def execute(self):
             return self.out
 
-    monkeypatch.setattr(bench.pipeline.run, "Run", FakeRun)
-    import reports.html                      # the report of the stubbed run: an empty page is enough here
-    monkeypatch.setattr(reports.html, "render_report", lambda runs, path: path)
+    monkeypatch.setattr(latent_edit_bench.pipeline.run, "Run", FakeRun)
+    import latent_edit_bench.reports.html                      # the report of the stubbed run: an empty page is enough here
+    monkeypatch.setattr(latent_edit_bench.reports.html, "render_report", lambda runs, path: path)
     out = tmp_path / "r"
     res = CliRunner().invoke(cli, ["run", "--methods", "sefa", "--attrs", "Male", "--out", str(out),
                                    "--device", "cpu", "--cache", str(tmp_path / "c")])
@@ -100,7 +100,7 @@ def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
 
 
 def test_failed_line_without_report_points_at_the_manifest(tmp_path):
-    from bench.cli import failed_line
+    from latent_edit_bench.cli import failed_line
 
     line = failed_line(["hfld"], tmp_path, report=False)
     assert line.startswith("FAILED: hfld") and "report.html" not in line and "manifest.json" in line

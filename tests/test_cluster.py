@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.cli import cli
-from bench.pipeline.executors import SubmititExecutor, Unit, unit_states, verify
-from bench.pipeline.run import Run, make_config
-from bench.pipeline.session import Session
+from latent_edit_bench.cli import cli
+from latent_edit_bench.pipeline.executors import SubmititExecutor, Unit, unit_states, verify
+from latent_edit_bench.pipeline.run import Run, make_config
+from latent_edit_bench.pipeline.session import Session
 
 pytest.importorskip("submitit")
 
@@ -93,7 +93,7 @@ def kill_one_edit_job(out: Path, engine: str, seen: dict) -> None:
 def start_driver_and_kill_it(out: Path, cache: Path, engine: str) -> dict:
     """`bench run --executor ENGINE` in a subprocess, SIGKILLed once it has submitted the first jobs (the
     jobs go on); returns units.json as the dead driver left it."""
-    cmd = [sys.executable, "-m", "bench.cli", *CLI_SWEEP, "--executor", engine, "--cpus-per-job", "1",
+    cmd = [sys.executable, "-m", "latent_edit_bench.cli", *CLI_SWEEP, "--executor", engine, "--cpus-per-job", "1",
            "--out", str(out), "--cache", str(cache)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ledger = out / "units.json"
@@ -192,9 +192,9 @@ def exploding_plugins():
     """sefa plus a method whose fit raises (plugins passed in-process: the local executor)."""
     import types
 
-    from bench import Entry, hookimpl
-    from bench.contracts.method import Editor
-    from bench.plugins import Plugins, make_plugin_manager
+    from latent_edit_bench import Entry, hookimpl
+    from latent_edit_bench.contracts.method import Editor
+    from latent_edit_bench.plugins import Plugins, make_plugin_manager
 
     class Boom(Editor):
         name = "exploding"

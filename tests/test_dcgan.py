@@ -6,8 +6,8 @@ import zipfile
 import pytest
 import torch
 
-from bench.assets import asset_path, record, sha256_file
-from bench.plugins import get_plugins
+from latent_edit_bench.assets import asset_path, record, sha256_file
+from latent_edit_bench.plugins import get_plugins
 from conftest import rebuild_from_pypi
 
 

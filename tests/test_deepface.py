@@ -16,9 +16,9 @@ import torch
 
 pytest.importorskip("deepface")
 
-from bench.errors import MissingAsset  # noqa: E402
-from bench.instruments import deepface_emotion as dfe  # noqa: E402
-from bench.plugins import get_plugins  # noqa: E402
+from latent_edit_bench.errors import MissingAsset  # noqa: E402
+from latent_edit_bench.instruments import deepface_emotion as dfe  # noqa: E402
+from latent_edit_bench.plugins import get_plugins  # noqa: E402
 
 TOL = 1e-5  # probabilities; seen ~1e-7 (float32 network, same cv2 calls)
 

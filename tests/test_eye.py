@@ -12,10 +12,10 @@ import logging
 import pytest
 import torch
 
-from bench.errors import BenchError
-from bench.contracts.method import Checkpointer, FitContext, artifact_path, fit_or_load
-from bench.plugins import get_plugins
-from methods.eye import EYE, HFLD, native_strength
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.method import Checkpointer, FitContext, artifact_path, fit_or_load
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.methods.eye import EYE, HFLD, native_strength
 
 TORCH_THREADS = 1  # see conftest.py
 
@@ -105,7 +105,7 @@ def test_hfld_landmark_term_reaches_T(backbone, instruments):
 
 
 def test_no_discriminator_warns_once_and_random_d_refuses(backbone, instruments, caplog):
-    with caplog.at_level(logging.WARNING, logger="methods.eye"):
+    with caplog.at_level(logging.WARNING, logger="latent_edit_bench.methods.eye"):
         ed = HFLD(steps=2, batch_size=2)
         ed.fit(make_ctx(backbone, instruments))
     warnings = [r for r in caplog.records if "no discriminator" in r.getMessage()]
@@ -146,8 +146,8 @@ def test_exact_resume_and_cache_hit(backbone, instruments, tmp_path):
 
 def test_d_term_on_a_small_stylegan2(instruments):
     """The D paths on a tiny random StyleGAN2 (no FFHQ weights here): the backbone's D, and random_d."""
-    from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
-    from methods.eye import random_discriminator
+    from latent_edit_bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
+    from latent_edit_bench.methods.eye import random_discriminator
 
     torch.manual_seed(0)
     g = Generator(16, style_dim=32, n_mlp=2, channel_multiplier=1, max_channels=16)
@@ -176,7 +176,7 @@ class FullForwardOnly(torch.nn.Module):
 
 
 def test_score_attrs_equals_the_full_forward(backbone, instruments):
-    from bench.attributes import CELEBA_ATTRIBUTES
+    from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 
     ctx = make_ctx(backbone, instruments)
     full_ctx = FitContext(backbone, {"probe": FullForwardOnly(instruments["probe"])}, attributes=(ATTR,))

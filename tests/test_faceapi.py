@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.assets import asset_path, record, sha256_file
-from bench.instruments import faceapi as fa
+from latent_edit_bench.assets import asset_path, record, sha256_file
+from latent_edit_bench.instruments import faceapi as fa
 
 TORCH_THREADS = 1  # see conftest.py
 
@@ -230,7 +230,7 @@ def test_converter_reproduces_register():
 def test_strict_loading_names_what_is_wrong():
     from safetensors.torch import load_file
 
-    from bench.errors import BenchError
+    from latent_edit_bench.errors import BenchError
 
     tensors = load_file(str(asset_path("faceapi-landmark68")))
     tensors["dense0/conv9/bias"] = tensors.pop("dense0/conv3/bias")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.assets import asset_path, record, sha256_file
-from bench.instruments import fer
-from bench.instruments.faceapi import DEEPFACE_LABELS
+from latent_edit_bench.assets import asset_path, record, sha256_file
+from latent_edit_bench.instruments import fer
+from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS
 from conftest import rebuild_from_pypi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,14 +101,14 @@ def test_train_mode_keeps_moving_statistics(ref, inst):
 
 
 def test_bad_input_is_a_user_error(inst):
-    from bench.errors import BenchError
+    from latent_edit_bench.errors import BenchError
 
     with pytest.raises(BenchError, match=r"\[B, 3, H, W\]"):
         inst(torch.zeros(1, 1, 64, 64))
 
 
 def test_registered():
-    from bench.instruments.plugin import register_instruments
+    from latent_edit_bench.instruments.plugin import register_instruments
 
     entry = next(e for e in register_instruments() if e.name == "fer-emotion")
     assert entry.load() is fer.fer_emotion

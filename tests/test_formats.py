@@ -18,11 +18,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.backbones import formats
-from bench.backbones.formats import load_stylegan2
+from latent_edit_bench.backbones import formats
+from latent_edit_bench.backbones.formats import load_stylegan2
 from stylegan2_writers import write_ada_pkl, write_rosinality
-from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
-from bench.errors import BenchError
+from latent_edit_bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
+from latent_edit_bench.errors import BenchError
 
 
 def _perturbed(module, seed):

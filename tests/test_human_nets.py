@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.assets import asset_path, record, sha256_file
-from bench.instruments import blazeface as bf
-from bench.instruments import facemesh as fm
-from bench.instruments import oarriaga
+from latent_edit_bench.assets import asset_path, record, sha256_file
+from latent_edit_bench.instruments import blazeface as bf
+from latent_edit_bench.instruments import facemesh as fm
+from latent_edit_bench.instruments import oarriaga
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASSETS = ("mediapipe-blazeface", "mediapipe-facemesh", "oarriaga-emotion", "oarriaga-gender")
@@ -109,7 +109,7 @@ def test_detect_maps_back_to_photo_pixels():
 
 
 def test_bad_input_is_a_clear_error():
-    from bench.errors import BenchError
+    from latent_edit_bench.errors import BenchError
 
     with pytest.raises(BenchError, match="expects images"):
         oarriaga.gender()(torch.zeros(1, 1, 64, 64))
@@ -160,8 +160,8 @@ def test_converter_reproduces_register():
 def test_strict_loading_names_what_is_wrong():
     from safetensors.torch import load_file
 
-    from bench.errors import BenchError
-    from bench.instruments.tfjs_graph import load_keras
+    from latent_edit_bench.errors import BenchError
+    from latent_edit_bench.instruments.tfjs_graph import load_keras
 
     tensors = load_file(str(asset_path("oarriaga-gender")))
     tensors["conv2d_99.bias"] = tensors.pop("conv2d_4.bias")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.invert import similarity
+from latent_edit_bench.invert import similarity
 
 TORCH_THREADS = 1
 
@@ -19,7 +19,7 @@ def bench(*args):
     """The CLI in-process (a subprocess costs seconds of imports per call here); stdout, stderr, exit code."""
     from click.testing import CliRunner
 
-    from bench.cli import cli
+    from latent_edit_bench.cli import cli
 
     return CliRunner().invoke(cli, [str(a) for a in args] + ["--device", "cpu"], catch_exceptions=False)
 
@@ -52,7 +52,7 @@ MAX_PERCEPTUAL = 0.7
 
 @pytest.fixture(scope="module")
 def inverted(tmp_path_factory):
-    from bench.plugins import get_plugins
+    from latent_edit_bench.plugins import get_plugins
 
     root = tmp_path_factory.mktemp("invert")
     bb = get_plugins().backbones.create("dcgan")
@@ -73,12 +73,12 @@ def inverted(tmp_path_factory):
 def test_invert_recovers_renders_of_known_latents(inverted):
     from safetensors.torch import load_file
 
-    from bench.plugins import get_plugins
+    from latent_edit_bench.plugins import get_plugins
 
     root, photos, out, z, x = inverted
     q = pd.read_csv(out / "quality.csv")
     assert list(q["name"]) == ["face0", "face1"]
-    from bench.invert import InvertConfig, project
+    from latent_edit_bench.invert import InvertConfig, project
 
     plugins = get_plugins()
     bb = plugins.backbones.create("dcgan")
@@ -172,9 +172,9 @@ def test_augment_usage_errors(tmp_path):
 def test_w_plus_projection_of_a_small_stylegan2():
     """The StyleGAN2 path (W+ from w_avg, latent noise ramp, optional per-photo noise maps) on a small random
     generator: renders of known W come back with a fraction of the starting loss (measured: 1.3 -> 0.11)."""
-    from bench.backbones.stylegan2 import Generator, StyleGAN2Backbone
-    from bench.invert import InvertConfig, project
-    from bench.plugins import get_plugins
+    from latent_edit_bench.backbones.stylegan2 import Generator, StyleGAN2Backbone
+    from latent_edit_bench.invert import InvertConfig, project
+    from latent_edit_bench.plugins import get_plugins
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -199,8 +199,8 @@ def test_uncropped_photos_are_detected_and_aligned():
     template; a photo with no face is refused with exit 2's error, not projected."""
     from matplotlib import cbook
 
-    from bench.invert import NotAligned, align_faces, alignment_template, check_aligned
-    from bench.pipeline.session import Session
+    from latent_edit_bench.invert import NotAligned, align_faces, alignment_template, check_aligned
+    from latent_edit_bench.pipeline.session import Session
 
     s = Session()
     bb, lm = s.backbone("dcgan"), s.instrument("faceapi-landmarks")
@@ -210,7 +210,7 @@ def test_uncropped_photos_are_detected_and_aligned():
         align_faces(rgb, template, lm, name="hopper")               # no detector: refused, not misaligned
     crops = align_faces(rgb, template, lm, name="hopper", detector=s.instrument("mediapipe-blazeface"))
     assert len(crops) == 1 and crops[0].shape == (template.resolution,) * 2 + (3,)
-    from bench.invert import _landmarks_px
+    from latent_edit_bench.invert import _landmarks_px
     assert check_aligned(_landmarks_px(lm, crops[0]) / template.resolution, template) is None
     blank = np.full((300, 400, 3), 128, np.uint8)
     with pytest.raises(NotAligned, match="no face found"):

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
-from bench.instruments.judge import Judge, check_judges, parse_spec
-from bench.contracts.metric import EditSet
-from bench.plugins import get_plugins
-from metrics.judge import Judge as JudgeMetric
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.instruments.judge import Judge, check_judges, parse_spec
+from latent_edit_bench.contracts.metric import EditSet
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.metrics.judge import Judge as JudgeMetric
 
 MALE, BALD = CELEBA_ATTRIBUTES.index("Male"), CELEBA_ATTRIBUTES.index("Bald")
 
@@ -95,6 +95,6 @@ def test_any_registered_instrument_can_judge_and_bad_specs_are_clear():
                                          ("Male", "expected ATTR=INSTRUMENT"),
                                          ("Male=nope", "unknown instrument")])
 def test_cli_judge_bad_input_exits_2(arg, needle, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--methods", "sefa", "--attrs", "Male",
+    res = subprocess.run([sys.executable, "-m", "latent_edit_bench.cli", "run", "--methods", "sefa", "--attrs", "Male",
                           "--judge", arg, "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and needle in res.stderr + res.stdout

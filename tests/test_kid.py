@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.backbones.plugin import dcgan_digiface
-from bench.backbones.stylegan2 import Generator
-from bench.trainers.kid import fid, frechet_distance, kid, polynomial_mmd2, quality_table
+from latent_edit_bench.backbones.plugin import dcgan_digiface
+from latent_edit_bench.backbones.stylegan2 import Generator
+from latent_edit_bench.trainers.kid import fid, frechet_distance, kid, polynomial_mmd2, quality_table
 
 
 def naive_mmd2(x, y):
@@ -89,8 +89,8 @@ def test_quality_table_on_the_dcgan():
 
 
 def test_descriptor_features_are_face_api_descriptors():
-    from bench.instruments import faceapi
-    from bench.trainers.kid import descriptor_features
+    from latent_edit_bench.instruments import faceapi
+    from latent_edit_bench.trainers.kid import descriptor_features
 
     images = torch.rand(2, 3, 64, 64) * 2 - 1
     feats = descriptor_features(images)

@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.measure import landmark_error, to_pixels
+from latent_edit_bench.measure import landmark_error, to_pixels
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-BENCH = [sys.executable, "-m", "bench.cli"]
+BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 GRACE_FACE = (143, 107, 387, 351)   # a tight face crop, as face-api's landmark net wants
 
 
@@ -64,7 +64,7 @@ def test_landmarks_map_back_from_the_padded_square():
 
 def test_landmarks_agree_with_dlib_on_grace_hopper():
     pytest.importorskip("dlib")
-    from bench.measure import DlibReference, Instruments
+    from latent_edit_bench.measure import DlibReference, Instruments
 
     rgb = np.asarray(Image.open(GRACE).convert("RGB").crop(GRACE_FACE))
     ours = Instruments("default").measure(Path("g"), rgb).landmarks
@@ -94,7 +94,7 @@ def test_measure_photo_without_a_face_exits_2(tmp_path):
 
 
 def test_rotate_points_follows_pil_and_levels_the_eyes():
-    from bench.measure import roll_degrees, rotate_points
+    from latent_edit_bench.measure import roll_degrees, rotate_points
 
     img = np.zeros((100, 120, 3), np.uint8)
     img[28:33, 78:83] = 255                                   # a bright 5 x 5 blob centred on (80, 30)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.instruments import facemesh as fm
-from bench.contracts.method import FitContext
-from bench.contracts.metric import EditSet
-from bench.plugins import get_plugins
-from metrics.mesh import Mesh
+from latent_edit_bench.instruments import facemesh as fm
+from latent_edit_bench.contracts.method import FitContext
+from latent_edit_bench.contracts.metric import EditSet
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.metrics.mesh import Mesh
 
 TORCH_THREADS = 1
 
 
 def test_hfld_trains_against_the_mesh_when_named():
-    from methods.eye import HFLD
+    from latent_edit_bench.methods.eye import HFLD
 
     plugins = get_plugins()
     backbone = plugins.backbones.create("dcgan")

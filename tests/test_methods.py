@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES, GESTURE_ATTRIBUTES
-from bench.errors import BenchError
-from bench.contracts.instrument import Instrument, Output
-from bench.contracts.method import (Checkpointer, FitContext, artifact_key, artifact_path, fit_or_load, load_artifact,
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, GESTURE_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.contracts.method import (Checkpointer, FitContext, artifact_key, artifact_path, fit_or_load, load_artifact,
                           sidecar)
-from bench.plugins import get_plugins
-from methods.ganspace import GANSpace
-from methods.interfacegan import InterFaceGAN, InterFaceGANCond
-from methods.sefa import SeFa, sefa_directions
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.methods.ganspace import GANSpace
+from latent_edit_bench.methods.interfacegan import InterFaceGAN, InterFaceGANCond
+from latent_edit_bench.methods.sefa import SeFa, sefa_directions
 
 TORCH_THREADS = 1  # see conftest.py
 
@@ -118,7 +118,7 @@ def test_ganspace_components(backbone):
 def test_w_space_paths_on_a_small_stylegan2():
     """The W+ code paths (GANSpace PCA of w, layer-range choice, SeFa on modulation weights) on a tiny
     random StyleGAN2: no FFHQ weights exist here, but the mechanics do not depend on them."""
-    from bench.backbones.stylegan2 import Generator, StyleGAN2Backbone
+    from latent_edit_bench.backbones.stylegan2 import Generator, StyleGAN2Backbone
 
     torch.manual_seed(0)
     g = Generator(16, style_dim=32, n_mlp=2, channel_multiplier=1, max_channels=16)
@@ -322,7 +322,7 @@ def test_external_method_package_through_the_cli(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(PLUGIN_PKG)], check=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
-    bench = [sys.executable, "-m", "bench.cli"]
+    bench = [sys.executable, "-m", "latent_edit_bench.cli"]
     listing = subprocess.run(bench + ["list"], capture_output=True, text=True, env=env, timeout=300)
     assert "random-direction" in listing.stdout and "[random_direction]" in listing.stdout
     fit = [*bench, "fit", "--methods", "random-direction", "--attrs", "Male", "--cache", str(tmp_path / "cache")]
@@ -352,7 +352,7 @@ def test_truncated_artifact_is_quarantined_and_refitted(backbone, tmp_path, capl
     path = first.artifact_path
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])
-    with caplog.at_level(logging.WARNING, logger="bench.contracts.method"):
+    with caplog.at_level(logging.WARNING, logger="latent_edit_bench.contracts.method"):
         again = fit_or_load(SeFa(n_samples=16, top_k=3), make_ctx(backbone, cache_dir=tmp_path))
     assert not again.cache_hit and again.artifact_path == path
     bad = list(path.parent.glob(f"{path.stem}.corrupt-*.safetensors"))
@@ -368,8 +368,8 @@ def test_truncated_artifact_is_quarantined_and_refitted(backbone, tmp_path, capl
 def test_artifact_sha256_is_recorded_checked_and_optional_for_old_artifacts(backbone, tmp_path):
     import json
 
-    from bench.assets import sha256_file
-    from bench.contracts.method import CorruptArtifact
+    from latent_edit_bench.assets import sha256_file
+    from latent_edit_bench.contracts.method import CorruptArtifact
 
     ed = fit_or_load(SeFa(n_samples=16, top_k=3), make_ctx(backbone, cache_dir=tmp_path))
     path, side = ed.artifact_path, sidecar(ed.artifact_path)

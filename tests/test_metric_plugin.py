@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_PKG = ROOT / "tests" / "plugins" / "bench-expression-flip"
 MODULE = PLUGIN_PKG / "bench_expression_flip" / "expression_flip.py"
-BENCH = [sys.executable, "-m", "bench.cli"]
+BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 TITLE = "Dominant emotion changed by the edit"
 LABEL = "fraction of samples whose dominant emotion changed"
 # two cheap closed-form methods, one level a side, one fit seed: the smallest run with a compared level
@@ -111,7 +111,7 @@ def test_docs_show_the_test_package():
 
 @pytest.mark.slow
 def test_third_party_metric_reaches_the_report(tmp_path):
-    from reports.tables import fmt   # the report's number format (3 significant digits)
+    from latent_edit_bench.reports.tables import fmt   # the report's number format (3 significant digits)
 
     env = install(tmp_path)
     listing = subprocess.run(BENCH + ["list"], capture_output=True, text=True, env=env, timeout=300)

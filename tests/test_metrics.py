@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES, GESTURE_ATTRIBUTES
-from bench.errors import BenchError
-from bench.contracts.metric import EditSet
-from bench.plugins import get_plugins
-from bench.pipeline.stats import Bootstrap, evaluate
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, GESTURE_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.metric import EditSet
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.pipeline.stats import Bootstrap, evaluate
 
 TORCH_THREADS = 1  # see conftest.py
 
@@ -225,7 +225,7 @@ def test_docs_example_metric_runs():
     import types
     from pathlib import Path
 
-    from bench.plugins import Plugins, make_plugin_manager
+    from latent_edit_bench.plugins import Plugins, make_plugin_manager
 
     root = Path(__file__).resolve().parents[1]
     doc = (root / "docs" / "writing-a-metric.md").read_text()

@@ -11,14 +11,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.errors import BenchError
-from bench.contracts.method import Checkpointer, FitContext, artifact_path, fit_or_load
-from bench.plugins import get_plugins
-from bench.presets import method_config
-from methods.adatrans import AdaTrans
-from methods.eye import EYE, HFLD
-from methods.latent_transformer import LatentTransformer
-from methods.regularisers import LandmarkLoss
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.method import Checkpointer, FitContext, artifact_path, fit_or_load
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.presets import method_config
+from latent_edit_bench.methods.adatrans import AdaTrans
+from latent_edit_bench.methods.eye import EYE, HFLD
+from latent_edit_bench.methods.latent_transformer import LatentTransformer
+from latent_edit_bench.methods.regularisers import LandmarkLoss
 
 TORCH_THREADS = 1  # see conftest.py
 
@@ -52,7 +52,7 @@ def prepare(ed, ctx):
     """The state ``fit`` sets up before its loop (to call ``losses`` outside a fit)."""
     ed._packing, ed._fit_attrs = ed.packing(ctx.backbone), ctx.attributes
     if isinstance(ed, AdaTrans):
-        from methods.adatrans import gaussian
+        from latent_edit_bench.methods.adatrans import gaussian
 
         ed._density = gaussian(ctx.latents(ed.config["density_samples"], seed=ctx.seed + 2))
 
@@ -87,7 +87,7 @@ def test_regularised_names_resolve_and_bad_ones_say_what_is_valid():
 
 
 def test_run_validation_and_presets_know_regularised_names():
-    from bench.pipeline.run import make_config, validate
+    from latent_edit_bench.pipeline.run import make_config, validate
 
     plugins = get_plugins()
     validate(make_config("latent-transformer,latent-transformer+hfld", "Male"), plugins)
@@ -238,7 +238,7 @@ def test_resume_after_a_kill_is_exact(backbone, instruments, tmp_path, name):
 
 @pytest.mark.slow      # 24 s on 2 shared cores under load
 def test_interfacegan_cond_takes_the_regulariser(backbone, instruments):
-    from methods.regularisers import landmark_loss
+    from latent_edit_bench.methods.regularisers import landmark_loss
 
     methods = get_plugins().methods
     ctx = make_ctx(backbone, instruments)
@@ -268,7 +268,7 @@ def test_interfacegan_cond_takes_the_regulariser(backbone, instruments):
 
 def test_network_editors_on_a_small_stylegan2_w_plus(instruments):
     """Per-layer shapes: W+ with several layers (a tiny random StyleGAN2; no FFHQ weights here)."""
-    from bench.backbones.stylegan2 import Generator, StyleGAN2Backbone
+    from latent_edit_bench.backbones.stylegan2 import Generator, StyleGAN2Backbone
 
     torch.manual_seed(0)
     g = Generator(16, style_dim=32, n_mlp=2, channel_multiplier=1, max_channels=16)

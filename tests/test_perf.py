@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.contracts.method import FitContext
-from bench.plugins import get_plugins
-from bench.perf import load_reference
-from methods.eye import step_generator
+from latent_edit_bench.contracts.method import FitContext
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.perf import load_reference
+from latent_edit_bench.methods.eye import step_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_THREADS = 1   # conftest pins this; on 2 shared cores, 2 threads under load run 20-60x slower
@@ -24,7 +24,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 def test_perf_quick_writes_three_rows(tmp_path):
     out = tmp_path / "x.csv"
-    res = subprocess.run([sys.executable, "-m", "bench.cli", "perf", "--quick", "--backbones", "dcgan",
+    res = subprocess.run([sys.executable, "-m", "latent_edit_bench.cli", "perf", "--quick", "--backbones", "dcgan",
                           "--device", "cpu", "--out", str(out)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = list(csv.DictReader(out.open()))

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-import bench
-from bench.errors import BenchError, UnknownName
-from bench.plugins import Plugins, make_plugin_manager
-from bench.registry import Entry, Registry
+import latent_edit_bench as bench
+from latent_edit_bench.errors import BenchError, UnknownName
+from latent_edit_bench.plugins import Plugins, make_plugin_manager
+from latent_edit_bench.registry import Entry, Registry
 
 HERE = Path(__file__).parent
-BENCH = [sys.executable, "-m", "bench.cli"]
+BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 
 
 def run_bench(*args, env=None):
@@ -67,3 +67,26 @@ def test_external_plugin_package_is_listed_and_usable(tmp_path):
 
 def test_public_api():
     assert bench.Entry is Entry and callable(bench.hookimpl)
+
+
+def test_one_import_namespace(tmp_path):
+    """Installed, the package is latent_edit_bench alone (its plugin folders are subpackages): the
+    names of unrelated PyPI distributions (bench, metrics, reports) are not taken. pyproject's
+    explicit package list covers every package folder."""
+    import tomllib
+
+    root = HERE.parent
+    probe = ("import importlib.util as u, latent_edit_bench.methods.eye, latent_edit_bench.reports.html; "
+             "print([n for n in ('bench', 'methods', 'metrics', 'reports') if u.find_spec(n)])")
+    res = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr + res.stdout
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = setup["package-dir"]
+    want = set()
+    for pkg, folder in dirs.items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder).parts
+            if not any(part in ("build", "__pycache__") for part in rel):
+                want.add(".".join((pkg, *rel)))
+    assert set(setup["packages"]) == want

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
-from bench.instruments.probe import (ATTRIBUTE_KINDS, CALIBRATION, COLOUR_ATTRIBUTES, FIXED, MEASURED, SUPPORTED,
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.instruments.probe import (ATTRIBUTE_KINDS, CALIBRATION, COLOUR_ATTRIBUTES, FIXED, MEASURED, SUPPORTED,
                                     Probe, attribute_kind, pad_square, require_supported)
-from bench.measure import to_pixels
-from bench.plugins import get_plugins
+from latent_edit_bench.measure import to_pixels
+from latent_edit_bench.plugins import get_plugins
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 GRACE_FACE = (143, 107, 387, 351)   # x0, y0, x1, y1: the tight crop face-api's landmark net wants (1.3x landmarks)
@@ -133,8 +133,8 @@ def test_brightening_the_hair_region_raises_blond_hair(probe, grace):
 
 def test_one_attribute_scoring_equals_the_full_forward(probe, dcgan_images):
     """score_attribute (the matched search's fast path) computes only one attribute's nets: same numbers."""
-    from bench.errors import BenchError
-    from bench.instruments.probe import SUPPORTED
+    from latent_edit_bench.errors import BenchError
+    from latent_edit_bench.instruments.probe import SUPPORTED
 
     with torch.no_grad():
         full = probe(dcgan_images)["attributes"]
@@ -212,7 +212,7 @@ def test_attribute_kinds_say_which_scores_are_a_trained_network(probe):
 def test_bench_list_marks_network_and_heuristic_attributes():
     from click.testing import CliRunner
 
-    from bench.cli import cli
+    from latent_edit_bench.cli import cli
 
     res = CliRunner().invoke(cli, ["list"])
     assert res.exit_code == 0, res.output

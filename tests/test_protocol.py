@@ -14,16 +14,16 @@ import sys
 import pytest
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.contracts.backbone import Backbone
-from bench.contracts.instrument import Instrument, Output
-from bench.contracts.method import Editor, FitContext, as_strength
-from bench.plugins import get_plugins
-from bench.pipeline.protocol import DEFAULT_TOL, matched_edit, native_edit
-from methods.interfacegan import InterFaceGAN
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.contracts.backbone import Backbone
+from latent_edit_bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.contracts.method import Editor, FitContext, as_strength
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.pipeline.protocol import DEFAULT_TOL, matched_edit, native_edit
+from latent_edit_bench.methods.interfacegan import InterFaceGAN
 
 TORCH_THREADS = 1
-BENCH = [sys.executable, "-m", "bench.cli"]
+BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 K, ATTR = 4.0, "Pale_Skin"
 
 
@@ -204,7 +204,7 @@ def test_fit_cli_stores_then_hits_cache(tmp_path):
     assert "sefa: cache hit, loaded" in second.stdout
     assert len(list((tmp_path / "sefa").glob("*.safetensors"))) == 1
     # what `bench fit` stored is what `bench run` loads (same per-attribute, per-seed key)
-    from bench.pipeline.run import Run, make_config
+    from latent_edit_bench.pipeline.run import Run, make_config
 
     r = Run(make_config("sefa", "Male", fit_seeds=1), tmp_path / "run", cache_dir=tmp_path,
             log=lambda s: None)
@@ -221,7 +221,7 @@ LEVELS = (-0.3, -0.2, -0.1, 0.1, 0.2, 0.3)
 def test_ladder_reaches_every_reachable_level_and_records_the_rest(sign):
     """On the analytic ramp: each (level, sample) lands within tol of R_k(orig) + level where the range
     allows it (checked against the closed form), and is marked unreached exactly where it does not."""
-    from bench.pipeline.protocol import LADDER_TOL, ladder_edit
+    from latent_edit_bench.pipeline.protocol import LADDER_TOL, ladder_edit
 
     ctx = FitContext(Ramp(), {"brightness": Brightness()}, attributes=(ATTR,))
     w0 = torch.tensor([-2.0, -0.6, -0.1, 0.2, 0.7, 1.4, 3.0])
@@ -247,7 +247,7 @@ def test_ladder_reaches_every_reachable_level_and_records_the_rest(sign):
 
 
 def test_ladder_takes_the_crossing_nearest_to_zero_on_a_non_monotone_score():
-    from bench.pipeline.protocol import ladder_edit
+    from latent_edit_bench.pipeline.protocol import ladder_edit
 
     ctx = FitContext(Ramp(), {"bump": Bump()}, attributes=(ATTR,))
     w0 = torch.tensor([-0.5, 0.4], dtype=torch.float64)

@@ -17,12 +17,12 @@ import math
 import pytest
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.instruments.probe import CALIBRATION
-from bench.contracts.method import FitContext, fit_or_load
-from bench.plugins import get_plugins
-from bench.presets import method_config
-from bench.pipeline.protocol import DEFAULT_TOL, LADDER_TOL, ladder_edit
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.instruments.probe import CALIBRATION
+from latent_edit_bench.contracts.method import FitContext, fit_or_load
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.presets import method_config
+from latent_edit_bench.pipeline.protocol import DEFAULT_TOL, LADDER_TOL, ladder_edit
 
 TORCH_THREADS = 2
 N, SEED = 32, 1000

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.errors import BenchError
-from reports.html import load_run, render_report
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.reports.html import load_run, render_report
 
 ROOT = Path(__file__).resolve().parents[1]
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -607,7 +607,7 @@ def test_bad_folders_raise_bench_error(tmp_path):
 
 
 def _bench(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "bench.cli", "report", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "latent_edit_bench.cli", "report", *map(str, args)], capture_output=True,
                           text=True, timeout=300, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 

@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import Entry, hookimpl
-from bench.contracts.method import Editor
-from bench.plugins import Plugins, make_plugin_manager
-from bench.pipeline.run import Run, make_config
-from bench.pipeline.session import Session
+from latent_edit_bench import Entry, hookimpl
+from latent_edit_bench.contracts.method import Editor
+from latent_edit_bench.plugins import Plugins, make_plugin_manager
+from latent_edit_bench.pipeline.run import Run, make_config
+from latent_edit_bench.pipeline.session import Session
 
-BENCH = [sys.executable, "-m", "bench.cli"]
+BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 # two fast fits (smaller than the quick preset: this tests the run, not the methods)
 SMALL = {"sefa": {"n_samples": 16, "top_k": 3}, "interfacegan": {"n_samples": 256}}
 # n = 16 samples, K = 2 fit seeds, two levels a side: the smallest run with equal-edit comparisons
@@ -37,7 +37,7 @@ def cache(tmp_path_factory):
 
 def run_fast(out, cache, plugins=None, **kw):
     """The run, then its report from the folder (what `bench run` does)."""
-    from reports.html import render_report
+    from latent_edit_bench.reports.html import render_report
 
     cfg = make_config(**{**FAST, **kw})
     out = Run(cfg, out, session=Session(plugins), cache_dir=cache, log=lambda s: None).execute()
@@ -309,8 +309,8 @@ def test_a_second_run_waits_on_the_folder_lock(tmp_path):
 
 
 def test_missing_deepface_weights_hint_is_one_short_line_per_run(tmp_path):
-    from bench.errors import MissingAsset
-    from bench.instruments.deepface_emotion import weights_path
+    from latent_edit_bench.errors import MissingAsset
+    from latent_edit_bench.instruments.deepface_emotion import weights_path
 
     class Instruments:
         def create(self, name):

@@ -1,4 +1,4 @@
-"""bench.pipeline.stats: the two-level bootstrap (fit seeds, then samples) against scipy and direct resampling."""
+"""latent_edit_bench.pipeline.stats: the two-level bootstrap (fit seeds, then samples) against scipy and direct resampling."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.contracts.metric import Quantity, mean_of
-from bench.pipeline.stats import Bootstrap, compare, evaluate, means, per_seed
+from latent_edit_bench.contracts.metric import Quantity, mean_of
+from latent_edit_bench.pipeline.stats import Bootstrap, compare, evaluate, means, per_seed
 
 N = 60
 RATIO = Quantity("ratio", lambda m: np.abs(m["a"]) / np.abs(m["b"]), ("a", "b"))   # not a plain mean

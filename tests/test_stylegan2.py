@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone, stylegan2_channels
+from latent_edit_bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone, stylegan2_channels
 
 
 @pytest.fixture(scope="module")

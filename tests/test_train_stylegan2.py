@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.backbones.formats import read_rosinality
-from bench.backbones.plugin import dcgan_digiface
-from bench.backbones.stylegan2 import Generator
-from bench.errors import BenchError
-from bench.trainers.kid import QualityReference
-from bench.trainers.stylegan2 import (
+from latent_edit_bench.backbones.formats import read_rosinality
+from latent_edit_bench.backbones.plugin import dcgan_digiface
+from latent_edit_bench.backbones.stylegan2 import Generator
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.trainers.kid import QualityReference
+from latent_edit_bench.trainers.stylegan2 import (
     ema_beta, export_stylegan2, load_safetensors_stylegan2, r1_penalty, train_stylegan2,
 )
 

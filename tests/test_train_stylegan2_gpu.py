@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.backbones.plugin import dcgan_digiface
-from bench.backbones.formats import load_stylegan2
-from bench.plugins import get_plugins
-from bench.backbones.stylegan2 import EMBEDDED_64, Discriminator, Generator
-from bench.errors import BenchError
-from bench.contracts.instrument import Output
-from bench.trainers.quality_bar import (EXPRESSION_TV_MAX, KID_FACTOR, LANDMARK_QUANTILE, LANDMARKS_FOUND_MIN, LandmarkGate,
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.backbones.plugin import dcgan_digiface
+from latent_edit_bench.backbones.formats import load_stylegan2
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.backbones.stylegan2 import EMBEDDED_64, Discriminator, Generator
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.instrument import Output
+from latent_edit_bench.trainers.quality_bar import (EXPRESSION_TV_MAX, KID_FACTOR, LANDMARK_QUANTILE, LANDMARKS_FOUND_MIN, LandmarkGate,
                                floor_noise, label_shares, total_variation)
-from bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
+from latent_edit_bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_THREADS = 1
@@ -107,7 +107,7 @@ def test_smoke_tables(smoke):
 
 @pytest.mark.slow   # ~10 s quiet
 def test_a_diverged_run_still_brings_back_its_last_checkpoint(tmp_path, monkeypatch):
-    import bench.trainers.stylegan2 as ts
+    import latent_edit_bench.trainers.stylegan2 as ts
 
     job = _job()
     real = ts.train_stylegan2
@@ -146,17 +146,26 @@ def test_plan_fills_the_budget_from_the_probes_later_rows():
 
 
 def test_checkout_env_registers_the_plugins_without_an_install(tmp_path):
-    """python -S sees no site-packages (so not our editable install): only the generated dist-info."""
+    """python -S sees no site-packages (so not our editable install): only the linked namespace and the
+    generated dist-info."""
     script = (f'ROOT={ROOT}; PY="{sys.executable} -S"; SITE={tmp_path}/site; . "$ROOT/tools/checkout_env.sh"; '
               f'printf "%s" "$CHECKOUT_NOTES"; {sys.executable} -S -c "from importlib.metadata import entry_points; '
-              f"print(sorted((e.name, e.value) for e in entry_points(group='bench')))\"")
+              f"print(sorted((e.name, e.value) for e in entry_points(group='latent_edit_bench')))\"")
     res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in ENV.items() if k != "PYTHONPATH"})
     assert res.returncode == 0, res.stderr
-    assert "generated dist-info" in res.stdout
+    assert "generated dist-info" in res.stdout and "linked from the checkout" in res.stdout
     points = dict(eval(res.stdout.strip().splitlines()[-1]))
-    assert points == {"backbones": "bench.backbones.plugin", "instruments": "bench.instruments.plugin",
-                      "methods": "methods.plugin", "metrics": "metrics.plugin"}
+    assert points == {"backbones": "latent_edit_bench.backbones.plugin", "instruments": "latent_edit_bench.instruments.plugin",
+                      "methods": "latent_edit_bench.methods.plugin", "metrics": "latent_edit_bench.metrics.plugin"}
+    # the linked namespace imports (with site-packages for torch and pluggy: SITE comes first on the path)
+    site = tmp_path / "site"
+    res = subprocess.run([sys.executable, "-c", "import latent_edit_bench.methods.eye as e, latent_edit_bench.reports.html; "
+                          "from latent_edit_bench.assets import asset_path; print(e.__file__, asset_path('dcgan-digiface'))"],
+                         capture_output=True, text=True, timeout=60, env={**ENV, "PYTHONPATH": str(site)})
+    assert res.returncode == 0, res.stderr
+    eye_file, asset = res.stdout.split()
+    assert eye_file.startswith(str(site / "latent_edit_bench" / "methods")) and Path(asset).is_file()
 
 
 def test_docs_state_the_bar_and_the_command():
@@ -180,7 +189,7 @@ def test_warm_start_lowers_the_paired_loss_and_needs_the_teachers_z(tmp_path, dc
 
 
 def test_deadline_stops_gracefully_and_resume_continues(tmp_path, dcgan, monkeypatch):
-    import bench.trainers.stylegan2 as ts
+    import latent_edit_bench.trainers.stylegan2 as ts
 
     ticks = iter(range(10 ** 6))
     monkeypatch.setattr(ts.time, "monotonic", lambda: float(next(ticks)))   # one tick per deadline check
@@ -246,7 +255,7 @@ def test_floor_noise_and_label_distances():
 @pytest.fixture(scope="module")
 def embedded_random():
     """EMBEDDED_64 with random weights and its D; off-init perturbation so every layer matters."""
-    from bench.backbones.stylegan2 import StyleGAN2Backbone
+    from latent_edit_bench.backbones.stylegan2 import StyleGAN2Backbone
 
     torch.manual_seed(0)
     g = Generator(**EMBEDDED_64)
@@ -268,14 +277,14 @@ class Brightness(torch.nn.Module):
 
 
 def _ctx(bb):
-    from bench.contracts.method import FitContext
+    from latent_edit_bench.contracts.method import FitContext
 
     return FitContext(bb, {"brightness": Brightness()}, attributes=("Pale_Skin",), seed=0,
                       load_instrument=get_plugins().instruments.create)
 
 
 def test_ganspace_on_w_of_the_embedded_architecture(embedded_random):
-    from methods.ganspace import GANSpace
+    from latent_edit_bench.methods.ganspace import GANSpace
 
     bb, ctx = embedded_random, _ctx(embedded_random)
     ed = GANSpace(n_components=8, n_pca_samples=512, top_k=1, n_samples=4, layer_ranges=[[0, 10], [0, 3]])
@@ -294,7 +303,7 @@ def test_ganspace_on_w_of_the_embedded_architecture(embedded_random):
 
 
 def test_sefa_on_the_modulation_weights_of_the_embedded_architecture(embedded_random):
-    from methods.sefa import SeFa
+    from latent_edit_bench.methods.sefa import SeFa
 
     bb = embedded_random
     A = bb.style_weights()
@@ -312,7 +321,7 @@ def test_sefa_on_the_modulation_weights_of_the_embedded_architecture(embedded_ra
 
 @pytest.mark.parametrize("method", ["baseline", "hfld"])
 def test_eye_and_hfld_learn_T_of_shape_A_10_512(embedded_random, method):
-    from methods.eye import EYE, HFLD
+    from latent_edit_bench.methods.eye import EYE, HFLD
 
     bb = embedded_random
     ed = (EYE if method == "baseline" else HFLD)(steps=2, batch_size=2, lr=1e-2)
@@ -329,11 +338,11 @@ def test_eye_and_hfld_learn_T_of_shape_A_10_512(embedded_random, method):
 
 def test_the_embedded_backbone_entry(tmp_path, monkeypatch, embedded_random):
     """Registered, refuses clearly without weights, loads registered files of exactly that architecture."""
-    import bench.assets as assets
-    from bench.assets import sha256_file
-    from bench.backbones.formats import SAFETENSORS_FORMAT
-    from bench.errors import MissingAsset
-    from bench.plugins import get_plugins
+    import latent_edit_bench.assets as assets
+    from latent_edit_bench.assets import sha256_file
+    from latent_edit_bench.backbones.formats import SAFETENSORS_FORMAT
+    from latent_edit_bench.errors import MissingAsset
+    from latent_edit_bench.plugins import get_plugins
 
     reg = get_plugins().backbones
     assert "stylegan2-64" in reg

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.errors import MissingAsset
-from bench.instruments.vgg import CONTENT_LAYERS, VGGFeatures, vgg16_stlpips, vgg19
+from latent_edit_bench.errors import MissingAsset
+from latent_edit_bench.instruments.vgg import CONTENT_LAYERS, VGGFeatures, vgg16_stlpips, vgg19
 
 FIXTURE = Path(__file__).parent / "fixtures" / "stlpips_vgg_reference.npz"
 ATOL = 1e-5  # float32; observed worst 1.7e-6 on activations up to ~2

@@ -19,7 +19,7 @@ from PIL import Image
 
 
 def jpeg(x: torch.Tensor, quality: int = 90) -> torch.Tensor:
-    from bench.images import to_uint8
+    from latent_edit_bench.images import to_uint8
 
     out = []
     for a in to_uint8(x):
@@ -35,7 +35,7 @@ def main():
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--emotion", default="fer-emotion")
     args = p.parse_args()
-    from bench.pipeline.session import Session
+    from latent_edit_bench.pipeline.session import Session
 
     s = Session(device="cpu")
     bb = s.backbone("dcgan")

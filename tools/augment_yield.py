@@ -27,7 +27,7 @@ def main():
     args = p.parse_args()
     from click.testing import CliRunner
 
-    from bench.cli import cli
+    from latent_edit_bench.cli import cli
 
     out = Path(args.out)
     frames = []

@@ -23,8 +23,8 @@ BLOCK = re.compile(r"(# BEGIN CALIBRATION[^\n]*\n)(.*?)(# END CALIBRATION)", re.
 
 
 def measure_features(n: int, seed: int, backbone: str, batch: int = 64) -> dict[str, torch.Tensor]:
-    from bench.instruments.probe import MEASURED, Probe
-    from bench.plugins import get_plugins
+    from latent_edit_bench.instruments.probe import MEASURED, Probe
+    from latent_edit_bench.plugins import get_plugins
 
     bb = get_plugins().backbones.create(backbone)
     probe = Probe().eval()

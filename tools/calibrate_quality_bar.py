@@ -29,10 +29,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     args = ap.parse_args()
 
-    from bench.backbones.plugin import dcgan_digiface
-    from bench.backbones.stylegan2 import EMBEDDED_64, Generator
-    from bench.trainers.kid import dcgan_images
-    from bench.trainers.quality_bar import BarReference, face_measures, label_shares, total_variation
+    from latent_edit_bench.backbones.plugin import dcgan_digiface
+    from latent_edit_bench.backbones.stylegan2 import EMBEDDED_64, Generator
+    from latent_edit_bench.trainers.kid import dcgan_images
+    from latent_edit_bench.trainers.quality_bar import BarReference, face_measures, label_shares, total_variation
 
     dcgan = dcgan_digiface()
     ref = BarReference(dcgan, n=args.n, size=64, device="cpu")

@@ -3,16 +3,30 @@
 #
 #   ROOT=<checkout> PY=<python> SITE=<scratch folder>; . "$ROOT/tools/checkout_env.sh"
 #
-# Puts SITE and ROOT on PYTHONPATH; where the package is not installed, writes a dist-info folder in
-# SITE (METADATA + entry_points.txt generated from pyproject.toml) so the built-in plugins register
-# through the `bench` entry-point group as an install would; where tqdm is missing, a pass-through
-# stand-in (progress bars only). Sets CHECKOUT_NOTES to one line per stand-in made.
+# Puts SITE on PYTHONPATH. Where the package is not installed: SITE/latent_edit_bench is the import
+# namespace an install makes (pyproject's package-dir), as links: bench/'s entries, plus methods,
+# metrics and reports from beside it; and a dist-info folder in SITE (METADATA + entry_points.txt
+# generated from pyproject.toml) so the built-in plugins register through the `latent_edit_bench`
+# entry-point group as an install would. Where tqdm is missing, a pass-through stand-in (progress
+# bars only). Sets CHECKOUT_NOTES to one line per stand-in made.
 
 CHECKOUT_NOTES=""
 mkdir -p "$SITE"
-export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1   # a part killed by timeout still leaves its log
-if ! "$PY" -c "import sys; from importlib.metadata import entry_points; sys.exit(not entry_points(group='bench'))" 2>/dev/null; then
+if ! "$PY" -c "import latent_edit_bench.methods" 2>/dev/null; then
+    rm -rf "$SITE/latent_edit_bench"
+    mkdir -p "$SITE/latent_edit_bench"
+    for entry in "$ROOT"/bench/*; do
+        ln -s "$entry" "$SITE/latent_edit_bench/$(basename "$entry")"
+    done
+    for sub in methods metrics reports; do
+        ln -s "$ROOT/$sub" "$SITE/latent_edit_bench/$sub"
+    done
+    CHECKOUT_NOTES="${CHECKOUT_NOTES}package not installed: latent_edit_bench linked from the checkout's folders
+"
+fi
+if ! "$PY" -c "import sys; from importlib.metadata import entry_points; sys.exit(not entry_points(group='latent_edit_bench'))" 2>/dev/null; then
     "$PY" - "$ROOT/pyproject.toml" "$SITE" <<'PYEOF'
 import re, sys
 from pathlib import Path
@@ -23,9 +37,9 @@ points = [l for l in section.splitlines() if "=" in l and not l.lstrip().startsw
 d = Path(sys.argv[2]) / f"latent_edit_bench-{version}.dist-info"
 d.mkdir(parents=True, exist_ok=True)
 (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: latent-edit-bench\nVersion: {version}\n")
-(d / "entry_points.txt").write_text("[bench]\n" + "\n".join(p.replace('"', "").strip() for p in points) + "\n")
+(d / "entry_points.txt").write_text("[latent_edit_bench]\n" + "\n".join(p.replace('"', "").strip() for p in points) + "\n")
 PYEOF
-    CHECKOUT_NOTES="${CHECKOUT_NOTES}package not installed: bench entry points provided by a generated dist-info on PYTHONPATH
+    CHECKOUT_NOTES="${CHECKOUT_NOTES}package not installed: latent_edit_bench entry points provided by a generated dist-info on PYTHONPATH
 "
 fi
 if ! "$PY" -c "import tqdm.auto" 2>/dev/null; then

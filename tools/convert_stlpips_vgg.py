@@ -29,7 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.instruments.vgg import IMAGENET_MEAN, IMAGENET_STD, BlurPool, VGGFeatures  # noqa: E402
+from latent_edit_bench.instruments.vgg import IMAGENET_MEAN, IMAGENET_STD, BlurPool, VGGFeatures  # noqa: E402
 
 VERSION = "0.0.2"
 MEMBER = "stlpips_pytorch/weights/vST0.0/vgg_shift_tolerant.pth"

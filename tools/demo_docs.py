@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--skip-run", action="store_true", help="use the run folder as it is")
     args = ap.parse_args()
     if not args.skip_run:
-        subprocess.run([sys.executable, "-m", "bench.cli", "run", *DEMO, "--out", str(args.run)], check=True, cwd=ROOT)
+        subprocess.run([sys.executable, "-m", "latent_edit_bench.cli", "run", *DEMO, "--out", str(args.run)], check=True, cwd=ROOT)
     m = json.loads((args.run / "manifest.json").read_text())
     cfg = m["config"]
     fits = {name: sum(f.get("fit_seconds", 0) for seed in st.get("fits", {}).values() for f in seed.values())
@@ -129,7 +129,7 @@ cached fits count ~0): {', '.join(f'{k} {v:.0f}' for k, v in fits.items())}.
     sys.path.insert(0, str(ROOT / "tools"))
     from screenshot_report import screenshot
 
-    from reports.html import render_report
+    from latent_edit_bench.reports.html import render_report
 
     html = render_report([args.run], args.run / "report.html")
     try:

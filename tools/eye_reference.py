@@ -24,9 +24,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 
-CONTENT_LAYERS = ("conv_1", "conv_2", "conv_3", "conv_4")   # = methods.eye.CONTENT_LAYERS
+CONTENT_LAYERS = ("conv_1", "conv_2", "conv_3", "conv_4")   # = latent_edit_bench.methods.eye.CONTENT_LAYERS
 
 
 class ReferenceEYE:

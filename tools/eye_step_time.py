@@ -34,16 +34,49 @@ OPTIONS = {"lr": 3e-3, "max_strength": 3.0}   # the quick preset's EYE/HFLD sche
 
 # -- the worker: one tree, one process -----------------------------------------------------------
 
+def importable(tree: Path) -> str:
+    """Make ``tree``'s code what this process imports; returns its package name.
+
+    ROOT is the installed (editable) package. Another tree gets a scratch folder first on sys.path:
+    since the one namespace, a ``latent_edit_bench`` of links to its folders (as tools/checkout_env.sh
+    makes); before it, the tree itself on the path (top-level ``bench``) plus a dist-info carrying its
+    ``bench`` entry points, which the installed package no longer declares."""
+    if tree.resolve() == ROOT:
+        return "latent_edit_bench"
+    site = Path(tempfile.mkdtemp(prefix="eye-ref-site-"))
+    sys.path.insert(0, str(site))
+    pyproject = (tree / "pyproject.toml").read_text()
+    if "[tool.setuptools.package-dir]" in pyproject:
+        ns = site / "latent_edit_bench"
+        ns.mkdir()
+        for entry in (tree / "bench").iterdir():
+            (ns / entry.name).symlink_to(entry)
+        for sub in ("methods", "metrics", "reports"):
+            (ns / sub).symlink_to(tree / sub)
+        return "latent_edit_bench"
+    sys.path.insert(1, str(tree))
+    import re
+
+    points = re.search(r"^\[project\.entry-points\.bench\]\n(.*?)(?=^\[|\Z)", pyproject, re.M | re.S).group(1)
+    dist = site / "eye_ref-0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: eye-ref\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[bench]\n" + points.replace('"', ""))
+    return "bench"
+
+
 def worker(tree: str, threads: int) -> None:
     """Serve fits of ``tree``'s code: one JSON request per stdin line, one JSON answer per stdout line."""
-    sys.path.insert(0, tree)   # before site-packages: this tree's bench/methods, not the installed ones
+    import importlib
+
+    pkg = importlib.import_module(importable(Path(tree)))
     import torch
 
-    from bench.plugins import get_plugins
+    get_plugins = importlib.import_module(f"{pkg.__name__}.plugins").get_plugins
     try:
-        from bench.contracts.method import FitContext
+        FitContext = importlib.import_module(f"{pkg.__name__}.contracts.method").FitContext
     except ImportError:        # trees before the bench/contracts layout
-        from bench.method import FitContext
+        FitContext = importlib.import_module(f"{pkg.__name__}.method").FitContext
 
     torch.set_num_threads(threads)
     logging.disable(logging.WARNING)   # the DCGAN has no D: every fit would warn so
@@ -55,7 +88,7 @@ def worker(tree: str, threads: int) -> None:
              if "load_instrument" in inspect.signature(FitContext).parameters else {})
     out = sys.stdout
     sys.stdout = sys.stderr    # anything the tree prints stays off the answer channel
-    out.write(json.dumps({"ready": str(Path(sys.modules["bench"].__file__).parent)}) + "\n")
+    out.write(json.dumps({"ready": str(Path(pkg.__file__).resolve().parent)}) + "\n")
     out.flush()
     for line in sys.stdin:
         req = json.loads(line)

@@ -62,7 +62,7 @@ def dcgan_samples() -> list[np.ndarray]:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from bench.backbones.plugin import dcgan_digiface
+    from latent_edit_bench.backbones.plugin import dcgan_digiface
 
     g = dcgan_digiface()
     z = torch.cat([torch.randn(1, g.z_dim, generator=torch.Generator().manual_seed(s)) for s in DCGAN_SEEDS])

@@ -69,7 +69,7 @@ for m in 'numpy PIL pandas pyarrow scipy seaborn jinja2 safetensors pluggy click
     except Exception:
         print(m)" 2>/dev/null | tr '\n' ' ')
 [ -n "$MISSING" ] && note "python modules missing: $MISSING"
-part imports 30 "$PY" -c "import bench, methods, metrics, reports; from bench.plugins import get_plugins; p = get_plugins(); assert 'dcgan' in p.backbones, 'no bench plugins registered'; print('backbones:', *p.backbones.names()); print('methods:', *p.methods.names()); print('instruments:', *p.instruments.names())"
+part imports 30 "$PY" -c "import latent_edit_bench.methods, latent_edit_bench.metrics, latent_edit_bench.reports; from latent_edit_bench.plugins import get_plugins; p = get_plugins(); assert 'dcgan' in p.backbones, 'no bench plugins registered'; print('backbones:', *p.backbones.names()); print('methods:', *p.methods.names()); print('instruments:', *p.instruments.names())"
 
 # -- 1. CUDA tests (they skip themselves without torch.cuda.is_available()) --------------------------
 # Selected by name: tests take a "cuda" parameter (tests/test_metrics.py); test_cli's usage-error case
@@ -84,11 +84,11 @@ fi
 
 # -- 2. bench perf, fp32 (fp16 where perf has --dtype) ------------------------------------------------
 if [ $SMOKE -eq 1 ]; then
-    part perf_cpu 60 "$PY" -m bench.cli perf --quick --backbones dcgan --device cpu --out "$OUT/perf_cpu.csv"
+    part perf_cpu 60 "$PY" -m latent_edit_bench.cli perf --quick --backbones dcgan --device cpu --out "$OUT/perf_cpu.csv"
 else
-    part perf_cuda 150 "$PY" -m bench.cli perf --device cuda --backbones dcgan,stylegan2-256 --out "$OUT/perf_cuda.csv"
-    if "$PY" -m bench.cli perf --help | grep -q -- "--dtype"; then
-        part perf_cuda_fp16 90 "$PY" -m bench.cli perf --device cuda --dtype fp16 --out "$OUT/perf_cuda_fp16.csv"
+    part perf_cuda 150 "$PY" -m latent_edit_bench.cli perf --device cuda --backbones dcgan,stylegan2-256 --out "$OUT/perf_cuda.csv"
+    if "$PY" -m latent_edit_bench.cli perf --help | grep -q -- "--dtype"; then
+        part perf_cuda_fp16 90 "$PY" -m latent_edit_bench.cli perf --device cuda --dtype fp16 --out "$OUT/perf_cuda_fp16.csv"
     else
         note "bench perf has no --dtype option yet: fp16 not measured"
     fi
@@ -97,18 +97,18 @@ fi
 # -- 3. a shortened bench run ---------------------------------------------------------------------------
 RUN=$SCRATCH/run
 if [ $SMOKE -eq 1 ]; then
-    part run_smoke 60 "$PY" -m bench.cli run --methods sefa --attrs Male -n 8 --fit-seeds 1 --levels 0.1 \
+    part run_smoke 60 "$PY" -m latent_edit_bench.cli run --methods sefa --attrs Male -n 8 --fit-seeds 1 --levels 0.1 \
         --set sefa.n_samples=16 --set sefa.top_k=3 --device cpu --out "$RUN" --cache "$SCRATCH/cache"
 else
     # No random StyleGAN2 is registered as a backbone: a random 256-px config-F checkpoint (random D too,
     # as the official EYE code's D) goes through the registered `stylegan2` backbone's --weights instead.
-    part random_checkpoint 30 "$PY" -c "from bench.perf import write_random_stylegan2 as w; print(w('$SCRATCH/random-256.safetensors'))"
+    part random_checkpoint 30 "$PY" -c "from latent_edit_bench.perf import write_random_stylegan2 as w; print(w('$SCRATCH/random-256.safetensors'))"
     # the last part gets what is left of 470 s, so the whole stays within 8 minutes
     LEFT=$(( 470 - ($(date +%s) - T_START) ))
     if [ $LEFT -lt 30 ]; then
         note "paper run skipped: ${LEFT}s of the 8-minute budget left"; FAILED=1
     else
-        part paper_run $LEFT "$PY" -m bench.cli run --preset paper --backbone stylegan2 --weights "$SCRATCH/random-256.safetensors" \
+        part paper_run $LEFT "$PY" -m latent_edit_bench.cli run --preset paper --backbone stylegan2 --weights "$SCRATCH/random-256.safetensors" \
             --methods sefa,ganspace,interfacegan,baseline,hfld --attrs Male \
             --set baseline.steps=200 --set hfld.steps=200 -n 200 --fit-seeds 1 \
             --device cuda --out "$RUN" --cache "$SCRATCH/cache"

@@ -39,9 +39,9 @@ def rates(perf_csv: Path, backbone: str) -> dict[str, float]:
 
 def work(methods, attrs, fit_seeds: int, n: int, levels: int, preset: str) -> dict:
     """Counts: EYE steps, R-scored renders (search + closed-form fits), renders + instruments."""
-    from bench.plugins import get_plugins
-    from bench.presets import method_config
-    from bench.pipeline.protocol import LADDER_GRID
+    from latent_edit_bench.plugins import get_plugins
+    from latent_edit_bench.presets import method_config
+    from latent_edit_bench.pipeline.protocol import LADDER_GRID
 
     plugins = get_plugins()
     search_steps = 4                                    # RunConfig.search_steps

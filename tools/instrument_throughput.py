@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.plugins import get_plugins  # noqa: E402
+from latent_edit_bench.plugins import get_plugins  # noqa: E402
 
 DEFAULT = "mediapipe-blazeface,mediapipe-facemesh,oarriaga-emotion,oarriaga-gender,faceapi-landmarks,fer-emotion"
 

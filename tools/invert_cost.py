@@ -1,6 +1,6 @@
 """Inversion cost per photo: seconds of ``bench invert``'s projection per photo, per backbone and batch.
 
-Times ``bench.invert.project`` (initialisation + ``--steps`` optimisation steps + final render) on
+Times ``latent_edit_bench.invert.project`` (initialisation + ``--steps`` optimisation steps + final render) on
 targets rendered by the backbone itself, and prints seconds per photo for the full schedule:
 
     OMP_NUM_THREADS=2 .venv/bin/python tools/invert_cost.py --backbones dcgan --steps 20 --batch 1,8
@@ -27,10 +27,10 @@ def main():
     p.add_argument("--full-steps", type=int, default=300)
     p.add_argument("--batch", default="1,8")
     args = p.parse_args()
-    from bench.invert import InvertConfig, project
-    from bench.perf import make_backbone
-    from bench.plugins import get_plugins
-    from bench.pipeline.session import Session
+    from latent_edit_bench.invert import InvertConfig, project
+    from latent_edit_bench.perf import make_backbone
+    from latent_edit_bench.plugins import get_plugins
+    from latent_edit_bench.pipeline.session import Session
 
     s = Session(device=args.device)
     vgg = s.instrument("vgg16-stlpips")

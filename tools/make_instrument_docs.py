@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.measure import DEEPFACE_EMOTIONS, Instruments, draw_landmarks  # noqa: E402
+from latent_edit_bench.measure import DEEPFACE_EMOTIONS, Instruments, draw_landmarks  # noqa: E402
 
 SKIMAGE = "scikit-image==0.26.0"
 FACEAPI = "@vladmandic/face-api@1.7.15"
@@ -76,8 +76,8 @@ def face_crop(rgb: np.ndarray, box, inst: Instruments, rounds: int = 3, k: float
     photos the mean distance to dlib's points is 5-10% of the inter-ocular distance at k = 1.2-1.4,
     10-20% at 1.5 and 30% or worse at 1.8.
     """
-    from bench.measure import to_pixels, to_tensor
-    from bench.instruments.probe import pad_square
+    from latent_edit_bench.measure import to_pixels, to_tensor
+    from latent_edit_bench.instruments.probe import pad_square
 
     x0, y0, x1, y1 = box
     for _ in range(rounds):
@@ -94,9 +94,9 @@ def face_crop(rgb: np.ndarray, box, inst: Instruments, rounds: int = 3, k: float
 
 
 def dcgan_grid(inst: Instruments, out: Path, n: int = 16, seed: int = 0, scale: int = 4):
-    from bench.attributes import CELEBA_ATTRIBUTES
-    from bench.plugins import get_plugins
-    from bench.images import to_uint8
+    from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+    from latent_edit_bench.plugins import get_plugins
+    from latent_edit_bench.images import to_uint8
 
     bb = get_plugins().backbones.create("dcgan")
     images = bb.sample(n, seed)
@@ -134,7 +134,7 @@ def main(argv=None):
     inst = Instruments("default")
     ref = None
     if args.dlib:
-        from bench.measure import DlibReference
+        from latent_edit_bench.measure import DlibReference
 
         ref = DlibReference()
     rows = []
@@ -145,7 +145,7 @@ def main(argv=None):
         m = inst.measure(Path(f"{name}.png"), crop)
         draw_landmarks(crop, m.landmarks).save(args.out / f"overlay_{name}.png")
         if ref is not None:
-            from bench.measure import landmark_error
+            from latent_edit_bench.measure import landmark_error
 
             m.dlib_error = landmark_error(m.landmarks, ref.landmarks(crop)[0])
         rows.append((name, crop.shape, m))
@@ -165,7 +165,7 @@ def main(argv=None):
     print("|---" * (len(names) + 1) + "|")
     for name, _, m in rows:
         print(f"| {name} | " + " | ".join(f"{m.attributes[a]:.2f}" for a in names) + " |")
-    from bench.attributes import CELEBA_ATTRIBUTES
+    from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 
     print("| DCGAN seed 0, mean of 16 | " + " | ".join(
         f"{attrs[:, CELEBA_ATTRIBUTES.index(a)].mean():.2f}" for a in names) + " |")

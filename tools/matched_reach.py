@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from bench.contracts.method import FitContext, fit_or_load
-from bench.plugins import get_plugins
-from bench.presets import method_config
-from bench.pipeline.protocol import matched_edit
+from latent_edit_bench.contracts.method import FitContext, fit_or_load
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.presets import method_config
+from latent_edit_bench.pipeline.protocol import matched_edit
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ face should move none of them.
 show how far face-api's own nets (landmarks included) move under the same changes.
 
 ``--probe-py`` scores with another copy of bench/instruments/probe.py (e.g. an older revision saved
-to /tmp), imported as a module of bench.instruments so its relative imports resolve: that is how
+to /tmp), imported as a module of latent_edit_bench.instruments so its relative imports resolve: that is how
 the "before" numbers in docs/attributes.md were made.
 """
 
@@ -59,9 +59,9 @@ TRANSFORMS = {
 
 def load_probe_module(path: str | None):
     if path is None:
-        from bench.instruments import probe
+        from latent_edit_bench.instruments import probe
         return probe
-    name = "bench.instruments._probe_under_test"
+    name = "latent_edit_bench.instruments._probe_under_test"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
@@ -71,7 +71,7 @@ def load_probe_module(path: str | None):
 
 def colour_scores(probe, images, attrs=COLOURS) -> torch.Tensor:
     """[B, len(attrs)] scores from one features() call (all colour features share the landmark net)."""
-    from bench.attributes import CELEBA_ATTRIBUTES
+    from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 
     k = [CELEBA_ATTRIBUTES.index(a) for a in attrs]
     if not set(attrs) <= set(COLOURS):
@@ -109,7 +109,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from bench.plugins import get_plugins
+    from latent_edit_bench.plugins import get_plugins
 
     mod = load_probe_module(args.probe_py)
     probe = mod.Probe().eval()

@@ -3,7 +3,7 @@
     python tools/regulariser_table.py RUN_FOLDER [--reg hfld] [--out comparison_pairs.csv]
 
 For every method M of the run whose M+<reg> is in the run too, the run's own analysis
-(``bench.pipeline.analysis.analyse``: paired on the samples both reach under every fit seed, two-level
+(``latent_edit_bench.pipeline.analysis.analyse``: paired on the samples both reach under every fit seed, two-level
 bootstrap over fit seeds and samples) is redone on ``samples.parquet`` with M as the reference, so each
 row compares a method with its regularised self (the run's comparison.csv compares everything with
 one reference). Prints a markdown table and writes the pairs' comparison rows as CSV.
@@ -20,8 +20,8 @@ import pandas as pd
 
 
 def pairs_table(run: Path, reg: str = "hfld", metric: str = "emotion", quantity: str = "disturbance"):
-    from bench.pipeline.analysis import analyse
-    from bench.plugins import get_plugins
+    from latent_edit_bench.pipeline.analysis import analyse
+    from latent_edit_bench.plugins import get_plugins
 
     m = json.loads((run / "manifest.json").read_text())
     cfg = m["config"]

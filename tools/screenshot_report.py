@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reports.html import render_report  # noqa: E402
+from latent_edit_bench.reports.html import render_report  # noqa: E402
 
 
 def screenshot(html: Path, out: Path, width: int = 1280, height: int = 3000) -> Path:

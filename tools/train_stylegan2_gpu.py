@@ -64,7 +64,7 @@ def probe_generator(run_dir: Path, device):
     """G_ema of a train_stylegan2 folder's checkpoint (to time one KID evaluation)."""
     import torch
 
-    from bench.backbones.stylegan2 import Generator
+    from latent_edit_bench.backbones.stylegan2 import Generator
 
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     g = Generator(**state["g_kwargs"])
@@ -96,14 +96,14 @@ def main(argv=None) -> int:
 
     import torch
 
-    from bench.backbones.stylegan2 import EMBEDDED_64 as SG2_64
+    from latent_edit_bench.backbones.stylegan2 import EMBEDDED_64 as SG2_64
 
-    from bench.backbones.plugin import dcgan_digiface
-    from bench.backbones.formats import load_stylegan2
-    from bench.errors import BenchError
-    from bench.images import save_png
-    from bench.trainers.quality_bar import BarReference, overlay_grid
-    from bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
+    from latent_edit_bench.backbones.plugin import dcgan_digiface
+    from latent_edit_bench.backbones.formats import load_stylegan2
+    from latent_edit_bench.errors import BenchError
+    from latent_edit_bench.images import save_png
+    from latent_edit_bench.trainers.quality_bar import BarReference, overlay_grid
+    from latent_edit_bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
 
     cfg = settings(args.smoke)
     cfg["channels"] = cfg["channels"] or SG2_64["channels"]   # None: the embedded architecture's widths

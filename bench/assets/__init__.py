@@ -7,7 +7,7 @@ import hashlib
 import tomllib
 from pathlib import Path
 
-from bench.errors import BenchError, MissingAsset
+from latent_edit_bench.errors import BenchError, MissingAsset
 
 ASSET_DIR = Path(__file__).resolve().parent
 

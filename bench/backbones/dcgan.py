@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.contracts.backbone import Backbone
+from latent_edit_bench.contracts.backbone import Backbone
 
 
 class UpBlock(nn.Sequential):

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import BenchError
-from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone, make_kernel, stylegan2_channels
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone, make_kernel, stylegan2_channels
 
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."   # torch.save before zip files
 
@@ -539,7 +539,7 @@ def read_safetensors(path) -> StyleGAN2Checkpoint:
         d_path = path.parent / meta["d_file"]
         if not d_path.is_file():
             raise BenchError(f"{path} keeps its discriminator in {meta['d_file']}, which is missing from {path.parent}")
-        from bench.assets import sha256_file
+        from latent_edit_bench.assets import sha256_file
         if sha256_file(d_path) != meta.get("d_sha256"):
             raise BenchError(f"{d_path} does not match the sha256 that {path.name} records for it")
         with safe_open(str(d_path), framework="pt") as f:

@@ -5,17 +5,17 @@ Factories are named as "module:function" strings so `bench list` imports nothing
 
 from __future__ import annotations
 
-from bench import hookimpl
-from bench.errors import BenchError, MissingAsset
-from bench.registry import Entry
-from bench.zoo import ZOO
+from latent_edit_bench import hookimpl
+from latent_edit_bench.errors import BenchError, MissingAsset
+from latent_edit_bench.registry import Entry
+from latent_edit_bench.zoo import ZOO
 
 
 def dcgan_digiface(**_options):
     from safetensors.torch import load_file
 
-    from bench.assets import asset_path
-    from bench.backbones.dcgan import DCGANBackbone, DCGANGenerator
+    from latent_edit_bench.assets import asset_path
+    from latent_edit_bench.backbones.dcgan import DCGANBackbone, DCGANGenerator
 
     gen = DCGANGenerator()
     gen.load_state_dict(load_file(str(asset_path("dcgan-digiface"))), strict=True)
@@ -24,8 +24,8 @@ def dcgan_digiface(**_options):
 
 def stylegan2(weights: str | None = None, truncation: float = 1.0, name: str = "stylegan2", **_options):
     """A StyleGAN2 from a rosinality .pt or NVIDIA .pkl file, or a zoo name."""
-    from bench.zoo import resolve
-    from bench.backbones.formats import load_stylegan2
+    from latent_edit_bench.zoo import resolve
+    from latent_edit_bench.backbones.formats import load_stylegan2
 
     if not weights:
         raise BenchError("backbone 'stylegan2' needs --weights PATH (a rosinality .pt or NVIDIA .pkl) "
@@ -38,9 +38,9 @@ EMBEDDED_SG2 = ("stylegan2-64", "stylegan2-64-d")   # register names: G_ema (+ m
 
 def stylegan2_64(truncation: float = 1.0, name: str = "stylegan2-64", **_options):
     """The embedded 64-px StyleGAN2 (bench/assets, trained from the DCGAN), once its weights are registered."""
-    from bench.assets import asset_path, register
-    from bench.backbones.formats import load_stylegan2
-    from bench.backbones.stylegan2 import EMBEDDED_64
+    from latent_edit_bench.assets import asset_path, register
+    from latent_edit_bench.backbones.formats import load_stylegan2
+    from latent_edit_bench.backbones.stylegan2 import EMBEDDED_64
 
     missing = [n for n in EMBEDDED_SG2 if n not in register()]
     if missing:

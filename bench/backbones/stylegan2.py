@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.contracts.backbone import Backbone
+from latent_edit_bench.contracts.backbone import Backbone
 
 # -- low-level ops --------------------------------------------------------------------------------
 

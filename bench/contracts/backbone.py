@@ -19,7 +19,7 @@ import abc
 import torch
 from torch import nn
 
-from bench.pipeline.batched import map_batches
+from latent_edit_bench.pipeline.batched import map_batches
 
 
 class Backbone(nn.Module, abc.ABC):

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.pipeline.batched import map_batches
-from bench.errors import BenchError
+from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.errors import BenchError
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from typing import Any, Callable
 
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.pipeline.batched import map_batches
-from bench.errors import BenchError
-from bench.registry import configure
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.registry import configure
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ def save_artifact(path: Path, state: dict, meta: dict | None = None) -> None:
     """
     from safetensors.torch import save_file
 
-    from bench.assets import sha256_file
+    from latent_edit_bench.assets import sha256_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -425,7 +425,7 @@ def load_artifact(path: Path) -> tuple[dict, dict]:
     """
     from safetensors import safe_open
 
-    from bench.assets import sha256_file
+    from latent_edit_bench.assets import sha256_file
 
     path = Path(path)
     side = sidecar(path)

@@ -9,7 +9,7 @@ metric then sees one :class:`EditSet` per (method, attribute, fit seed, level): 
   the run stores them in ``samples.parquet`` as ``<metric>.<column>``.
 - ``quantities(attr, columns) -> [Quantity]``: what the metric reports. Every quantity is a
   function of column *means*, so one two-level bootstrap (fit seeds, then samples) gives its
-  interval and the same resamples give paired method-vs-reference differences (:mod:`bench.pipeline.stats`).
+  interval and the same resamples give paired method-vs-reference differences (:mod:`latent_edit_bench.pipeline.stats`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bench.registry import configure
+from latent_edit_bench.registry import configure
 
 
 @dataclass

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.contracts.instrument import Instrument, Output
-from bench.instruments.faceapi import conv_same, resize_bilinear_tf
-from bench.instruments.tfjs_graph import load_keras
+from latent_edit_bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.instruments.faceapi import conv_same, resize_bilinear_tf
+from latent_edit_bench.instruments.tfjs_graph import load_keras
 
 INPUT_SIZE = 256
 KEYPOINTS = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")  # the subject's right/left
@@ -201,7 +201,7 @@ class BlazeFaceDetector(Instrument):
 def load_net() -> BlazeFace:
     from safetensors.torch import load_file
 
-    from bench.assets import asset_path
+    from latent_edit_bench.assets import asset_path
 
     return load_keras(BlazeFace(), load_file(str(asset_path("mediapipe-blazeface"))), "asset 'mediapipe-blazeface'")
 

@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError, MissingAsset
-from bench.contracts.instrument import Instrument, Output
-from bench.instruments.resnet import ResNet50
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError, MissingAsset
+from latent_edit_bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.instruments.resnet import ResNet50
 
 EYE_DEFAULTS = {"input_size": 256, "normalize": "none", "head": "identity", "antialias": False}
 NORMALIZE = ("none", "imagenet")

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.errors import BenchError, MissingAsset
-from bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.errors import BenchError, MissingAsset
+from latent_edit_bench.contracts.instrument import Instrument, Output
 
 DEEPFACE_VERSION = "0.0.103"
 DEEPFACE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # EMOTION_LABELS

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
-from bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.instrument import Instrument, Output
 
 MEAN_RGB = (122.782, 117.001, 104.298)
 EXPRESSION_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
@@ -339,7 +339,7 @@ def load_tfjs(net: nn.Module, tensors: dict[str, torch.Tensor], source: str = "w
 def load_net(asset: str) -> nn.Module:
     from safetensors.torch import load_file
 
-    from bench.assets import asset_path
+    from latent_edit_bench.assets import asset_path
 
     net = {"faceapi-landmark68": lambda: FaceFeatureNet(136), "faceapi-expression": lambda: FaceFeatureNet(7),
            "faceapi-age-gender": AgeGenderNet, "faceapi-recognition": FaceRecognitionNet}[asset]()

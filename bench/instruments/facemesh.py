@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.contracts.instrument import Instrument, Output
-from bench.instruments.faceapi import conv_same
-from bench.instruments.tfjs_graph import Conv, load_keras
+from latent_edit_bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.instruments.faceapi import conv_same
+from latent_edit_bench.instruments.tfjs_graph import Conv, load_keras
 
 INPUT_SIZE = 192
 N_POINTS = 468
@@ -124,7 +124,7 @@ CONTOUR_LAYERS = tuple([f"depthwise_conv2d_{k}" for k in (19, 20, 21, 22)] + [f"
 def load_net() -> FaceMesh:
     from safetensors.torch import load_file
 
-    from bench.assets import asset_path
+    from latent_edit_bench.assets import asset_path
 
     return load_keras(FaceMesh(), load_file(str(asset_path("mediapipe-facemesh"))), "asset 'mediapipe-facemesh'",
                       unused_layers=CONTOUR_LAYERS)

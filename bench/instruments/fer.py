@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
-from bench.contracts.instrument import Instrument, Output
-from bench.instruments.faceapi import DEEPFACE_LABELS
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS
 
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer/fer.py _get_labels
 DEEPFACE_FROM_FER = tuple(FER_LABELS.index(name) for name in DEEPFACE_LABELS)  # identity today
@@ -124,7 +124,7 @@ class MiniXception(nn.Module):
 def load_net() -> MiniXception:
     from safetensors.torch import load_file
 
-    from bench.assets import asset_path
+    from latent_edit_bench.assets import asset_path
 
     net = MiniXception()
     state = load_file(str(asset_path("fer-mini-xception")))

@@ -22,9 +22,9 @@ import re
 
 import torch
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
-from bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.instrument import Instrument, Output
 
 DEFAULT_JUDGES = {"Male": "oarriaga-gender.male", "Smiling": "oarriaga-emotion.emotion[happy]"}
 DEFAULT_EMOTION_JUDGE = "oarriaga-emotion"

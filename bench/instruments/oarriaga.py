@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.contracts.instrument import Instrument, Output
-from bench.instruments.faceapi import DEEPFACE_LABELS, conv_same, pad_same, resize_bilinear_tf
-from bench.instruments.tfjs_graph import Conv, load_keras
+from latent_edit_bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS, conv_same, pad_same, resize_bilinear_tf
+from latent_edit_bench.instruments.tfjs_graph import Conv, load_keras
 
 GREY = (0.2989, 0.5870, 0.1140)
 
@@ -102,7 +102,7 @@ def gender_net() -> XceptionNet:
 def load_net(asset: str) -> XceptionNet:
     from safetensors.torch import load_file
 
-    from bench.assets import asset_path
+    from latent_edit_bench.assets import asset_path
 
     net = {"oarriaga-emotion": emotion_net, "oarriaga-gender": gender_net}[asset]()
     return load_keras(net, load_file(str(asset_path(asset))), f"asset {asset!r}")

@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
-from bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.instrument import Instrument, Output
 
 # Instruments this one is built from (names in the plugin registry).
 LANDMARKS, EXPRESSION, AGE_GENDER = "faceapi-landmarks", "faceapi-expression", "faceapi-age-gender"
@@ -138,7 +138,7 @@ class Probe(Instrument):
         super().__init__()
         self.symmetric = symmetric
         if landmarks is None or expression is None or age_gender is None:
-            from bench.instruments import faceapi   # its parts, by their module: no detour through the plugin manager
+            from latent_edit_bench.instruments import faceapi   # its parts, by their module: no detour through the plugin manager
 
             landmarks = faceapi.landmarks() if landmarks is None else landmarks
             expression = faceapi.expression() if expression is None else expression

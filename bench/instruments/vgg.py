@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import BenchError
-from bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.contracts.instrument import Instrument, Output
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -118,7 +118,7 @@ class VGGFeatures(Instrument):
 def vgg16_stlpips(**_options) -> VGGFeatures:
     from safetensors.torch import load_file
 
-    from bench.assets import asset_path
+    from latent_edit_bench.assets import asset_path
 
     inst = VGGFeatures("vgg16", blur=True, n_convs=len(CONTENT_LAYERS), name="vgg16-stlpips",
                        assets=("vgg16-stlpips",))
@@ -127,7 +127,7 @@ def vgg16_stlpips(**_options) -> VGGFeatures:
 
 def vgg19(weights: str = "vgg19-torchvision", **_options) -> VGGFeatures:
     """torchvision's ImageNet VGG19 (``vgg19-dcbb9e9d.pth``): a zoo name or a path."""
-    from bench import zoo
+    from latent_edit_bench import zoo
 
     path = zoo.resolve(weights)
     state = torch.load(path, map_location="cpu", weights_only=True)  # plain state_dict; no code runs

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.pipeline import stats
-from bench.pipeline.stats import Bootstrap
+from latent_edit_bench.pipeline import stats
+from latent_edit_bench.pipeline.stats import Bootstrap
 
 MIN_PAIRED = 8          # fewer common samples than this: no comparison at that level
 HEADLINE = ("emotion", "disturbance")

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from bench.errors import BenchError
-from bench.fs import atomic
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import atomic
 
 ENGINES = ("local", "slurm", "submitit-local")
 STATES = ("pending", "running", "done", "failed", "skipped")
@@ -120,7 +120,7 @@ class Ledger:
 
     def intact(self, uid: str, path: Path) -> bool:
         """Whether ``path`` has the sha256 recorded for ``uid`` (a unit without a record passes)."""
-        from bench.assets import sha256_file
+        from latent_edit_bench.assets import sha256_file
 
         want = self.get(uid).get("sha256")
         return want is None or sha256_file(path) == want
@@ -134,8 +134,8 @@ def work(spec: dict, unit: Unit) -> dict:
     a job that died (which it resubmits)."""
     import torch
 
-    from bench.pipeline.run import Run, config_from_dict
-    from bench.pipeline.session import Session, resolve_device
+    from latent_edit_bench.pipeline.run import Run, config_from_dict
+    from latent_edit_bench.pipeline.session import Session, resolve_device
 
     t0 = time.perf_counter()
     where = {"host": socket.gethostname(), "pid": os.getpid()}
@@ -161,8 +161,8 @@ def unit_file(run, unit: Unit, record: dict) -> Path:
 def verify(run, unit: Unit, record: dict) -> str | None:
     """None if the file ``record`` reports exists with the sha256 the job computed (and, for a fit, the
     one its sidecar recorded); else what is wrong. Run by the driver before the unit is used."""
-    from bench.assets import sha256_file
-    from bench.contracts.method import sidecar
+    from latent_edit_bench.assets import sha256_file
+    from latent_edit_bench.contracts.method import sidecar
 
     path = unit_file(run, unit, record)
     if not path.exists():

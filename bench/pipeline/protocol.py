@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.pipeline.batched import map_batches
-from bench.contracts.method import Editor, FitContext
+from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.contracts.method import Editor, FitContext
 
 DEFAULT_TOL = 0.1
 DEFAULT_GRID = 4    # scan points per side of s = 0 before bisecting (R_k need not be monotone)
@@ -36,7 +36,7 @@ DEFAULT_GRID = 4    # scan points per side of s = 0 before bisecting (R_k need n
 def native_edit(editor: Editor, latents: torch.Tensor, attr: str, strength, batch_size: int = 256) -> torch.Tensor:
     """The native protocol: ``editor.edit`` at the given strength (scalar or [B]), batched, no grad, CPU out.
 
-    For EYE/HFLD the native strength towards a target is ``methods.eye.native_strength``."""
+    For EYE/HFLD the native strength towards a target is ``latent_edit_bench.methods.eye.native_strength``."""
     s = torch.as_tensor(strength, dtype=latents.dtype).expand(latents.shape[0])
     return map_batches(lambda i: editor.edit(latents[i], attr, s[i]), torch.arange(latents.shape[0]),
                        batch_size, out="cpu")

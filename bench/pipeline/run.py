@@ -32,16 +32,16 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.pipeline.analysis import analyse
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError, MissingAsset
-from bench.fs import atomic, writable_dir
-from bench.instruments.faceapi import DEEPFACE_LABELS   # the emotion columns, DeepFace order
-from bench.contracts.method import FitContext, canonical_json, fit_or_load, module_fingerprint
-from bench.contracts.metric import EditSet
-from bench.plugins import plugin_versions
-from bench.pipeline.protocol import LADDER_TOL, ladder_edit
-from bench.pipeline.session import Session
+from latent_edit_bench.pipeline.analysis import analyse
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError, MissingAsset
+from latent_edit_bench.fs import atomic, writable_dir
+from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS   # the emotion columns, DeepFace order
+from latent_edit_bench.contracts.method import FitContext, canonical_json, fit_or_load, module_fingerprint
+from latent_edit_bench.contracts.metric import EditSet
+from latent_edit_bench.plugins import plugin_versions
+from latent_edit_bench.pipeline.protocol import LADDER_TOL, ladder_edit
+from latent_edit_bench.pipeline.session import Session
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity", "judge")
 DEFAULT_INSTRUMENTS = {"attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks",
@@ -105,7 +105,7 @@ def _split(names) -> tuple:
 
 def make_config(methods, attrs, preset: str = "quick", n: int | None = None, fit_seeds: int | None = None,
                 levels=None, **kw) -> RunConfig:
-    from bench.presets import preset as get_preset
+    from latent_edit_bench.presets import preset as get_preset
 
     p = get_preset(preset)
     if levels is not None:
@@ -123,7 +123,7 @@ def make_config(methods, attrs, preset: str = "quick", n: int | None = None, fit
 
 def validate(cfg: RunConfig, plugins) -> None:
     """Raise BenchError (exit 2) for anything wrong in the config, naming what is valid."""
-    from bench.presets import PRESETS
+    from latent_edit_bench.presets import PRESETS
 
     if not cfg.methods:
         raise BenchError("--methods needs at least one method; valid methods: " + ", ".join(plugins.methods.names()))
@@ -164,7 +164,7 @@ def validate(cfg: RunConfig, plugins) -> None:
     for role, name in cfg.instruments.items():
         if not (role == "emotion" and name == "auto"):
             plugins.instruments.get(name)
-    from bench.instruments.judge import check_judges
+    from latent_edit_bench.instruments.judge import check_judges
 
     check_judges(cfg.judges, plugins.instruments)
 
@@ -176,7 +176,7 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: Path, session: Session | None = None, cache_dir: Path | str = "cache",
                  log: Callable[[str], None] = print, executor=None):
-        from bench.pipeline.executors import LocalExecutor
+        from latent_edit_bench.pipeline.executors import LocalExecutor
 
         self.cfg, self.out = cfg, Path(out)
         self.session = session if session is not None else Session()
@@ -328,7 +328,7 @@ class Run:
 
     def trajectory(self, name: str, attr: str, lat: torch.Tensor, ladder: torch.Tensor) -> Path:
         """Image grid: rows = the first samples, columns = levels -max ... original ... +max."""
-        from bench.images import make_grid, save_png
+        from latent_edit_bench.images import make_grid, save_png
 
         k = min(self.cfg.trajectory["samples"], self.cfg.n)
         neg = sum(1 for v in self.cfg.signed_levels if v < 0)
@@ -343,7 +343,7 @@ class Run:
     def execute(self) -> Path:
         """Do (or finish) the run. A second identical run started meanwhile waits on ``<out>/.lock``, then
         finds the finished units and only re-summarises, instead of redoing all the work beside this one."""
-        from bench.fs import folder_lock
+        from latent_edit_bench.fs import folder_lock
 
         def waiting():
             self.log(f"another bench run is working in {self.out}; waiting")
@@ -361,7 +361,7 @@ class Run:
     def _execute(self) -> Path:
         from tqdm.auto import tqdm
 
-        from bench.pipeline.executors import Ledger
+        from latent_edit_bench.pipeline.executors import Ledger
 
         t0 = time.perf_counter()
         self._load_models()
@@ -404,8 +404,8 @@ class Run:
         """The units still to do, in order: the originals if missing, then a fit and an edit unit for each
         missing (method, fit seed, attribute). A unit file whose sha256 differs from the one recorded when
         it was written is moved aside (``<name>.corrupt-<time>``) and redone."""
-        from bench.pipeline.executors import all_units
-        from bench.contracts.method import quarantine
+        from latent_edit_bench.pipeline.executors import all_units
+        from latent_edit_bench.contracts.method import quarantine
 
         units = all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list)
         for u in units:
@@ -419,7 +419,7 @@ class Run:
 
     def run_unit(self, unit) -> dict:
         """Do one unit in this process and write its file; returns its record (what units.json keeps)."""
-        from bench.assets import sha256_file
+        from latent_edit_bench.assets import sha256_file
 
         if not hasattr(self, "ctx"):   # a worker: the models are loaded per job
             self._load_models()
@@ -434,7 +434,7 @@ class Run:
             path = self.unit_path(None)
             self.originals()
         else:
-            from bench.pipeline.executors import Unit
+            from latent_edit_bench.pipeline.executors import Unit
 
             editor = self._editors.pop(Unit("fit", unit.method, unit.attr, unit.seed), None)
             if editor is None:   # fitted by another job: load it from the cache (sha256-checked)
@@ -447,8 +447,8 @@ class Run:
     def cached_fit(self, unit) -> dict | None:
         """The record of fit ``unit`` if the cache already holds its artifact intact (then no job is needed:
         a rerun with more attributes or fit seeds submits only the new fits), else None."""
-        from bench.assets import sha256_file
-        from bench.contracts.method import artifact_path, load_artifact
+        from latent_edit_bench.assets import sha256_file
+        from latent_edit_bench.contracts.method import artifact_path, load_artifact
 
         try:
             path = artifact_path(self.editor(unit.method),
@@ -462,7 +462,7 @@ class Run:
                 "sha256": sha256_file(path)}
 
     def spec(self, device: str | None = None, threads: int | None = None, dtype: str | None = None) -> dict:
-        """What a job needs to rebuild this run on a worker (:func:`bench.pipeline.executors.work`); paths absolute."""
+        """What a job needs to rebuild this run on a worker (:func:`latent_edit_bench.pipeline.executors.work`); paths absolute."""
         s = self.session
         return {"config": self.cfg.to_dict(), "out": str(self.out.absolute()),
                 "cache_dir": str(self.cache_dir.absolute()), "device": device or str(s.device),
@@ -511,7 +511,7 @@ class Run:
 
     # -- provenance --------------------------------------------------------------------------------
     def _manifest(self) -> dict:
-        from bench.assets import register
+        from latent_edit_bench.assets import register
 
         reg = register()
         used = set(getattr(self.backbone, "assets", ()) or ())
@@ -558,7 +558,7 @@ def config_from_dict(d: dict) -> RunConfig:
 
 
 def _method_config(preset: str, method: str) -> dict:
-    from bench.presets import method_config
+    from latent_edit_bench.presets import method_config
 
     return method_config(preset, method)
 
@@ -566,7 +566,7 @@ def _method_config(preset: str, method: str) -> dict:
 def _skip_reason(name: str, e: Exception) -> str:
     """One short clause on why ``name`` did not load: for missing weights, the path where the file goes."""
     if name == "deepface-emotion" and isinstance(e, MissingAsset):
-        from bench.instruments.deepface_emotion import weights_path
+        from latent_edit_bench.instruments.deepface_emotion import weights_path
 
         return f"{name} weights not found (put them at {weights_path()} to use it)"
     return f"{name} not loadable ({str(e).split(': ')[0][:100]})"

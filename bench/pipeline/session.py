@@ -3,7 +3,7 @@
 Everything below the CLI gets these from a :class:`Session` instead of choosing its own: a fit's
 extra nets (EYE's content net, HFLD's landmarks) and a run's measuring instruments come from one
 pool, each loaded once, on the session's device; every batched render -> measure uses the session's
-batch size and precision (:func:`bench.pipeline.batched.map_batches`). Only the CLI (the top of the house)
+batch size and precision (:func:`latent_edit_bench.pipeline.batched.map_batches`). Only the CLI (the top of the house)
 builds the plugin manager; a session made without one uses the installed plugins.
 """
 
@@ -13,8 +13,8 @@ from collections import Counter
 
 import torch
 
-from bench.pipeline.batched import autocast, map_batches
-from bench.errors import BenchError
+from latent_edit_bench.pipeline.batched import autocast, map_batches
+from latent_edit_bench.errors import BenchError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -52,7 +52,7 @@ class Session:
     def __init__(self, plugins=None, device: str | torch.device = "cpu", dtype: str = "fp32",
                  batch_size: int = 64, progress: bool = False):
         if plugins is None:
-            from bench.plugins import get_plugins
+            from latent_edit_bench.plugins import get_plugins
 
             plugins = get_plugins()
         if batch_size < 1:

@@ -11,7 +11,7 @@ therefore resamples both levels:
 
 A column's replicate mean over the fit seeds k and a subset S of the samples is
 sum_k V_bk sum_{i in S} W_bi x_ki / (K sum_{i in S} W_bi); a quantity is a function of such means
-(:class:`bench.contracts.metric.Quantity`). The subset is a run's "reached" samples: restricting the shared
+(:class:`latent_edit_bench.contracts.metric.Quantity`). The subset is a run's "reached" samples: restricting the shared
 weights keeps the pairing. With ``V`` fixed to ones the same code gives the samples-only interval,
 so the share of an interval that is fit variance can be read off.
 """
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:   # no torch import for readers of run folders (the report)
-    from bench.contracts.metric import Quantity
+    from latent_edit_bench.contracts.metric import Quantity
 
 LEVEL = 0.95
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from scipy import linalg
 
-from bench.errors import BenchError
+from latent_edit_bench.errors import BenchError
 
 FeatureFn = Callable[[torch.Tensor], "np.ndarray | torch.Tensor"]
 
@@ -106,7 +106,7 @@ def descriptor_features(images: torch.Tensor, batch_size: int = 64) -> np.ndarra
     """
     global _descriptor
     if _descriptor is None:
-        from bench.instruments import faceapi
+        from latent_edit_bench.instruments import faceapi
 
         _descriptor = faceapi.descriptor().eval()
     _descriptor.to(images.device)
@@ -135,7 +135,7 @@ def dcgan_images(dcgan, n: int, seed: int, size: int | None = None, batch_size: 
 def student_images(student, n: int, seed: int, batch_size: int = 64) -> torch.Tensor:
     """n samples of a Backbone (its own truncation and constant noise) or of a bare StyleGAN2
     ``Generator`` (no truncation, constant noise: what the benchmark renders), CPU float32."""
-    from bench.contracts.backbone import Backbone
+    from latent_edit_bench.contracts.backbone import Backbone
 
     if isinstance(student, Backbone):
         return student.sample(n, seed, batch_size=batch_size)

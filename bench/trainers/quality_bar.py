@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.errors import BenchError
-from bench.instruments.faceapi import EXPRESSION_LABELS
-from bench.trainers.kid import REFERENCE_SEED_A, REFERENCE_SEED_B, dcgan_images, fid, kid, polynomial_mmd2, student_images
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.instruments.faceapi import EXPRESSION_LABELS
+from latent_edit_bench.trainers.kid import REFERENCE_SEED_A, REFERENCE_SEED_B, dcgan_images, fid, kid, polynomial_mmd2, student_images
 
 KID_FACTOR = 25.0            # KID(student, A) <= KID_FACTOR * floor_scale (docs: a 1-px blur of the DCGAN is ~24)
 LANDMARKS_FOUND_MIN = 0.95   # share of samples whose landmarks are found
@@ -57,7 +57,7 @@ def face_measures(images: torch.Tensor, nets: dict, device, which=tuple(MEASURES
 def load_face_nets(device) -> dict:
     """face-api's descriptor, landmark and expression nets, from their module: the bar's measures are
     fixed, not a plugin choice."""
-    from bench.instruments import faceapi
+    from latent_edit_bench.instruments import faceapi
 
     make = {"faceapi-descriptor": faceapi.descriptor, "faceapi-landmarks": faceapi.landmarks,
             "faceapi-expression": faceapi.expression}
@@ -116,7 +116,7 @@ class BarResult:
 
 
 class BarReference:
-    """DCGAN sets A and B (n samples each, seeds of :mod:`bench.trainers.kid`), measured once: the KID floor, the
+    """DCGAN sets A and B (n samples each, seeds of :mod:`latent_edit_bench.trainers.kid`), measured once: the KID floor, the
     landmark gate and the expression shares every student is held against."""
 
     def __init__(self, dcgan, n: int = 1000, size: int = 64, device=None, nets: dict | None = None):
@@ -182,8 +182,8 @@ class BarReference:
 def overlay_grid(images: torch.Tensor, landmarks: np.ndarray, found: np.ndarray, ncol: int = 8,
                  scale: int = 4) -> np.ndarray:
     """Samples upscaled ``scale`` x with their landmarks as dots: green where found, red where not."""
-    from bench.images import make_grid, to_uint8
-    from bench.measure import draw_landmarks
+    from latent_edit_bench.images import make_grid, to_uint8
+    from latent_edit_bench.measure import draw_landmarks
 
     tiles = []
     for rgb, lm, ok in zip(to_uint8(images), landmarks, found):

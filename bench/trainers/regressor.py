@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bench.attributes import CELEBA_ATTRIBUTES
-from bench.errors import BenchError
-from bench.instruments.resnet import ResNet50
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.errors import BenchError
+from latent_edit_bench.instruments.resnet import ResNet50
 
 IMAGES = "img_align_celeba"
 ATTRS = "list_attr_celeba.txt"

@@ -2,7 +2,7 @@
 
     train_stylegan2("runs/sg2-64", steps=20000, batch_size=32, device="cuda")
     export_stylegan2("runs/sg2-64/checkpoint.pt", "sg2-64.safetensors")
-    backbone = load_stylegan2("sg2-64.safetensors")   # bench.backbones.formats
+    backbone = load_stylegan2("sg2-64.safetensors")   # latent_edit_bench.backbones.formats
 
 Why: no StyleGAN2 face weights can be had offline here, but methods that edit W+ need one. The
 student learns the DCGAN's image distribution (DigiFace-1M faces, 64 px) and gives the benchmark a
@@ -30,7 +30,7 @@ Output folder: ``checkpoint.pt`` (every ``snapshot_every`` steps and at the end 
 rosinality's key names g / d / g_ema / g_optim / d_optim, so ``bench sample --backbone stylegan2
 --weights DIR/checkpoint.pt`` reads it too), ``log.csv`` (losses every ``log_every`` steps),
 ``samples_<step>.png`` (fixed seeds) and, with ``eval_every``, ``quality.csv`` (KID/FID against the
-DCGAN, see :mod:`bench.trainers.kid`).
+DCGAN, see :mod:`latent_edit_bench.trainers.kid`).
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import autograd
 
-from bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
-from bench.errors import BenchError
+from latent_edit_bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
+from latent_edit_bench.errors import BenchError
 
-from bench.backbones.formats import SAFETENSORS_FORMAT as FORMAT  # noqa: E402  (the export format)
+from latent_edit_bench.backbones.formats import SAFETENSORS_FORMAT as FORMAT  # noqa: E402  (the export format)
 CHECKPOINT = "checkpoint.pt"
 # g_loss is the paired (distillation) loss while phase is "distil", the non-saturating loss after
 LOG_FIELDS = ["step", "kimg", "d_loss", "g_loss", "r1", "pl", "real_score", "fake_score", "sec_per_step", "phase"]
@@ -261,7 +261,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
         raise BenchError(f"batch_size must be a multiple of 4 (the discriminator's minibatch-stddev group), "
                          f"got {batch_size}")
     if teacher is None:
-        from bench.backbones.plugin import dcgan_digiface
+        from latent_edit_bench.backbones.plugin import dcgan_digiface
         teacher = dcgan_digiface()
     teacher = teacher.to(device).eval().requires_grad_(False)
     if size > teacher.resolution:
@@ -342,7 +342,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
         _atomic_save(state, ckpt_path)
         done["saved"] = step
 
-    from bench.images import make_grid, save_png
+    from latent_edit_bench.images import make_grid, save_png
 
     sample_z = torch.randn(n_sample, G.z_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED)).to(device)
 
@@ -365,7 +365,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
 
     perceptual = None
     if distil_steps and distil_perceptual > 0:
-        from bench.instruments.vgg import vgg16_stlpips   # a fixed part of the loss, not a plugin choice
+        from latent_edit_bench.instruments.vgg import vgg16_stlpips   # a fixed part of the loss, not a plugin choice
         perceptual = vgg16_stlpips().to(device).eval().requires_grad_(False)
 
     def fake_latents(k: int, stream: int) -> torch.Tensor:
@@ -495,7 +495,7 @@ def train_stylegan2(out_dir, steps: int, batch_size: int = 16, size: int = 64, m
 
 def default_eval_fn(teacher, size: int, n: int = 1000, device=None) -> Callable[[Generator, int], dict]:
     """KID/FID of G_ema against the teacher on face-api descriptors; the reference sets are made once."""
-    from bench.trainers.kid import QualityReference, descriptor_features
+    from latent_edit_bench.trainers.kid import QualityReference, descriptor_features
 
     state = {}
 
@@ -505,7 +505,7 @@ def default_eval_fn(teacher, size: int, n: int = 1000, device=None) -> Callable[
         return state["ref"].measure(g_ema, seed=0)
 
     # fail now rather than after hours of training when the descriptor's weights are not there
-    from bench.instruments import faceapi
+    from latent_edit_bench.instruments import faceapi
 
     faceapi.descriptor()
     return eval_fn
@@ -524,7 +524,7 @@ def export_stylegan2(checkpoint, out_path, n_latent_avg: int = 10000, dtype: tor
     metadata ``d_file`` with its ``d_sha256``, so that each file stays under a size limit."""
     from safetensors.torch import save_file
 
-    from bench.assets import sha256_file
+    from latent_edit_bench.assets import sha256_file
 
     checkpoint, out_path = Path(checkpoint), Path(out_path)
     state = _load_checkpoint(checkpoint)
@@ -568,6 +568,6 @@ def export_stylegan2(checkpoint, out_path, n_latent_avg: int = 10000, dtype: tor
 def load_safetensors_stylegan2(path, truncation: float = 1.0, name: str = "stylegan2",
                                map_location="cpu") -> StyleGAN2Backbone:
     """Load an exported file as a backbone (G_ema with constant noise, D attached)."""
-    from bench.backbones.formats import load_stylegan2
+    from latent_edit_bench.backbones.formats import load_stylegan2
 
     return load_stylegan2(path, truncation=truncation, name=name, map_location=map_location)

@@ -8,7 +8,7 @@
    face-api's demo photos; cut around face-api's own SSD detections, see tools/faceapi_reference/).
    Their sha256 go into the fixture, so the test notices if that fixture changes.
 3. Photos for the detector: matplotlib's grace_hopper.jpg and face-api's demo/sample1.jpg (three
-   faces), letterboxed to 256 x 256 by bench.instruments.blazeface.letterbox and rounded to uint8.
+   faces), letterboxed to 256 x 256 by latent_edit_bench.instruments.blazeface.letterbox and rounded to uint8.
 4. reference.js runs each original graph with human's own preprocessing (wasm backend): emotion and
    gender on the crops (64 px grey), facemesh on the crops (cropAndResize to 192), blazeface on the
    letterboxed photos (its four outputs re-assembled to [896, 17] as human does).
@@ -33,7 +33,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
-from bench.instruments.blazeface import letterbox  # noqa: E402
+from latent_edit_bench.instruments.blazeface import letterbox  # noqa: E402
 
 OUT = REPO / "tests" / "fixtures" / "human_reference.npz"
 CROPS = REPO / "tests" / "fixtures" / "faceapi_reference.npz"

@@ -1,5 +1,5 @@
-import bench
-from bench.contracts.metric import EditSet, Metric, mean_of
+import latent_edit_bench as bench
+from latent_edit_bench.contracts.metric import EditSet, Metric, mean_of
 
 
 class ExpressionFlip(Metric):

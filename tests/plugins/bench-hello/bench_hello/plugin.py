@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-import bench
-from bench.contracts.backbone import Backbone
+import latent_edit_bench as bench
+from latent_edit_bench.contracts.backbone import Backbone
 
 
 class LinearBackbone(Backbone):

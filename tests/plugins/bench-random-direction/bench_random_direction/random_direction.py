@@ -2,8 +2,8 @@ import zlib
 
 import torch
 
-import bench
-from bench.contracts.method import PerAttributeEditor, add_direction, layer_mask
+import latent_edit_bench as bench
+from latent_edit_bench.contracts.method import PerAttributeEditor, add_direction, layer_mask
 
 
 class RandomDirection(PerAttributeEditor):
