@@ -319,8 +319,9 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
 @click.option("--judge", "judge_specs", multiple=True, metavar="ATTR=INSTRUMENT[.OUTPUT[LABEL]]",
               help="score ATTR with this independent judge too (repeatable), e.g. --judge Male=oarriaga-gender.male; "
                    "built-in: Male, Smiling")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
-              help="images per batch when rendering and measuring (and scoring during the ladder)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="images per batch when rendering and measuring (and scoring during the ladder) "
+                   "[default: 16 on a CPU, where larger batches fall out of cache; 64 on a GPU]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @DTYPE_OPTION
 @click.option("--no-report", is_flag=True, help="skip report.html (render it later with `bench report`)")
@@ -592,7 +593,8 @@ def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emoti
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("cache"),
               show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE", help="override a method option (as bench run)")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="images per batch [default: 16 on a CPU, 64 on a GPU]")
 @click.option("--device", default="auto", show_default=True)
 def augment(method, attrs, from_dir, n_sample, labels, out, levels, max_emotion_change, max_landmark_shift, emotion,
             preset, backbone_name, weights, instrument, seed, cache_dir, sets, batch_size, device):

@@ -84,7 +84,7 @@ class FitContext:
     # loads a named instrument that is not in ``instruments`` yet (a run passes its session's
     # ``instrument``); loaded instruments join ``instruments``, so every method of a run shares one copy
     load_instrument: Callable[[str], Any] | None = None
-    batch_size: int = 64               # images per batch when scoring many latents (the session's)
+    batch_size: int = 16               # images per batch when scoring many latents (the session's; 16 suits a CPU)
     dtype: Any = None                  # render/score precision for no-grad scoring (None: float32)
 
     def __post_init__(self):

@@ -44,7 +44,7 @@ def native_edit(editor: Editor, latents: torch.Tensor, attr: str, strength, batc
 
 @torch.no_grad()
 def matched_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: str, target: float,
-                 steps: int = 12, batch_size: int = 64, tol: float = DEFAULT_TOL, grid: int = DEFAULT_GRID):
+                 steps: int = 12, batch_size: int | None = None, tol: float = DEFAULT_TOL, grid: int = DEFAULT_GRID):
     """Drive each sample's R_k to ``target`` with the editor's own strength.
 
     Returns (edited latents [B, L, D] on the CPU, achieved R_k [B], reached [B] bool, strength [B]).
@@ -54,6 +54,7 @@ def matched_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: s
     1 + 2 * ``grid`` + ``steps`` passes.
     """
     lat = latents.to(ctx.dev)
+    batch_size = ctx.batch_size if batch_size is None else batch_size   # None: the context's (the session's)
     lo, hi = (float(v) for v in editor.strength_range(attr))
     aim = min(max(float(target), tol / 2), 1.0 - tol / 2)
     n, f64, grid = lat.shape[0], torch.float64, max(1, int(grid))
@@ -135,7 +136,7 @@ class Ladder:
 @torch.no_grad()
 def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: str, levels, *,
                 tol: float = LADDER_TOL, grid: int = LADDER_GRID, steps: int = 4,
-                batch_size: int = 64) -> Ladder:
+                batch_size: int | None = None) -> Ladder:
     """Drive every sample to R_k(original) + level, for every signed level, by the editor's own strength.
 
     One coarse scan of R_k(s) per sample (``grid`` points a side, out to the range ends) serves every
@@ -147,6 +148,7 @@ def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: st
     what R_k can show (e.g. R_k(original) + 0.3 > 1) is thus recorded as not reached, never clipped.
     """
     lat = latents.to(ctx.dev)
+    batch_size = ctx.batch_size if batch_size is None else batch_size   # None: the context's (the session's)
     lo, hi = (float(v) for v in editor.strength_range(attr))
     lv = torch.as_tensor(levels, dtype=torch.float64).reshape(-1)
     n, n_lv, grid, f64 = lat.shape[0], lv.shape[0], max(1, int(grid)), torch.float64
