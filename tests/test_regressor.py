@@ -159,6 +159,10 @@ def celeba(tmp_path_factory):
     return make_celeba(tmp_path_factory.mktemp("celeba"))
 
 
+# One thread, here and in the CLI's process: with 2 threads this training is not bit-reproducible run to
+# run on some CPUs (an AVX-512 Xeon: weights 3.5e-3 apart in some runs; one thread: equal in every run),
+# and the tests below compare trainings bit for bit.
+TORCH_THREADS = 1
 SETTINGS = dict(epochs=2, batch_size=8, lr=1e-3, image_size=32, device="cpu", seed=3, progress=False)
 
 
@@ -220,7 +224,7 @@ def test_folder_is_validated(tmp_path):
         read_celeba(root)
 
 
-def test_cli_trains_the_same_model(celeba, tmp_path):
+def test_cli_trains_the_same_model(trained, celeba, tmp_path):
     """`bench zoo train-regressor` end to end on the generated folder: same weights as the function call."""
     import subprocess
     import sys
@@ -233,16 +237,7 @@ def test_cli_trains_the_same_model(celeba, tmp_path):
                          capture_output=True, text=True, timeout=300, env=ONE_THREAD)
     assert res.returncode == 0, res.stderr
     assert "finished at epoch 2" in res.stdout
-    # the function call in a fresh process too, both on one thread: with 2 threads this training is not
-    # bit-reproducible run to run on some CPUs (an AVX-512 Xeon: weights 3.5e-3 apart in some runs;
-    # one thread: equal in every run), so "same weights" can only be asked of one thread
-    ref = tmp_path / "fn.model"
-    call = (f"from latent_edit_bench.trainers.regressor import train_regressor; "
-            f"train_regressor({str(celeba)!r}, {str(ref)!r}, **{SETTINGS!r})")
-    res = subprocess.run([sys.executable, "-c", call], capture_output=True, text=True, timeout=300,
-                         env=ONE_THREAD)
-    assert res.returncode == 0, res.stderr
-    a = torch.load(ref, weights_only=True)["model"]
+    a = torch.load(trained.out_path, weights_only=True)["model"]
     b = torch.load(out, weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     bad = subprocess.run([sys.executable, "-m", "latent_edit_bench.cli", "zoo", "train-regressor", "--celeba", str(tmp_path),

@@ -192,11 +192,14 @@ class FitContext:
                            batch_size or self.batch_size, device=self.dev, out="cpu", dtype=self.dtype)
 
     def base_scores(self, n: int, attr: str, seed: int | None = None) -> torch.Tensor:
-        """R_k of the n seeded samples; the render and R run once per (n, seed) for all attributes."""
-        key = ("scores", n, self.seed if seed is None else seed)
+        """R_k of the n seeded samples, computed once per (n, seed, attribute) and shared by the fits of a
+        run. Per attribute, not all 40 at once: a run fits one attribute at a time, and the probe then
+        runs only the net that attribute needs (a third of its full forward for Male or Bald)."""
+        seed = self.seed if seed is None else seed
+        key = ("scores", n, seed, attr)
         if key not in self.memo:
-            self.memo[key] = self.score_all(self.latents(n, seed))
-        return self._column(self.memo[key], attr)
+            self.memo[key] = self.score_latents(self.latents(n, seed), attr)
+        return self.memo[key]
 
     def checkpoint(self) -> "Checkpointer":
         return self.checkpointer or Checkpointer(None, on_save=self.on_checkpoint)
