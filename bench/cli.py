@@ -507,7 +507,7 @@ def parse_sets(sets) -> dict:
 @cli.command()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="images per batch for (a) and (b) [default: 64; 8 with --quick]")
+              help="images per batch for (a) and (b) [default: as bench run, 16 on a CPU, 64 on a GPU; 8 with --quick]")
 @click.option("--iters", type=click.IntRange(min=1), default=None,
               help="timed batches / steps per measurement, after a warm-up [default: 10; 2 with --quick]")
 @click.option("--backbones", default="dcgan,stylegan2-256", show_default=True,

@@ -209,7 +209,7 @@ def run_perf(device, backbones=BACKBONES, batch_size: int | None = None, iters: 
              quick: bool = False, out: Path | None = None, log=print, plugins=None, dtype: str = "fp32") -> list[dict]:
     from latent_edit_bench.pipeline.session import Session
 
-    session = Session(plugins, device=device, dtype=dtype, batch_size=batch_size or (8 if quick else 64))
+    session = Session(plugins, device=device, dtype=dtype, batch_size=batch_size or (8 if quick else None))
     dev = session.device
     iters = iters or (2 if quick else 10)
     warmup = 1 if quick else 2
