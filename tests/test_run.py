@@ -340,3 +340,20 @@ def test_only_the_instruments_the_metrics_need_are_loaded_once_each(tmp_path, ca
     made = list(r.session.loads.elements())
     assert set(r.roles) == {"attributes", "emotion", "landmarks", "descriptor", "judge", "judge_emotion"}
     assert sorted(made) == sorted(set(made)) and {"faceapi-landmarks", "vgg16-stlpips"} <= set(made)
+
+
+def test_batch_size_defaults_by_device_and_reaches_the_fit_context(tmp_path, cache):
+    """16 images a batch on a CPU (larger batches fall out of cache there), 64 elsewhere; an explicit
+    --batch-size wins, and the fits' scoring and the ladder use the session's."""
+    from latent_edit_bench.errors import BenchError
+    from latent_edit_bench.pipeline.session import default_batch_size
+    from latent_edit_bench.plugins import get_plugins
+
+    assert default_batch_size(torch.device("cpu")) == 16 and default_batch_size(torch.device("cuda")) == 64
+    assert Session(types.SimpleNamespace()).batch_size == 16
+    r = Run(make_config(**FAST), tmp_path / "bs", session=Session(get_plugins(), batch_size=5), cache_dir=cache,
+            log=lambda s: None)
+    r._load_models()
+    assert r.ctx.batch_size == 5
+    with pytest.raises(BenchError, match="--batch-size must be at least 1"):
+        Session(types.SimpleNamespace(), batch_size=0)
