@@ -21,8 +21,8 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def default_batch_size(device: torch.device) -> int:
     """Images per batch when ``--batch-size`` is not given: 16 on a CPU, 64 elsewhere. On the 2-core CPU
-    larger batches fall out of cache: the probe takes 9.4 ms an image in batches of 16 and 17 ms in
-    batches of 64 (tools/batch_size_cpu.py)."""
+    larger batches fall out of cache: the probe takes 1.6-1.8x as long per image in batches of 64 as in
+    batches of 16 (tools/batch_size_cpu.py; 11.5 against 18.6 ms in its last run here)."""
     return 16 if torch.device(device).type == "cpu" else 64
 
 
