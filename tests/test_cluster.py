@@ -5,6 +5,7 @@ summary byte for byte the local run's, a killed job resubmitted, `bench status`,
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -65,26 +66,65 @@ def engine(request):
     return "submitit-local", why
 
 
-def kill_one_edit_job(out: Path, engine: str, seen: dict) -> None:
-    """Watch `bench status` (recording the units it shows running) until an edit unit's job runs, then
-    SIGKILL every process of that job at once: its python is still starting (imports alone take longer
-    than the whole edit on a quiet machine, where a kill half a second in came after the job was done)."""
+def worker_pids(job: str, engine: str) -> list[int]:
+    """The processes running the job's Python: Slurm's step tasks (not the batch script or srun), or
+    for submitit's local executor the worker itself, whose pid is the job id."""
+    if engine != "slurm":
+        return [int(job)]
+    res = subprocess.run(["scontrol", "listpids", job], capture_output=True, text=True)
+    rows = [line.split() for line in res.stdout.splitlines()[1:]]
+    return [int(r[0]) for r in rows if len(r) >= 3 and r[2] != "batch"]
+
+
+def wait_stopped(pids: list[int], timeout: float = 2.0) -> None:
+    """Until every process is in state T: kill() queues SIGSTOP, a thread running on another core stops a
+    moment later."""
     t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        states = []
+        for pid in pids:
+            try:
+                states.append(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
+            except OSError:   # gone already
+                states.append("T")
+        if all(s in "tT" for s in states):
+            return
+        time.sleep(0.01)
+
+
+def kill_one_edit_job(out: Path, engine: str, seen: dict) -> None:
+    """Watch `bench status` (recording the units it shows running) until an edit unit's job runs its
+    Python, then kill that process mid-job, as the kernel's OOM killer or a lost node would.
+
+    The worker is frozen first (SIGSTOP) and killed only if it has not yet written its result; one
+    already past that point is thawed and the next job tried, because killing it then changes nothing.
+    The kill is a SIGKILL to the process itself: `scancel` would cancel the job, and a cancel sends
+    SIGCONT and SIGTERM and waits KillWait seconds, long enough for a short job to finish its work."""
+    t0, tried = time.monotonic(), set()
     while time.monotonic() - t0 < 120:
         if (out / "manifest.json").exists():
             rows = unit_states(out)
             seen.setdefault("running", set()).update(r["unit"] for r in rows if r["state"] == "running")
+            ledger = json.loads((out / "units.json").read_text()) if (out / "units.json").exists() else {}
             for r in rows:
-                if not (r["unit"].startswith("edit/") and r["job_id"]):
-                    continue
                 job = r["job_id"]
-                if engine == "slurm":
-                    state = subprocess.run(["squeue", "-h", "-o", "%T", "-j", job], capture_output=True, text=True)
-                    if state.stdout.strip() != "RUNNING":
-                        continue
-                    subprocess.run(["scancel", "--signal=KILL", "--full", job], check=True)
-                else:                 # submitit's local jobs: the job id is the worker's pid, running from submission
-                    subprocess.run(["kill", "-9", job], check=True)
+                if not (r["unit"].startswith("edit/") and job) or job in tried:
+                    continue
+                pids = worker_pids(job, engine)
+                if not pids:
+                    continue      # queued, or its Python not started yet
+                tried.add(job)
+                for pid in pids:
+                    os.kill(pid, signal.SIGSTOP)
+                wait_stopped(pids)
+                result = Path(ledger[r["unit"]]["folder"]) / f"{job}_0_result.pkl"   # submitit's name for it
+                if result.exists():
+                    for pid in pids:
+                        os.kill(pid, signal.SIGCONT)
+                    seen.setdefault("too_late", []).append(job)
+                    continue
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
                 seen["killed"] = (r["unit"], job)
                 return
         time.sleep(0.1)
@@ -139,7 +179,7 @@ def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engi
         assert any(line.startswith(f"{u}: following job {first[u]['job_id']}") for line in logs)
     # `bench status` showed units running while it went; a worker killed mid-job was resubmitted
     assert seen.get("running"), "bench status never showed a unit running"
-    assert "killed" in seen, "no edit job was caught running"
+    assert "killed" in seen, f"no edit job was caught running before its result (too late: {seen.get('too_late')})"
     unit, job = seen["killed"]
     rec = ledger[unit]
     assert rec["state"] == "done" and rec["attempts"] == 2 and f"job {job} ended without a result" in rec["lost"]

@@ -365,12 +365,13 @@ class SubmititExecutor:
                     job._results_timeout_s = self.results_timeout_s
                     try:
                         record = job.result()
-                    except UncompletedJobError:   # died without a result: killed, pre-empted, out of time
-                        lost(u, f"job {job.job_id} ended without a result (state {job.state})")
-                        continue
                     except FailedJobError as e:   # the job's Python failed outside the unit (import, unpickling)
                         failed(u, {"error": f"job {job.job_id} failed: {_last_line(str(e))}",
                                    "traceback": str(e)[-4000:]})
+                        continue
+                    except UncompletedJobError:   # died without a result: killed, pre-empted, out of time
+                        # (after FailedJobError, its subclass: a failure would otherwise be retried as lost)
+                        lost(u, f"job {job.job_id} ended without a result (state {job.state})")
                         continue
                     if not record.get("ok"):
                         failed(u, {k: record.get(k) for k in ("error", "traceback", "host")})
