@@ -357,3 +357,35 @@ def test_batch_size_defaults_by_device_and_reaches_the_fit_context(tmp_path, cac
     assert r.ctx.batch_size == 5
     with pytest.raises(BenchError, match="--batch-size must be at least 1"):
         Session(types.SimpleNamespace(), batch_size=0)
+
+
+FAULTS = """
+import resource, torch
+from latent_edit_bench.pipeline.session import Session
+net = Session(None).instrument("faceapi-age-gender")   # a Session sets the allocator, as every run does
+x = torch.rand(32, 3, 64, 64) * 2 - 1
+faults = []
+with torch.no_grad():
+    for _ in range(4):   # batch after batch, as a run measures
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        net(x)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+print(*faults)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_a_session_keeps_freed_cpu_memory_for_the_next_batch(monkeypatch):
+    """Once a Session exists, memory torch frees is reused instead of faulted in again page by page
+    (glibc's default mmap threshold and trim made a third of a CPU run's time kernel time)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "BENCH_MALLOC"}
+    run = lambda e: [int(v) for v in subprocess.run([sys.executable, "-c", FAULTS], env=e, check=True,   # noqa: E731
+                                                    capture_output=True, text=True).stdout.split()]
+    faults = run(env)   # the first two batches fault the heap's pages in; the later ones reuse them
+    assert faults[0] > 5000 and max(faults[2:]) < 500, faults   # glibc's defaults: ~19k for every batch here
+    from latent_edit_bench.pipeline.session import keep_freed_cpu_memory
+
+    for var in ("BENCH_MALLOC", "MALLOC_ARENA_MAX"):   # the switch to compare with, and a user's own setting
+        monkeypatch.setenv(var, "default" if var == "BENCH_MALLOC" else "2")
+        assert keep_freed_cpu_memory() is False
+        monkeypatch.delenv(var)

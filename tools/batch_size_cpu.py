@@ -4,7 +4,8 @@
 
 Why `bench run` batches 16 images on a CPU (bench/pipeline/session.py::default_batch_size): the
 face-api nets' activations of a large batch fall out of cache, and the probe (3 nets x 2 mirrored
-views) costs nearly twice as much per image in batches of 64 as in batches of 16. Each cell: the
+views) costs 1.6x as much per image in batches of 64 as in batches of 16. Allocation as a Session
+sets it (keep_freed_cpu_memory; BENCH_MALLOC=default for glibc's own). Each cell: the
 median of 3 passes over ``--n`` rendered images after one warm-up pass.
 """
 
@@ -16,6 +17,7 @@ import time
 
 import torch
 
+from latent_edit_bench.pipeline.session import keep_freed_cpu_memory
 from latent_edit_bench.plugins import get_plugins
 
 INSTRUMENTS = ("probe", "faceapi-landmarks", "faceapi-descriptor", "fer-emotion")
@@ -39,12 +41,14 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    kept = keep_freed_cpu_memory()   # as a Session does (BENCH_MALLOC=default: glibc's own thresholds)
     pl = get_plugins()
     bb = pl.backbones.create("dcgan").to(args.device)
     with torch.no_grad():
         z = torch.randn(args.n, bb.z_dim, generator=torch.Generator().manual_seed(0)).to(args.device)
         x = bb.synthesize(bb.to_edit(z))
-        print(f"ms per image, {args.n} images, {args.threads} threads, {args.device}")
+        print(f"ms per image, {args.n} images, {args.threads} threads, {args.device}, "
+              f"malloc {'kept (bench)' if kept else 'glibc default'}")
         print(f"{'':20}" + "".join(f"{f'batch {b}':>11}" for b in SIZES))
         rows = {"dcgan (render)": lambda b: [bb.synthesize(bb.to_edit(z[i:i + b])) for i in range(0, args.n, b)]}
         for name in INSTRUMENTS:
