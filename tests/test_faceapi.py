@@ -236,3 +236,17 @@ def test_strict_loading_names_what_is_wrong():
     tensors["dense0/conv9/bias"] = tensors.pop("dense0/conv3/bias")
     with pytest.raises(BenchError, match="conv9"):
         fa.load_tfjs(fa.FaceFeatureNet(136), tensors)
+
+
+def test_max_pool_same_equals_pooling_a_minus_inf_padded_copy():
+    """max_pool_same uses max_pool2d's own padding (ceil_mode) instead of copying the activations into a
+    -inf frame: the values and the gradients must be exactly those of the padded copy, for every size."""
+    import torch.nn.functional as F
+
+    for n in range(3, 30):
+        for k, s in ((3, 2), (2, 2), (3, 1), (5, 2), (3, 3)):
+            x = torch.randn(2, 3, n, n + 1, dtype=torch.float64).requires_grad_()
+            ref = F.max_pool2d(F.pad(x, fa._same_pads(x, k, s), value=float("-inf")), k, s)
+            got = fa.max_pool_same(x, k, s)
+            assert got.shape == ref.shape and torch.equal(got, ref), (n, k, s)
+            assert torch.equal(*(torch.autograd.grad(y.sum(), x)[0] for y in (got, ref))), (n, k, s)

@@ -41,9 +41,15 @@ def _same_pads(x: torch.Tensor, k: int, s: int) -> list[int]:
     return pads
 
 
-def pad_same(x: torch.Tensor, k: int, s: int, value: float = 0.0) -> torch.Tensor:
-    pads = _same_pads(x, k, s)
-    return F.pad(x, pads, value=value) if any(pads) else x
+def max_pool_same(x: torch.Tensor, k: int = 3, s: int = 2) -> torch.Tensor:
+    """TF/Keras max pooling with 'same' padding (-inf pad, the odd one after). Written as max_pool2d's own
+    padding where it can be: pads (p, p) or (p, p + 1) per axis are ``padding=p`` with ``ceil_mode``,
+    whose last window then reaches one row past the input and is clipped, as a -inf row would leave it.
+    No padded copy of the activations (on the CPU that copy cost as much as the pooling)."""
+    left, right, top, bottom = _same_pads(x, k, s)
+    if max(left, top) <= k // 2 and right - left in (0, 1) and bottom - top in (0, 1):
+        return F.max_pool2d(x, k, s, padding=(top, left), ceil_mode=True)
+    return F.max_pool2d(F.pad(x, (left, right, top, bottom), value=float("-inf")), k, s)
 
 
 def conv_same(x, weight, bias, stride, groups=1):
@@ -200,7 +206,7 @@ class ReductionBlock(nn.Module):
     def forward(self, x, activate_input=True):
         out = self.separable_conv0(F.relu(x) if activate_input else x)
         out = self.separable_conv1(F.relu(out))
-        out = F.max_pool2d(pad_same(out, 3, 2, value=float("-inf")), 3, 2)
+        out = max_pool_same(out, 3, 2)
         return out + self.expansion_conv(x, 2)
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.instrument import Instrument, Output
-from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS
+from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS, max_pool_same
 
 FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer/fer.py _get_labels
 DEEPFACE_FROM_FER = tuple(FER_LABELS.index(name) for name in DEEPFACE_LABELS)  # identity today
@@ -76,15 +76,6 @@ class SeparableConv(nn.Module):
     def forward(self, x):
         x = F.conv2d(x, self.depthwise_kernel, None, 1, 1, groups=x.shape[1])
         return F.conv2d(x, self.pointwise_kernel)
-
-
-def max_pool_same(x: torch.Tensor, k: int = 3, s: int = 2) -> torch.Tensor:
-    """Keras MaxPooling2D(padding='same'): out = ceil(n / s), -inf pad, odd pad bottom/right."""
-    pads = []
-    for n in (x.shape[-1], x.shape[-2]):  # F.pad order: width first
-        total = max((-(-n // s) - 1) * s + k - n, 0)
-        pads += [total // 2, total - total // 2]
-    return F.max_pool2d(F.pad(x, pads, value=float("-inf")), k, s)
 
 
 class ResidualBlock(nn.Module):

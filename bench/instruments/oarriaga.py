@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latent_edit_bench.contracts.instrument import Instrument, Output
-from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS, conv_same, pad_same, resize_bilinear_tf
+from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS, conv_same, max_pool_same, resize_bilinear_tf
 from latent_edit_bench.instruments.tfjs_graph import Conv, load_keras
 
 GREY = (0.2989, 0.5870, 0.1140)
@@ -53,7 +53,7 @@ class ResidualBlock(nn.Module):
     def forward(self, x):
         out = self.sep1(F.relu(x) if self.pre_activation else x)
         out = self.sep2(F.relu(out))
-        out = F.max_pool2d(pad_same(out, 3, 2, value=float("-inf")), 3, 2)
+        out = max_pool_same(out, 3, 2)
         return out + self.shortcut(x, 2)
 
 
