@@ -8,7 +8,7 @@
 #   tools/gpu_check.sh OUT_DIR --smoke    # the same on the CPU with tiny sizes, in seconds (tests/test_perf.py)
 #
 # OUT_DIR gets three files, as the device tool brings back at most 8: summary.txt (one line per part:
-# rc and seconds; notes on what is missing or skipped; the perf table), perf_cuda.csv (perf_cpu.csv
+# rc and seconds; notes on what is missing or skipped; the perf table), perf_cuda.csv and perf_cuda_fp16.csv (perf_cpu.csv
 # with --smoke) and gpu_check.tar.gz (env.txt, every part's log, the run folder's summary files:
 # manifest.json, the CSVs, report.html). Exit 0 when every part that ran exited 0.
 # PYTHON=... picks the interpreter (default: python, else python3).
@@ -82,16 +82,12 @@ else
     note "pytest missing: CUDA tests not run"
 fi
 
-# -- 2. bench perf, fp32 (fp16 where perf has --dtype) ------------------------------------------------
+# -- 2. bench perf, fp32 then fp16 ----------------------------------------------------------------------
 if [ $SMOKE -eq 1 ]; then
     part perf_cpu 60 "$PY" -m latent_edit_bench.cli perf --quick --backbones dcgan --device cpu --out "$OUT/perf_cpu.csv"
 else
     part perf_cuda 150 "$PY" -m latent_edit_bench.cli perf --device cuda --backbones dcgan,stylegan2-256 --out "$OUT/perf_cuda.csv"
-    if "$PY" -m latent_edit_bench.cli perf --help | grep -q -- "--dtype"; then
-        part perf_cuda_fp16 90 "$PY" -m latent_edit_bench.cli perf --device cuda --dtype fp16 --out "$OUT/perf_cuda_fp16.csv"
-    else
-        note "bench perf has no --dtype option yet: fp16 not measured"
-    fi
+    part perf_cuda_fp16 90 "$PY" -m latent_edit_bench.cli perf --device cuda --dtype fp16 --out "$OUT/perf_cuda_fp16.csv"
 fi
 
 # -- 3. a shortened bench run ---------------------------------------------------------------------------
