@@ -7,9 +7,9 @@
 #   tools/gpu_check.sh OUT_DIR            # on the GPU machine, from anywhere in the checkout
 #   tools/gpu_check.sh OUT_DIR --smoke    # the same on the CPU with tiny sizes, in seconds (tests/test_perf.py)
 #
-# OUT_DIR gets three files, as the device tool brings back at most 8: summary.txt (one line per part:
-# rc and seconds; notes on what is missing or skipped; the perf table), perf_cuda.csv and perf_cuda_fp16.csv (perf_cpu.csv
-# with --smoke) and gpu_check.tar.gz (env.txt, every part's log, the run folder's summary files:
+# OUT_DIR gets four files, as the device tool brings back at most 8: summary.txt (one line per part:
+# rc and seconds; notes on what is missing or skipped; the perf table), perf_cuda.csv and
+# perf_cuda_fp16.csv (perf_cpu.csv alone with --smoke) and gpu_check.tar.gz (env.txt, every part's log, the run folder's summary files:
 # manifest.json, the CSVs, report.html). Exit 0 when every part that ran exited 0.
 # PYTHON=... picks the interpreter (default: python, else python3).
 set -u
