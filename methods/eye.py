@@ -39,6 +39,13 @@ CONTENT_LAYERS = ("conv_1", "conv_2", "conv_3", "conv_4")
 PAPER_PRESET = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # the paper's schedule (SPEC section 2)
 
 
+def content_loss(f2: dict, f: dict) -> torch.Tensor:
+    """sum over conv_1..conv_4 of the mean squared difference of the feature maps. Written out rather
+    than F.mse_loss: the same value and gradient, but on the CPU mse_loss's backward on channels-last
+    maps took twice as long (3.7 against 7.0 ms a step for the DCGAN's four maps)."""
+    return sum((f2[k] - f[k]).pow(2).sum() / f[k].numel() for k in CONTENT_LAYERS)
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The RNG of one training step: a function of (seed, step) only, so resuming replays it exactly."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % (2 ** 63))
@@ -161,7 +168,7 @@ class EYE(Editor):
         with torch.no_grad():
             f = content(x)
         f2 = content(x2)
-        out["content"] = sum(F.mse_loss(f2[k], f[k]) for k in CONTENT_LAYERS)
+        out["content"] = content_loss(f2, f)
         if D is not None:
             out["d"] = F.softplus(-D(x2)).mean()                  # non-saturating generator loss
         out.update(self.extra_losses(ctx, x, x2))

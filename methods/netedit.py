@@ -19,7 +19,8 @@ from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.method import FitContext
 
-from .eye import EYE, CONTENT_LAYERS, _to_device, step_generator
+from .eye import EYE, _to_device, step_generator
+from .eye import content_loss as eye_content_loss
 
 
 class Packing:
@@ -73,8 +74,7 @@ def attribute_preservation(r2: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 
 def content_loss(content, f: dict, x2: torch.Tensor) -> torch.Tensor:
     """sum over conv_1..conv_4 of mean (F(G(w')) - F(G(w)))^2: the identity/content term (``f`` = F(G(w)))."""
-    f2 = content(x2)
-    return sum(F.mse_loss(f2[k], f[k]) for k in CONTENT_LAYERS)
+    return eye_content_loss(content(x2), f)
 
 
 # -- the base editor -------------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def _ctx(bb):
 def test_ganspace_on_w_of_the_embedded_architecture(embedded_random):
     from latent_edit_bench.methods.ganspace import GANSpace
 
-    bb, ctx = embedded_random, _ctx(embedded_random)
+    ctx = _ctx(embedded_random)
     ed = GANSpace(n_components=8, n_pca_samples=512, top_k=1, n_samples=4, layer_ranges=[[0, 10], [0, 3]])
     ed.fit(ctx)
     s = ed.shared

@@ -79,6 +79,10 @@ def worker(tree: str, threads: int) -> None:
         FitContext = importlib.import_module(f"{pkg.__name__}.method").FitContext
 
     torch.set_num_threads(threads)
+    try:   # as a run's Session does, in trees that have it
+        importlib.import_module(f"{pkg.__name__}.pipeline.session").keep_freed_cpu_memory()
+    except (ImportError, AttributeError):
+        pass
     logging.disable(logging.WARNING)   # the DCGAN has no D: every fit would warn so
     pl = get_plugins()
     bb = pl.backbones.create("dcgan").eval()
