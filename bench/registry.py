@@ -125,4 +125,35 @@ def configure(kind: str, name: str, defaults: dict, overrides: dict) -> dict:
     if unknown:
         raise BenchError(f"{kind} {name!r} has no option {', '.join(unknown)}; "
                          f"options: {', '.join(sorted(defaults)) or '(none)'}")
+    for key, value in overrides.items():
+        want = _kind_of(defaults[key])
+        if want is not None and not _is_kind(value, want):
+            raise BenchError(f"{kind} {name!r}: option {key} must be {want} (default {defaults[key]!r}), "
+                             f"got {value!r}")
     return {**copy.deepcopy(defaults), **overrides}
+
+
+def _kind_of(default) -> str | None:
+    """What an option's value must be, read from its default (None: anything)."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    if isinstance(default, (list, tuple)):
+        return "a list"
+    if isinstance(default, dict):
+        return "a mapping"
+    return None
+
+
+def _is_kind(value, want: str) -> bool:
+    """``value`` has the kind of value ``want`` names (an integer for a number is fine; a bool is neither)."""
+    if isinstance(value, bool):
+        return want == "true or false"
+    return {"an integer": isinstance(value, int), "a number": isinstance(value, (int, float)),
+            "a string": isinstance(value, str), "a list": isinstance(value, (list, tuple)),
+            "a mapping": isinstance(value, dict)}.get(want, False)

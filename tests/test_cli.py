@@ -33,6 +33,11 @@ def test_sample_writes_grid(tmp_path):
     (["sample", "--backbone", "stylegan2", "--weights", "/no/such.pt"], "no such file"),
     (["sample", "-o", "/dev/null/x.png"], "its parent '/dev/null' is not a directory"),
     (["zoo", "fetch", "nope"], "valid zoo entries: "),
+    # a --set value of the wrong kind, refused before any work (it used to fail the method mid-run)
+    (["run", "--methods", "sefa", "--set", "sefa.top_k=abc", "--out", "/tmp/never-written"],
+     "option top_k must be an integer (default 10), got 'abc'"),
+    (["run", "--methods", "sefa", "--set", "sefa.max_sigmas=true", "--out", "/tmp/never-written"],
+     "option max_sigmas must be a number"),
 ])
 def test_usage_errors_exit_2_without_traceback(args, needle):
     res = run(*args)
