@@ -101,8 +101,11 @@ def _attribute_kind_lines(plugins) -> list[str]:
               show_default=True)
 def sample(backbone_name, weights, n, seed, ncol, scale, device, output):
     """Render a grid of n samples from a backbone."""
-    from latent_edit_bench.images import make_grid, save_png
+    from latent_edit_bench.images import IMAGE_SUFFIXES, make_grid, save_png
 
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
+        raise BenchError(f"-o {str(output)!r}: the grid is an image; name it with one of "
+                         f"{', '.join(IMAGE_SUFFIXES)} (e.g. grid.png)")
     writable_output(output)
     options = {"weights": weights} if weights else {}
     backbone = _plugins().backbones.create(backbone_name, **options).to(resolve_device(device))

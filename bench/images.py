@@ -29,6 +29,9 @@ def make_grid(images: torch.Tensor, ncol: int | None = None, pad: int = 2, fill:
     return grid
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")   # what save_png writes, by the path's suffix (PIL)
+
+
 def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

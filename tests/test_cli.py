@@ -32,6 +32,10 @@ def test_sample_writes_grid(tmp_path):
     (["sample", "--backbone", "stylegan2"], "needs --weights"),
     (["sample", "--backbone", "stylegan2", "--weights", "/no/such.pt"], "no such file"),
     (["sample", "-o", "/dev/null/x.png"], "its parent '/dev/null' is not a directory"),
+    (["sample", "-o", "grid.txt"], "name it with one of .png, .jpg"),
+    (["sample", "--weights", "g.pt"], "backbone 'dcgan' brings its own weights and takes no --weights"),
+    (["run", "--methods", "sefa", "--attrs", "Male,Male", "--out", "/tmp/never-written"],
+     "an attribute is named twice in --attrs"),
     (["zoo", "fetch", "nope"], "valid zoo entries: "),
     # a --set value of the wrong kind, refused before any work (it used to fail the method mid-run)
     (["run", "--methods", "sefa", "--set", "sefa.top_k=abc", "--out", "/tmp/never-written"],

@@ -11,7 +11,15 @@ from latent_edit_bench.registry import Entry
 from latent_edit_bench.zoo import ZOO
 
 
-def dcgan_digiface(**_options):
+def no_weights(name: str, weights) -> None:
+    """An embedded or zoo backbone brings its own weights: a --weights given to it would be silently unused."""
+    if weights:
+        raise BenchError(f"backbone {name!r} brings its own weights and takes no --weights (got {weights!r}); "
+                         f"--weights goes with --backbone stylegan2")
+
+
+def dcgan_digiface(weights: str | None = None, **_options):
+    no_weights("dcgan", weights)
     from safetensors.torch import load_file
 
     from latent_edit_bench.assets import asset_path
@@ -36,8 +44,9 @@ def stylegan2(weights: str | None = None, truncation: float = 1.0, name: str = "
 EMBEDDED_SG2 = ("stylegan2-64", "stylegan2-64-d")   # register names: G_ema (+ metadata), D
 
 
-def stylegan2_64(truncation: float = 1.0, name: str = "stylegan2-64", **_options):
+def stylegan2_64(truncation: float = 1.0, name: str = "stylegan2-64", weights: str | None = None, **_options):
     """The embedded 64-px StyleGAN2 (bench/assets, trained from the DCGAN), once its weights are registered."""
+    no_weights(name, weights)
     from latent_edit_bench.assets import asset_path, register
     from latent_edit_bench.backbones.formats import load_stylegan2
     from latent_edit_bench.backbones.stylegan2 import EMBEDDED_64
@@ -60,7 +69,8 @@ def stylegan2_64(truncation: float = 1.0, name: str = "stylegan2-64", **_options
 
 
 def _zoo_stylegan2(zoo_name: str):
-    def factory(truncation: float = 1.0, **_options):
+    def factory(truncation: float = 1.0, weights: str | None = None, **_options):
+        no_weights(zoo_name, weights)
         return stylegan2(weights=zoo_name, truncation=truncation, name=zoo_name)
     return factory
 

@@ -140,6 +140,8 @@ def validate(cfg: RunConfig, plugins) -> None:
     for a in cfg.attrs:
         if a not in known:
             raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(known)}")
+    if len(set(cfg.attrs)) != len(cfg.attrs):
+        raise BenchError(f"an attribute is named twice in --attrs: {', '.join(cfg.attrs)}")
     if cfg.n is None or cfg.n <= 0:
         raise BenchError(f"-n must be a positive number of samples, got {cfg.n}")
     if cfg.fit_seeds is None or cfg.fit_seeds < 1:
