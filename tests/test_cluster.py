@@ -301,6 +301,17 @@ def test_slurm_without_its_commands_says_where_to_run(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "sbatch, sacct, scancel not found on PATH" in res.output, res.output
 
 
+def test_a_submission_slurm_refuses_exits_2_with_sbatchs_reason(engine, tmp_path, monkeypatch):
+    """sbatch's own error (here a partition the cluster does not have) ends the run with exit 2 and its
+    message, not a submitit traceback."""
+    if engine[0] != "slurm":
+        pytest.skip(f"needs the test session's Slurm: {engine[1]}")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, [*CLI_SWEEP, "--executor", "slurm", "--slurm-partition", "nope", "--out", "run"])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert "submitting 3 job(s) failed: sbatch: error: Batch job submission failed: Invalid partition name" in res.output
+
+
 def test_gpu_hours_scale_with_the_work_and_the_rates(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     import gpu_hours

@@ -391,11 +391,19 @@ class SubmititExecutor:
             raise
 
     def _submit(self, run, ex, spec, ready, live, attempts, folder, on_event) -> None:
-        if len(ready) > 1:
-            with ex.batch():   # one job array: one sbatch call
-                jobs = [ex.submit(work, spec, u) for u in ready]
-        else:
-            jobs = [ex.submit(work, spec, ready[0])]
+        from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+        try:
+            if len(ready) > 1:
+                with ex.batch():   # one job array: one sbatch call
+                    jobs = [ex.submit(work, spec, u) for u in ready]
+            else:
+                jobs = [ex.submit(work, spec, ready[0])]
+        except (FailedJobError, FailedSubmissionError, OSError) as e:   # sbatch refused, or found no cluster
+            raise BenchError(f"--executor {self.engine}: submitting {len(ready)} job(s) failed: "
+                             f"{_last_line(str(e)) or type(e).__name__}. Check the Slurm options (--slurm-partition, "
+                             f"--slurm-param, ...) and that this machine reaches the cluster's controller; the "
+                             f"units already done are kept: rerun the same command to go on") from None
         with run.ledger.batch():
             for u, job in zip(ready, jobs):
                 attempts[u] += 1
