@@ -19,13 +19,28 @@ from latent_edit_bench.contracts.method import FitContext, PerAttributeEditor, a
 
 
 def pca(x: torch.Tensor, n_components: int) -> dict:
-    """PCA of rows of x: mean, orthonormal components [C, F] (rows), variances, variance ratios."""
+    """PCA of rows of x: mean, orthonormal components [C, F] (rows), variances, variance ratios.
+
+    From the eigen-decomposition of the smaller of the Gram matrix [N, N] and the covariance [F, F]
+    (float64): the DCGAN's 1024 activations of 8192 values took 2.8 s as an SVD and take 0.2 s so, equal
+    to 5e-15. Each component's sign is fixed (its largest entry positive), so the result does not
+    depend on the solver's sign choice."""
     x = x.double()
     mean = x.mean(0)
-    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)   # singular values descending
-    var = s ** 2 / (x.shape[0] - 1)
-    c = min(n_components, vh.shape[0])
-    return {"mean": mean, "components": vh[:c], "variance": var[:c], "variance_ratio": var[:c] / var.sum()}
+    xc = x - mean
+    n, f = xc.shape
+    c = min(n_components, n, f)
+    if n <= f:
+        evals, u = torch.linalg.eigh(xc @ xc.T)                    # ascending
+        top = evals.flip(0)[:c].clamp_min(0)
+        vh = (u.flip(1)[:, :c].T @ xc) / top.sqrt().clamp_min(1e-300)[:, None]
+    else:
+        evals, v = torch.linalg.eigh(xc.T @ xc)
+        top, vh = evals.flip(0)[:c].clamp_min(0), v.flip(1)[:, :c].T
+    vh = vh * torch.sign(vh.gather(1, vh.abs().argmax(1, keepdim=True)))
+    var = top / (n - 1)
+    total = evals.clamp_min(0).sum() / (n - 1)
+    return {"mean": mean, "components": vh, "variance": var, "variance_ratio": var / total}
 
 
 def default_layer_ranges(n_layers: int) -> list[list[int]]:

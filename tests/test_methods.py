@@ -115,6 +115,26 @@ def test_ganspace_components(backbone):
     assert ctx.score_latents(ed.edit(lat, PALE, 2.0), PALE).mean() > ctx.score_latents(lat, PALE).mean()
 
 
+@pytest.mark.parametrize("n, f", [(600, 2000), (300, 40)])
+def test_ganspace_pca_equals_an_svd(n, f):
+    """pca() eigen-decomposes the smaller of the Gram matrix and the covariance; it must give an SVD's
+    components (up to sign, which it fixes: each component's largest entry positive), variances and
+    variance ratios (over all the variance, not the kept components')."""
+    from latent_edit_bench.methods.ganspace import pca
+
+    x = torch.randn(n, f, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * torch.linspace(3, 0.1, f)
+    p = pca(x, 20)
+    _, sv, vh = torch.linalg.svd(x - x.mean(0), full_matrices=False)
+    var = sv ** 2 / (n - 1)
+    c = p["components"]
+    assert c.shape == (20, f)
+    torch.testing.assert_close((c * vh[:20]).sum(1).abs(), torch.ones(20, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(p["variance"], var[:20], atol=1e-12 * float(var[0]), rtol=0)
+    torch.testing.assert_close(p["variance_ratio"], var[:20] / var.sum(), atol=1e-12, rtol=0)
+    assert bool((c.gather(1, c.abs().argmax(1, keepdim=True)) > 0).all())
+    torch.testing.assert_close(pca(-x, 20)["components"], c, atol=1e-12, rtol=0)   # the sign is the data's
+
+
 def test_w_space_paths_on_a_small_stylegan2():
     """The W+ code paths (GANSpace PCA of w, layer-range choice, SeFa on modulation weights) on a tiny
     random StyleGAN2: no FFHQ weights exist here, but the mechanics do not depend on them."""
