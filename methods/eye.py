@@ -41,8 +41,10 @@ PAPER_PRESET = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # the paper's sc
 
 def content_loss(f2: dict, f: dict) -> torch.Tensor:
     """sum over conv_1..conv_4 of the mean squared difference of the feature maps. Written out rather
-    than F.mse_loss: the same value and gradient, but on the CPU mse_loss's backward on channels-last
-    maps took twice as long (3.7 against 7.0 ms a step for the DCGAN's four maps)."""
+    than F.mse_loss: on the CPU mse_loss's backward on channels-last maps took twice as long (3.7
+    against 7.0 ms a step for the DCGAN's four maps) and handed the VGG backward NCHW gradients. The
+    same function, not the same floats: the maps' gradients differ by ~1e-11, and 200 steps of a fit
+    turn that into a different T (as any change of CPU or library would; fit seeds cover it)."""
     return sum((f2[k] - f[k]).pow(2).sum() / f[k].numel() for k in CONTENT_LAYERS)
 
 
