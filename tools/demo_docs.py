@@ -113,6 +113,12 @@ same n samples, reached by every ranked method under all its fit seeds.
 Emotion disturbance difference to the reference at the compared level: the interval with fit seeds
 and samples resampled, and with samples only (fit seeds held fixed).
 
+A trained method's fit is chaotic: a change at the last float bit (another CPU, another library
+version, a reordered sum) gives a different T after 200 steps, as another fit seed would. The first
+interval covers that; the second does not. With K = 3 fit seeds the fit part of the interval is itself
+uncertain, so a p-value near 0.05 here can land on either side of it on another machine: settle a
+comparison with more fit seeds (`--fit-seeds 5` or more).
+
 {fit_variance(args.run)}
 
 ## Reached fraction per level (mean over fit seeds)
