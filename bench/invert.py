@@ -224,17 +224,19 @@ def perceptual_distance(vgg, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """LPIPS-style distance per image [B]: channel-unit-normalised conv_1..conv_4 maps of the ST-LPIPS
     VGG16 trunk, mean squared difference per layer, summed (uniform layer weights: the trunk ships
     without LPIPS's learnt linear heads, so the values are not LPIPS numbers)."""
-    fx, fy = vgg(x), vgg(y)
-    d = 0
-    for k in fx:
-        a = fx[k] / (fx[k].norm(dim=1, keepdim=True) + 1e-10)
-        b = fy[k] / (fy[k].norm(dim=1, keepdim=True) + 1e-10)
-        d = d + (a - b).pow(2).sum(1).mean((1, 2))
-    return d
+    return _distance(_unit_features(vgg, x), _unit_features(vgg, y))
 
 
 def _unit_features(vgg, x: torch.Tensor) -> list[torch.Tensor]:
     return [f / (f.norm(dim=1, keepdim=True) + 1e-10) for f in vgg(x).values()]
+
+
+def _distance(fa: list, fb: list) -> torch.Tensor:
+    """perceptual_distance from unit feature maps: the projection computes the targets' maps once."""
+    d = 0
+    for a, b in zip(fa, fb):
+        d = d + (a - b).pow(2).sum(1).mean((1, 2))
+    return d
 
 
 def _pairwise(fa: list, fb: list) -> torch.Tensor:
@@ -309,6 +311,9 @@ def project(backbone, vgg, targets: torch.Tensor, cfg: InvertConfig, progress: b
         params += noises
     opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=lr)
 
+    with torch.no_grad():
+        target_features = _unit_features(vgg, targets)   # fixed: not recomputed at every step
+
     def render(latents):
         if noises is not None:
             return backbone.generator.synthesis(latents, noise=noises)
@@ -323,7 +328,7 @@ def project(backbone, vgg, targets: torch.Tensor, cfg: InvertConfig, progress: b
             strength = w_std * cfg.latent_noise * max(0.0, 1 - t / cfg.noise_ramp) ** 2
             x_in = lat + torch.randn(lat.shape, generator=g).to(dev) * strength
         x = render(x_in)
-        per = perceptual_distance(vgg, x, targets) + cfg.pixel_weight * (x - targets).pow(2).mean((1, 2, 3))
+        per = _distance(_unit_features(vgg, x), target_features) + cfg.pixel_weight * (x - targets).pow(2).mean((1, 2, 3))
         loss = per.sum()
         if noises is not None:
             loss = loss + cfg.noise_weight * _noise_reg(noises).sum()
@@ -340,7 +345,7 @@ def project(backbone, vgg, targets: torch.Tensor, cfg: InvertConfig, progress: b
                     n /= n.pow(2).mean((1, 2, 3), keepdim=True).sqrt()
     with torch.no_grad():
         x = render(lat)
-        per = perceptual_distance(vgg, x, targets) + cfg.pixel_weight * (x - targets).pow(2).mean((1, 2, 3))
+        per = _distance(_unit_features(vgg, x), target_features) + cfg.pixel_weight * (x - targets).pow(2).mean((1, 2, 3))
     if starts > 1:                                                   # the best start of each photo
         best = per.view(n_photos, starts).argmin(1) + torch.arange(n_photos, device=dev) * starts
         lat, x, per = lat[best], x[best], per[best]
