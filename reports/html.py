@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from latent_edit_bench.pipeline.analysis import COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS
+from latent_edit_bench.pipeline.stats import holm
 from latent_edit_bench.errors import BenchError
 
 from . import plots
@@ -126,8 +127,13 @@ def load_run(path: Path) -> Run:
             frames[name] = _read_csv(path / name, columns)
         else:
             frames[name], absent = _empty(columns), absent + [name]
+    ranking = frames["ranking.csv"]
+    # the first screen is one family of comparisons to the reference: its colours follow Holm-adjusted p
+    ranked = ranking.status.eq("ranked").to_numpy()
+    ranking["p_holm"] = np.nan
+    ranking.loc[ranked, "p_holm"] = holm(ranking.p_value[ranked])
     return Run(str(manifest.get("id") or path.name), path, manifest, summary, frames["seeds.csv"],
-               frames["comparison.csv"], frames["ranking.csv"], absent)
+               frames["comparison.csv"], ranking, absent)
 
 
 # ---------------------------------------------------------------- small helpers

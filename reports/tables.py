@@ -338,9 +338,10 @@ def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str]) 
         if r.status == "reference":
             rel, p = Cell("reference", cls="ref"), Cell("")
         else:
+            held = finite(r.p_holm) and r.p_holm < 0.05   # a family of comparisons: Holm, not each on its own
             rel = Cell(pct(r.rel), pct_ci(r.rel_lo, r.rel_hi), num=True,
-                       cls=verdict(r.rel_lo, r.rel_hi, "lower"))
-            p = Cell(fmt_p(r.p_value), num=True)
+                       cls=verdict(r.rel_lo, r.rel_hi, "lower") if held else "")
+            p = Cell(fmt_p(r.p_value), f"Holm {fmt_p(r.p_holm)[2:]}" if finite(r.p_holm) else "", num=True)
         body.append([Cell(fmt(r.rank, 0) if finite(r.rank) else "", th=True, cls="rank"), Cell(r.method, th=True),
                      Cell(fmt(r.value), fmt_ci(r.lo, r.hi, r.value), num=True), rel, p,
                      Cell(share(r.reach), num=True)])
@@ -352,8 +353,10 @@ def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str]) 
 
 # said once under all the answer's tables rather than under each
 RANKING_NOTE = ("Lower disturbance is better. Numbers on the n samples every ranked method reached under all its "
-                "fit seeds; rel = (method − reference) / |reference| on the same samples, green/red only where its "
-                "interval excludes 0; p from the two-level bootstrap. reach: the smallest fraction of the N samples "
+                "fit seeds; rel = (method − reference) / |reference| on the same samples; p from the two-level "
+                "bootstrap, and Holm-adjusted over all the comparisons on this screen (one family); green/red only "
+                "where the interval excludes 0 and the Holm-adjusted p is below 0.05. reach: the smallest fraction "
+                "of the N samples "
                 "that reached the level under any one fit seed. Methods that could not reach the level are listed "
                 "greyed, unranked.")
 

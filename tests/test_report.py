@@ -158,7 +158,7 @@ def make_run(folder: Path, run_id="3f2a9c1e7b", methods=("baseline", "hfld", "ga
                            n=common, reach=reach[i][lv])
                 if i:
                     rel = (v - b) / b
-                    row |= dict(rel=rel, rel_lo=rel - 0.1, rel_hi=rel + 0.1, p_value=0.04)
+                    row |= dict(rel=rel, rel_lo=rel - 0.1, rel_hi=rel + 0.1, p_value=0.004)
                 if (m, attr, lv) == (methods[1], "Male", 0.3):
                     row |= HEADLINE
                 rows.append(row)
@@ -354,17 +354,41 @@ def test_the_answer_verbatim(one_run):
     rows = {r[1][1]: r for r in _body(Doc(html).tables["answer-Male-plus-table"])}
     assert list(rows) == ["hfld", "ganspace", "baseline"]           # by rank: lowest disturbance first
     hfld = [c[1] for c in rows["hfld"]]
-    assert hfld == ["1", "hfld", "4.25 [3.10, 5.40]", "-31.2% [-40.0%, -20.0%]", "p = 0.002", "90%"]
+    r = pd.read_csv(run / "ranking.csv")
+    family = r.p_value[r.status == "ranked"]                           # every comparison on the screen
+    holm_p = min(1.0, 0.0021 * len(family))                            # the smallest p: times m
+    assert hfld == ["1", "hfld", "4.25 [3.10, 5.40]", "-31.2% [-40.0%, -20.0%]",
+                    f"p = 0.002 Holm = {holm_p:.3f}", "90%"]
     assert "good" in rows["hfld"][3][3]                               # interval below 0: less disturbance
     assert rows["baseline"][3][1] == "reference" and rows["baseline"][0][1] == "3"
     # Bald -0.2: hfld disturbs more than the reference (red); ganspace's interval straddles 0 (no colour)
     bald = {r[1][1]: r for r in _body(Doc(html).tables["answer-Bald-minus-table"])}
     assert "bad" in bald["hfld"][3][3]
-    r = pd.read_csv(run / "ranking.csv")
     g = r[(r.attr == "Bald") & (r.method == "ganspace")].iloc[0]
     assert g.rel_lo < 0 < g.rel_hi and not {"good", "bad"} & set(bald["ganspace"][3][3].split())
     # the answer comes before everything else about the results
     assert html.index('id="answer-Bald-minus"') < html.index('id="attr-Male"')
+
+
+def test_the_answers_colours_follow_holm_over_the_whole_screen(tmp_path):
+    """The first screen is one family of comparisons: a comparison whose own interval excludes 0 at p = 0.04
+    is not coloured when there are several on the screen (Holm: 0.04 x m), and is when it is the only one."""
+    run = make_run(tmp_path / "r")
+    r = pd.read_csv(run / "ranking.csv")
+    r.loc[r.status == "ranked", "p_value"] = 0.04
+    r.to_csv(run / "ranking.csv", index=False)
+    rows = _body(Doc(render_report([run], tmp_path / "a.html").read_text()).tables["answer-Male-plus-table"])
+    hfld = next(row for row in rows if row[1][1] == "hfld")
+    m = int((r.status == "ranked").sum())
+    assert m > 1 and hfld[4][1] == f"p = 0.040 Holm = {min(1.0, 0.04 * m):.3f}"
+    assert hfld[3][1].startswith("-") and not {"good", "bad"} & set(hfld[3][3].split())   # its interval: below 0
+    # the same row as the screen's only comparison: Holm leaves p as it is, and the colour is back
+    alone = (r.status == "ranked") & ~((r.attr == "Male") & (r.direction == "+") & (r.method == "hfld"))
+    r.loc[alone, ["rel", "rel_lo", "rel_hi", "p_value"]] = float("nan")
+    r.to_csv(run / "ranking.csv", index=False)
+    rows = _body(Doc(render_report([run], tmp_path / "b.html").read_text()).tables["answer-Male-plus-table"])
+    hfld = next(row for row in rows if row[1][1] == "hfld")
+    assert hfld[4][1] == "p = 0.040 Holm = 0.040" and "good" in hfld[3][3].split()
 
 
 def test_could_not_reach_is_never_ranked(one_run, tmp_path):

@@ -104,3 +104,13 @@ def test_compare_shifted_paired_sample_and_fit_variance():
     r = compare(mean_of("a"), noisy, ref, boot, ALL, boot.seed_weights("m", 3), boot.seed_weights("ref", 3))
     assert r["p_value"] > 0.05 and r["diff_lo"] < 0 < r["diff_hi"]
     assert r["diff_hi_samples"] < 0                       # samples alone would have called it significant
+
+
+def test_holm_adjusts_one_family_and_skips_nan():
+    """Holm-Bonferroni by hand: sorted 0.01, 0.03, 0.04 of m = 3 -> 0.03, 0.06, max(0.06, 0.04) = 0.06."""
+    from latent_edit_bench.pipeline.stats import holm
+
+    out = holm([0.01, 0.04, 0.03, float("nan")])
+    np.testing.assert_allclose(out[:3], [0.03, 0.06, 0.06])
+    assert np.isnan(out[3])
+    assert holm([0.5, 0.9]).tolist() == [1.0, 1.0] and holm([]).shape == (0,)

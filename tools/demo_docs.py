@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from latent_edit_bench.pipeline.stats import holm
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ["--methods", "baseline,hfld,ganspace", "--attrs", "Male,Bald"]
 
@@ -38,8 +40,11 @@ def pct(v) -> str:
 
 def first_screen(run: Path) -> str:
     rk = pd.read_csv(run / "ranking.csv")
+    ranked = (rk.status == "ranked").to_numpy()
+    rk["p_holm"] = np.nan
+    rk.loc[ranked, "p_holm"] = holm(rk.p_value[ranked])   # the screen's family, as the report adjusts it
     lines = ["| attribute | direction | compared at ΔR_k | rank | method | emotion disturbance, pp [95% CI] "
-             "| vs reference [95% CI], p | n | reach |", "|---|---|---|---|---|---|---|---|---|"]
+             "| vs reference [95% CI], p (Holm over the table) | n | reach |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rk.itertuples():
         where = "towards presence" if r.direction == "+" else "towards absence"
         if r.status == "no common level":
@@ -48,7 +53,7 @@ def first_screen(run: Path) -> str:
         rank = "" if not np.isfinite(r.rank) else str(int(r.rank))
         val = "could not reach" if r.status == "could not reach" else f"{fmt(r.value)} [{fmt(r.lo)}, {fmt(r.hi)}]"
         rel = ("reference" if r.status == "reference" else "–" if not np.isfinite(r.rel) else
-               f"{pct(r.rel)} [{pct(r.rel_lo)}, {pct(r.rel_hi)}], p = {r.p_value:.3f}")
+               f"{pct(r.rel)} [{pct(r.rel_lo)}, {pct(r.rel_hi)}], p = {r.p_value:.3f} ({r.p_holm:.3f})")
         n = "" if not np.isfinite(r.n) else str(int(r.n))
         lines.append(f"| {r.attr}{' (heuristic)' if r.kind == 'heuristic' else ''} | {where} | {r.level:+.1f} | "
                      f"{rank} | {r.method} | {val} | {rel} | {n} | {fmt(r.reach)} |")

@@ -100,6 +100,19 @@ def p_two_sided(diff_reps: np.ndarray) -> float:
     return float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
 
 
+def holm(p) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values of one family of comparisons (NaN stays NaN and is not counted):
+    the i-th smallest of m is multiplied by m - i + 1, made non-decreasing, capped at 1."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    if idx.size:
+        order = idx[np.argsort(p[idx], kind="stable")]
+        m = idx.size
+        out[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    return out
+
+
 def compare(q: Quantity, x: dict, ref: dict, boot: Bootstrap, subset, seed_w, ref_seed_w) -> dict:
     """A method against the reference on one quantity, paired by sample, over the same ``subset``.
 
