@@ -161,6 +161,19 @@ def test_same_command_and_seed_give_identical_tables(reference_run, tmp_path, ca
                                   pd.read_parquet(reference_run / "samples.parquet"))
 
 
+def test_a_rerun_adds_its_time_to_the_runs_seconds(reference_run, tmp_path, cache):
+    """manifest["seconds"] (the report's "took") is the time of every invocation: a rerun that only
+    re-summarises a finished run adds its seconds instead of replacing the run's with them."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference_run, out)
+    first = json.loads((out / "manifest.json").read_text())["seconds"]
+    run_fast(out, cache)
+    again = json.loads((out / "manifest.json").read_text())["seconds"]
+    assert first > 1 and first < again < first + 60, (first, again)
+
+
 # -- a method that raises and one that yields NaN, as an external plugin would register them --------
 
 class Exploding(Editor):

@@ -397,7 +397,8 @@ class Run:
         bar.close()
         _write_json(self.out / "manifest.json", manifest)
         self.summarise(self.originals(), manifest)
-        manifest["seconds"] = round(time.perf_counter() - t0, 1)
+        # the time all invocations took: a rerun that resumes (or only re-summarises) adds to it
+        manifest["seconds"] = round(float(manifest.get("seconds") or 0) + time.perf_counter() - t0, 1)
         _write_json(self.out / "manifest.json", manifest)
         return self.out
 
@@ -530,6 +531,7 @@ class Run:
         return {
             "id": self.out.name,
             "created": old.get("created") or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": old.get("seconds", 0.0),   # earlier invocations' time; this one's is added at the end
             "config": self.cfg.to_dict(),
             "instruments": dict(self.roles),
             "versions": _versions(),
