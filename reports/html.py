@@ -25,8 +25,8 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from latent_edit_bench.pipeline.analysis import COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS
-from latent_edit_bench.pipeline.stats import holm
+from latent_edit_bench.pipeline.analysis import (COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS,
+                                                 ranking_p_holm)
 from latent_edit_bench.errors import BenchError
 
 from . import plots
@@ -128,10 +128,7 @@ def load_run(path: Path) -> Run:
         else:
             frames[name], absent = _empty(columns), absent + [name]
     ranking = frames["ranking.csv"]
-    # the first screen is one family of comparisons to the reference: its colours follow Holm-adjusted p
-    ranked = ranking.status.eq("ranked").to_numpy()
-    ranking["p_holm"] = np.nan
-    ranking.loc[ranked, "p_holm"] = holm(ranking.p_value[ranked])
+    ranking["p_holm"] = ranking_p_holm(ranking)   # the first screen's colours follow Holm-adjusted p
     return Run(str(manifest.get("id") or path.name), path, manifest, summary, frames["seeds.csv"],
                frames["comparison.csv"], ranking, absent)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latent_edit_bench.pipeline.stats import holm
+from latent_edit_bench.pipeline.analysis import ranking_p_holm
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ["--methods", "baseline,hfld,ganspace", "--attrs", "Male,Bald"]
@@ -40,9 +40,7 @@ def pct(v) -> str:
 
 def first_screen(run: Path) -> str:
     rk = pd.read_csv(run / "ranking.csv")
-    ranked = (rk.status == "ranked").to_numpy()
-    rk["p_holm"] = np.nan
-    rk.loc[ranked, "p_holm"] = holm(rk.p_value[ranked])   # the screen's family, as the report adjusts it
+    rk["p_holm"] = ranking_p_holm(rk)   # the screen's family, as the report adjusts it
     lines = ["| attribute | direction | compared at ΔR_k | rank | method | emotion disturbance, pp [95% CI] "
              "| vs reference [95% CI], p (Holm over the table) | n | reach |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rk.itertuples():

@@ -30,6 +30,15 @@ RANKING_COLUMNS = ["attr", "direction", "level", "method", "status", "rank", "va
                    "rel_lo", "rel_hi", "p_value", "kind"]
 
 
+def ranking_p_holm(ranking: pd.DataFrame) -> np.ndarray:
+    """Holm-adjusted p of every row of ranking.csv: its ranked rows are one family of comparisons to the
+    reference (the first screen); other rows get NaN."""
+    out = np.full(len(ranking), np.nan)
+    ranked = ranking.status.eq("ranked").to_numpy()
+    out[ranked] = stats.holm(ranking.p_value.to_numpy()[ranked])
+    return out
+
+
 @dataclass
 class Block:
     """One (method, attr, level): ``reached`` [K, N] and each metric's columns {metric: {col: [K, N]}}."""
