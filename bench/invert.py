@@ -139,7 +139,7 @@ def warp(rgb: np.ndarray, M: np.ndarray, size: int, supersample: int = 4) -> np.
 def detected_boxes(rgb: np.ndarray, detector, min_score: float = 0.5, loose: float = 1.3) -> list[tuple]:
     """Square boxes (x, y, size) around every face BlazeFace finds, ``loose`` x its box's longer side
     (face-api's landmark net wants the whole face in view; the crop is then aligned from landmarks)."""
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 127.5 - 1
+    image = torch.as_tensor(np.array(rgb, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1   # a copy: rgb may be read-only
     boxes = []
     for det in detector.detect(image, min_score=min_score):
         x0, y0, x1, y1 = det.box

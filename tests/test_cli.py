@@ -43,11 +43,15 @@ def test_sample_writes_grid(tmp_path):
     (["run", "--methods", "sefa", "--set", "sefa.max_sigmas=true", "--out", "/tmp/never-written"],
      "option max_sigmas must be a number"),
 ])
-def test_usage_errors_exit_2_without_traceback(args, needle):
-    res = run(*args)
-    assert res.returncode == 2, (res.stdout, res.stderr)
+def test_usage_errors_exit_2_without_traceback(args, needle, bench_cli, tmp_path):
+    res = bench_cli(*args, cwd=tmp_path)   # in-process: an unexpected exception would fail the test itself
+    assert res.exit_code == 2, (res.stdout, res.stderr)
     assert needle in res.stderr
-    assert "Traceback" not in res.stderr
+
+
+def test_the_entry_point_exits_2_on_a_usage_error():
+    res = run("sample", "--backbone", "nope")
+    assert res.returncode == 2 and "valid backbones: dcgan" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_missing_zoo_file_says_where_to_put_it(tmp_path):

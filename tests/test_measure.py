@@ -49,9 +49,9 @@ def test_missing_file_exits_2_and_names_it(tmp_path):
     assert not list(tmp_path.glob("*.png"))   # checked before any work
 
 
-def test_unknown_instrument_set_exits_2(tmp_path):
-    res = run("measure", str(GRACE), "--instrument-set", "nope", "-o", str(tmp_path))
-    assert res.returncode == 2 and "valid: default" in res.stderr
+def test_unknown_instrument_set_exits_2(tmp_path, bench_cli):
+    res = bench_cli("measure", GRACE, "--instrument-set", "nope", "-o", tmp_path)
+    assert res.exit_code == 2 and "valid: default" in res.stderr
 
 
 def test_landmarks_map_back_from_the_padded_square():

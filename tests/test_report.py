@@ -635,21 +635,21 @@ def _bench(*args, cwd=None):
                           text=True, timeout=300, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, bench_cli):
     run = make_run(tmp_path / "r")
-    res = _bench(run)
+    res = _bench(run)                                # the entry point itself, once
     assert res.returncode == 0, res.stderr
     assert "Male, towards presence: compared at" in (run / "report.html").read_text()
     other = make_run(tmp_path / "s", run_id="other")
-    res = _bench(run, other, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    res = bench_cli("report", run, other, cwd=tmp_path)   # the rest in-process: a traceback fails the test
+    assert res.exit_code == 0, res.stderr
     assert (tmp_path / "comparison.html").is_file()
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "manifest.json").write_text("{}")
     for bad, needle in [(tmp_path / "nope", "does not exist"), (tmp_path / "half", "no summary.csv")]:
-        res = _bench(run, bad)
-        assert res.returncode == 2, (res.stdout, res.stderr)
-        assert needle in res.stderr and "Traceback" not in res.stderr
+        res = bench_cli("report", run, bad)
+        assert res.exit_code == 2, (res.stdout, res.stderr)
+        assert needle in res.stderr
     assert not (tmp_path / "nope").exists()      # nothing created for a bad folder
 
 

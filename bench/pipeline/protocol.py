@@ -141,9 +141,11 @@ def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: st
 
     One coarse scan of R_k(s) per sample (``grid`` points a side, out to the range ends) serves every
     level: for each (level, sample) the first grid step that crosses the target is found on each
-    side (the side whose interpolated crossing is nearer to s = 0 wins: the smallest edit), then
-    ``steps`` bisections run on all bracketed (level, sample) pairs at once, and the end of the
-    final bracket whose R_k is closer to the target is kept. Pairs never bracketed keep the scanned
+    side (the side whose interpolated crossing is nearer to s = 0 wins: the smallest edit). A sample
+    stops scanning once every level has crossed on some side (further points cannot change that).
+    Then up to ``steps`` false-position steps run on all bracketed (level, sample) pairs at once, each
+    pair until an end of its bracket is within ``tol`` / 10 of its target, and the end of the final
+    bracket whose R_k is closer to the target is kept. Pairs never bracketed keep the scanned
     strength closest to the target; ``reached`` says whether that is within ``tol``. A target outside
     what R_k can show (e.g. R_k(original) + 0.3 > 1) is thus recorded as not reached, never clipped.
     """
@@ -159,9 +161,31 @@ def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: st
     everyone = torch.arange(n)
     r0 = score(everyone, torch.zeros(n, dtype=f64))
     target = r0[None, :] + lv[:, None]                                   # [L, N]
-    # the scan: per side, strengths [G+1] from 0 outwards and R_k [N, G+1]
+    # the scan: per side, strengths [G+1] from 0 outwards and R_k [N, G+1] (NaN where not scanned)
     side_s = [torch.linspace(0.0, end, grid + 1, dtype=f64) for end in (hi, lo)]
-    side_r = [torch.stack([r0] + [score(everyone, s.expand(n).clone()) for s in ss[1:]], 1) for ss in side_s]
+    side_r = [torch.full((n, grid + 1), float("nan"), dtype=f64) for _ in side_s]
+    for rr in side_r:
+        rr[:, 0] = r0
+    scanned = torch.zeros(n, grid + 1, dtype=torch.bool)
+    scanned[:, 0] = True
+
+    def first_crossings(rr: torch.Tensor) -> torch.Tensor:   # [L, N, G] bool: target crossed in grid step j
+        below = torch.sign(rr[None, :, :] - target[:, :, None])          # [L, N, G+1]
+        return (below[..., 1:] != below[..., :1]) & scanned[None, :, 1:]
+
+    active = torch.ones(n, dtype=torch.bool)
+    for j in range(1, grid + 1):
+        idx = active.nonzero()[:, 0]
+        if len(idx) == 0:
+            break
+        # both sides' grid point j in one call; then a sample whose every level has crossed its target
+        # on either side stops: later points lie further from s = 0 and cannot change its brackets
+        r = score(torch.cat([idx, idx]), torch.cat([side_s[0][j].expand(len(idx)), side_s[1][j].expand(len(idx))]))
+        side_r[0][idx, j], side_r[1][idx, j] = r[:len(idx)], r[len(idx):]
+        scanned[idx, j] = True
+        decided = (first_crossings(side_r[0]).any(-1) | first_crossings(side_r[1]).any(-1)).all(0)
+        active &= ~decided
+
     def at(r: torch.Tensor, k: torch.Tensor) -> torch.Tensor:   # r [N, P] per sample, k [L, N] -> r[n, k[l, n]]
         return r.expand(n_lv, -1, -1).gather(-1, k[..., None])[..., 0]
 
@@ -169,8 +193,7 @@ def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: st
     # interpolation), and that step's ends (a: not past the target, b: past it) with their scores
     sides = []
     for ss, rr in zip(side_s, side_r):
-        below = torch.sign(rr[None, :, :] - target[:, :, None])          # [L, N, G+1]
-        crossed = below[..., 1:] != below[..., :1]
+        crossed = first_crossings(rr)
         has = crossed.any(-1)
         j = torch.where(has, crossed.int().argmax(-1) + 1, torch.full_like(has, grid, dtype=torch.long))
         r_a, r_b = at(rr, j - 1), at(rr, j)
@@ -180,16 +203,20 @@ def ladder_edit(editor: Editor, ctx: FitContext, latents: torch.Tensor, attr: st
     use_hi = sides[0][0] <= sides[1][0]                                  # the crossing nearer to s = 0 wins
     bracketed = torch.isfinite(torch.minimum(sides[0][0], sides[1][0]))
     a, b, r_a, r_b = (torch.where(use_hi, h, l) for h, l in zip(sides[0][1:], sides[1][1:]))
-    # the scanned point closest to the target, for pairs never bracketed
+    # the scanned point closest to the target, for pairs never bracketed (their samples scanned every point)
     all_s = torch.cat([side_s[0], side_s[1][1:]])
     all_r = torch.cat([side_r[0], side_r[1][:, 1:]], 1)                  # [N, 2G+1]
-    best = (all_r[None] - target[..., None]).abs().argmin(-1)            # [L, N]
+    best = (all_r[None] - target[..., None]).abs().nan_to_num(float("inf")).argmin(-1)   # [L, N]
     best_s, best_r = all_s[best], at(all_r, best)
     # refine every bracketed (level, sample) pair at once: false position (R_k is smooth inside one grid
-    # step, so the linear guess lands close), kept in the middle 80% of the bracket so it always shrinks
+    # step, so the linear guess lands close), kept in the middle 80% of the bracket so it always shrinks.
+    # A pair stops once an end of its bracket is within tol / 10 of the target (further steps would
+    # only polish a level already reached by a tenth of the band).
     li, si = bracketed.nonzero(as_tuple=True)
     start = torch.sign(r0 - target)                                     # the side of the target at s = 0
     for _ in range(steps):
+        near = torch.minimum((r_a[li, si] - target[li, si]).abs(), (r_b[li, si] - target[li, si]).abs())
+        li, si = li[near > tol / 10], si[near > tol / 10]
         if len(si) == 0:
             break
         aa, bb, ra, rb, t = a[li, si], b[li, si], r_a[li, si], r_b[li, si], target[li, si]
