@@ -29,7 +29,8 @@ def _plugins():
 DTYPE_OPTION = click.option(
     "--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
     help="precision of rendering and measuring (autocast; stored numbers stay float32). "
-         "fp16/bf16 need --device cuda: on a CPU they are refused (emulated, 20-280x slower)")
+         "fp16/bf16 need --device cuda (on a CPU they are refused: emulated on most CPUs, 20-280x slower); "
+         "bf16 moves scores more than fp16 (tools/precision.py)")
 
 
 def writable_output(path: Path) -> Path:

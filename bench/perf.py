@@ -145,14 +145,21 @@ def time_reference(editor, ctx, dev, warmup: int, iters: int) -> float:
 
 # -- the table ---------------------------------------------------------------------------------------
 
+def load_eval_instruments(session) -> list[str]:
+    """Load every instrument of the evaluation path (EVAL_ROLES) into the session's pool; their names."""
+    names = list(dict.fromkeys(EVAL_ROLES.values()))
+    for name in names:   # the judge composite takes its nets from the pool
+        session.instrument(name, **({"create": session.instrument} if name == "judge" else {}))
+    return names
+
+
 def perf_rows(backbone: str, session, iters: int, warmup: int, log=print) -> list[dict]:
     from latent_edit_bench.contracts.method import FitContext
 
     t0 = time.perf_counter()
     dev, batch = session.device, session.batch_size
     bb = make_backbone(backbone, session.plugins).to(dev).eval()
-    for name in dict.fromkeys(EVAL_ROLES.values()):   # the judge composite takes its nets from the pool
-        session.instrument(name, **({"create": session.instrument} if name == "judge" else {}))
+    load_eval_instruments(session)
     on_gpu = dev.type == "cuda"
 
     def row(part, measure, b, seconds, per, unit, baseline="", baseline_rate=float("nan"), goal=float("nan")):

@@ -181,9 +181,11 @@ def _settings_line(run: Run) -> str:
     levels = [float(v) for v in cfg.get("levels") or [] if finite(v)]
     lv = (", ".join(f"±{v:g}" for v in levels) if levels and all(v > 0 for v in levels)
           else ", ".join(fmt_level(v) for v in levels) or "–")
+    plat = run.manifest.get("platform") or {}
+    where = f" · {_text(plat.get('dtype'))} on {_text(plat.get('device'))}" if plat.get("dtype") else ""   # older runs: none
     return (f"backbone {_text(cfg.get('backbone'))} · N = {_text(cfg.get('n'))} · fit seeds K = {run.fit_seeds} · "
             f"levels {lv} · tol {_text(cfg.get('tol'))} · min_reach {_text(cfg.get('min_reach'))} · "
-            f"reference {run.reference}")
+            f"reference {run.reference}{where}")
 
 
 def _status(run: Run) -> dict:

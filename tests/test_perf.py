@@ -1,6 +1,7 @@
 """`bench perf`, the official-loop reference it times against, and tools/gpu_check.sh --smoke."""
 
 import csv
+import re
 import math
 import os
 import subprocess
@@ -81,15 +82,17 @@ def test_gpu_check_smoke(tmp_path):
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     summary = (out / "summary.txt").read_text()
-    for name in ("imports", "cuda_tests", "perf_cpu", "run_smoke"):
+    for name in ("imports", "cuda_tests", "perf_cpu", "precision_cpu", "run_smoke"):
         assert f"{name} rc=0" in summary, summary
     assert "hfld step" in summary      # the perf table is appended
+    assert re.search(r"fp16\s+attributes\s+Male\s", summary)   # and the precision table (tools/precision.py)
     # its perf_cpu part is `bench perf --quick --backbones dcgan --device cpu --out perf_cpu.csv`
     check_perf_rows(list(csv.DictReader((out / "perf_cpu.csv").open())))
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check.tar.gz", "perf_cpu.csv", "summary.txt"]   # <= 8 come back
     with tarfile.open(out / "gpu_check.tar.gz") as tar:
         names = set(tar.getnames())
-        for f in ("env.txt", "imports.log", "cuda_tests.log", "perf_cpu.log", "run_smoke.log", "summary.txt",
+        for f in ("env.txt", "imports.log", "cuda_tests.log", "perf_cpu.log", "precision_cpu.log", "run_smoke.log",
+                  "summary.txt",
                   "smoke_run/manifest.json", "smoke_run/summary.csv"):
             assert f"gpu_check/{f}" in names, sorted(names)
         assert "GPU goals" in tar.extractfile("gpu_check/perf_cpu.log").read().decode()

@@ -201,7 +201,7 @@ def make_run(folder: Path, run_id="3f2a9c1e7b", methods=("baseline", "hfld", "ga
                     "origin": "https://example.org/dcgan"}],
         "methods": status,
         "figures": {"trajectories": traj},
-        "platform": {"python": "3.11.2", "machine": "x86_64", "device": "cpu"},
+        "platform": {"python": "3.11.2", "machine": "x86_64", "device": "cpu", "dtype": "fp32"},
         "seconds": 42.5,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -325,7 +325,7 @@ def test_every_section_table_and_image_is_present(one_run):
             "+0.3, +0.4 (the ΔR_k each edit was driven to), fit seed 0.") in html
     # top to bottom: title line, the answer, the attributes (curves, seeds, details, comparison), setup
     assert ("backbone dcgan · N = 32 · fit seeds K = 3 · levels ±0.1, ±0.2, ±0.3, ±0.4 · tol 0.03 · "
-            "min_reach 0.5 · reference baseline") in html
+            "min_reach 0.5 · reference baseline · fp32 on cpu") in html
     order = ['id="answer"', 'id="answer-Male-plus"', 'id="attr-Male"', 'id="fig-curves-Male"', 'id="seeds-Male"',
              'id="t-Male-p0_3-edit-edit"', 'id="c-Male-p0_3"', 'id="traj-baseline-Male"', 'id="attr-Bald"',
              'id="setup"', 'id="status"', 'id="provenance"']

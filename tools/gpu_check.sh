@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU check of a source checkout on a lent GPU machine (no internet, no pip install): the CUDA
-# tests, `bench perf` on cuda (fp32), and a shortened paper-preset `bench run` on a random 256-px
+# tests, `bench perf` on cuda (fp32, fp16), the precision of fp16/bf16 measurements (tools/precision.py),
+# and a shortened paper-preset `bench run` on a random 256-px
 # StyleGAN2. Fits in 8 minutes on one H100; each part is guarded by `timeout`, so a hung part costs
 # its budget, not the whole lease. Everything that should come back is written under OUT_DIR.
 #
@@ -90,6 +91,13 @@ else
     part perf_cuda_fp16 90 "$PY" -m latent_edit_bench.cli perf --device cuda --dtype fp16 --out "$OUT/perf_cuda_fp16.csv"
 fi
 
+# -- 2b. how far fp16 / bf16 autocast move each measured number from fp32 (docs/perf.md, "Precision") ----
+if [ $SMOKE -eq 1 ]; then
+    part precision_cpu 60 "$PY" tools/precision.py --device cpu -n 8 --batch 8 --dtypes fp16
+else
+    part precision_cuda 60 "$PY" tools/precision.py --device cuda -n 512 --batch 128
+fi
+
 # -- 3. a shortened bench run ---------------------------------------------------------------------------
 RUN=$SCRATCH/run
 if [ $SMOKE -eq 1 ]; then
@@ -119,7 +127,7 @@ if [ -d "$RUN" ]; then   # the run's summary files, not its units
         cp "$RUN/report.html" "$DEST/"
     fi
 fi
-for log in "$LOGS"/perf_*.log; do   # the perf table, beside the parts' times
+for log in "$LOGS"/perf_*.log "$LOGS"/precision_*.log; do   # the perf and precision tables, beside the parts' times
     [ -f "$log" ] && { echo "-- $(basename "$log")"; cat "$log"; } >> "$SUMMARY"
 done
 

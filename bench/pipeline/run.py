@@ -41,7 +41,7 @@ from latent_edit_bench.contracts.method import FitContext, canonical_json, fit_o
 from latent_edit_bench.contracts.metric import EditSet
 from latent_edit_bench.plugins import plugin_versions
 from latent_edit_bench.pipeline.protocol import LADDER_TOL, ladder_edit
-from latent_edit_bench.pipeline.session import Session
+from latent_edit_bench.pipeline.session import PRECISION_NOTES, Session
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity", "judge")
 DEFAULT_INSTRUMENTS = {"attributes": "probe", "emotion": "auto", "landmarks": "faceapi-landmarks",
@@ -366,6 +366,8 @@ class Run:
         from latent_edit_bench.pipeline.executors import Ledger
 
         t0 = time.perf_counter()
+        if self.session.dtype_name in PRECISION_NOTES:
+            self.log(PRECISION_NOTES[self.session.dtype_name])
         self._load_models()
         manifest = self._manifest()
         _write_json(self.out / "manifest.json", manifest)

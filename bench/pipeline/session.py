@@ -21,6 +21,15 @@ from latent_edit_bench.pipeline.batched import autocast, map_batches
 from latent_edit_bench.errors import BenchError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# What a half-precision run measures is not fp32's numbers: said once at the start of such a run.
+# tools/precision.py measures by how much, per instrument output, on any device (docs/perf.md).
+PRECISION_NOTES = {
+    "fp16": "fp16 autocast: every score differs a little from fp32's; compare only with runs of the same --dtype "
+            "(python tools/precision.py --device cuda measures by how much)",
+    "bf16": "bf16 autocast keeps 8 significant bits: attribute scores can move by more than the ladder's tol, so "
+            "'reached' and the equal-edit comparison are coarser than in fp32/fp16; prefer --dtype fp16 "
+            "(python tools/precision.py --device cuda measures by how much)",
+}
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters (malloc.h)
@@ -69,12 +78,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def parse_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``--dtype`` -> torch dtype; half precision on a CPU is refused (emulated there: 20-280x slower)."""
+    """``--dtype`` -> torch dtype; half precision on a CPU is refused (emulated on CPUs without bf16/AMX
+    units: 20-280x slower; with them bf16 autocast ran the probe 1.8x faster here, but moved its scores
+    by more than the ladder's tol: tools/precision.py)."""
     if name not in DTYPES:
         raise BenchError(f"unknown --dtype {name!r}; valid: {', '.join(DTYPES)}")
     if name != "fp32" and torch.device(device).type == "cpu":
-        raise BenchError(f"--dtype {name} on a CPU is refused: half precision is emulated there and 20-280x "
-                         f"slower than fp32; use --dtype fp32 (the default), or --device cuda for {name}")
+        raise BenchError(f"--dtype {name} on a CPU is refused: half precision is emulated on most CPUs (20-280x "
+                         f"slower than fp32); use --dtype fp32 (the default), or --device cuda for {name}")
     return DTYPES[name]
 
 
