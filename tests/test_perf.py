@@ -1,9 +1,9 @@
 """`bench perf`, the official-loop reference it times against, and tools/gpu_check.sh --smoke."""
 
 import csv
-import re
 import math
 import os
+import re
 import subprocess
 import sys
 import tarfile
