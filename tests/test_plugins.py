@@ -89,4 +89,6 @@ def test_one_import_namespace(tmp_path):
             rel = init.parent.relative_to(root / folder).parts
             if not any(part in ("build", "__pycache__") for part in rel):
                 want.add(".".join((pkg, *rel)))
+    for pkg, patterns in setup["package-data"].items():   # data folders are listed too (templates/)
+        want |= {f"{pkg}.{p.split('/')[0]}" for p in patterns if "/" in p}
     assert set(setup["packages"]) == want
