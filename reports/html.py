@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from latent_edit_bench.pipeline.analysis import (COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS,
-                                                 ranking_p_holm)
+                                                 comparison_p_holm, ranking_p_holm)
 from latent_edit_bench.errors import BenchError
 
 from . import plots
@@ -129,8 +129,10 @@ def load_run(path: Path) -> Run:
             frames[name], absent = _empty(columns), absent + [name]
     ranking = frames["ranking.csv"]
     ranking["p_holm"] = ranking_p_holm(ranking)   # the first screen's colours follow Holm-adjusted p
+    comparison = frames["comparison.csv"]
+    comparison["p_holm"] = comparison_p_holm(comparison)   # so do each level's comparison table's
     return Run(str(manifest.get("id") or path.name), path, manifest, summary, frames["seeds.csv"],
-               frames["comparison.csv"], ranking, absent)
+               comparison, ranking, absent)
 
 
 # ---------------------------------------------------------------- small helpers

@@ -277,19 +277,24 @@ def comparison_table(tid: str, caption: str, frame: pd.DataFrame, titles: dict) 
     body = []
     for r in frame.itertuples(index=False):
         rel = Cell(pct(r.rel), pct_ci(r.rel_lo, r.rel_hi), num=True)
-        # colour by the interval shown (rel); diff's where rel is undefined (reference = 0)
+        # colour by the interval shown (rel; diff's where rel is undefined: reference = 0), and only where
+        # the claim survives Holm over the table's claims (one family, as the first screen)
         both = finite(r.rel_lo) and finite(r.rel_hi)
-        rel.cls = verdict(*((r.rel_lo, r.rel_hi) if both else (r.diff_lo, r.diff_hi)), r.better)
+        adj = getattr(r, "p_holm", float("nan"))
+        held = finite(adj) and adj < 0.05
+        rel.cls = verdict(*((r.rel_lo, r.rel_hi) if both else (r.diff_lo, r.diff_hi)), r.better) if held else ""
         body.append([Cell(titles.get(r.metric, r.metric), th=True), Cell(r.label or r.quantity, th=True),
                      Cell(r.method),
                      Cell(fmt(r.value), num=True), Cell(f"{fmt(r.ref_value)} ({r.reference})", num=True),
                      Cell(fmt(r.diff), fmt_ci(r.diff_lo, r.diff_hi, r.diff), num=True),
                      Cell(fmt_ci(r.diff_lo_samples, r.diff_hi_samples, r.diff) or "–", num=True), rel,
-                     Cell(fmt_p(r.p_value), num=True), Cell(fmt(r.n, 0), num=True), Cell(r.test or "")])
+                     Cell(fmt_p(r.p_value), f"Holm {fmt_p(adj)[2:]}" if finite(adj) else "", num=True),
+                     Cell(fmt(r.n, 0), num=True), Cell(r.test or "")])
     note = ("diff = method − reference; rel = diff / |reference|; on the samples both reached under all their "
             "fit seeds (n). The first interval resamples fit seeds, then samples; the second samples only: "
             "the wider the first against the second, the more the fits disagree. Green/red: the rel interval "
-            "excludes 0 in the better/worse direction.")
+            "excludes 0 in the better/worse direction and the Holm-adjusted p over this table's rows with a "
+            "better direction (one family) is below 0.05.")
     return Table(tid, caption, plain_head(lead, {3, 4, 5, 6, 7, 8, 9}), body, note=note, collapsed=True)
 
 

@@ -512,6 +512,37 @@ def test_comparison_rows_show_both_intervals(one_run):
     assert '<details><summary>Male at ΔR_k = +0.3: every quantity against the reference' in html
 
 
+def test_comparison_tables_colour_by_holm_over_each_table(tmp_path):
+    """Each level's comparison table is one family (its rows with a better direction): a row whose interval
+    excludes 0 at p = 0.04 is not coloured among several claims, and is when it is the table's only one."""
+    from latent_edit_bench.pipeline.analysis import comparison_p_holm
+
+    run = make_run(tmp_path / "r")
+    c = pd.read_csv(run / "comparison.csv", keep_default_na=False, na_values=[""])
+    table = (c.attr == "Male") & np.isclose(c.level, 0.3)
+    claims = table & c.better.isin(["lower", "higher"]) & c.p_value.notna()
+    target = claims & (c.method == "hfld") & (c.quantity == "disturbance")
+    assert target.sum() == 1 and claims.sum() > 1
+    c.loc[claims, "p_value"] = 0.04
+    c.loc[target, ["rel", "rel_lo", "rel_hi", "diff", "diff_lo", "diff_hi"]] = [-0.3, -0.5, -0.1, -1.0, -1.5, -0.5]
+    c.loc[target, "better"] = "lower"
+    c.to_csv(run / "comparison.csv", index=False)
+    # the family is the table: Holm over its claims only (other tables' rows do not count)
+    assert np.allclose(comparison_p_holm(c)[claims.to_numpy()], min(1.0, 0.04 * claims.sum()))
+
+    def hfld_row(name):
+        rows = _body(Doc(render_report([run], tmp_path / name).read_text()).tables["c-Male-p0_3"])
+        return next(r for r in rows if r[2][1] == "hfld" and r[1][1].startswith("emotion disturbance"))
+
+    row = hfld_row("a.html")
+    assert row[8][1] == f"p = 0.040 Holm = {min(1.0, 0.04 * claims.sum()):.3f}"
+    assert not {"good", "bad"} & set(row[7][3].split())
+    c.loc[claims & ~target, "p_value"] = float("nan")      # now the table's only claim: Holm = p, coloured
+    c.to_csv(run / "comparison.csv", index=False)
+    row = hfld_row("b.html")
+    assert row[8][1] == "p = 0.040 Holm = 0.040" and "good" in row[7][3].split()
+
+
 def test_methods_status_and_provenance(one_run):
     _, html = one_run
     doc = Doc(html)

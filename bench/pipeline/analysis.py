@@ -39,6 +39,19 @@ def ranking_p_holm(ranking: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def comparison_p_holm(comparison: pd.DataFrame) -> np.ndarray:
+    """Holm-adjusted p of every row of comparison.csv. One family per (attribute, level): the report's
+    comparison table of that level. Its members are the rows that make a claim (a quantity with a
+    better direction and a p-value); other rows get NaN."""
+    out = np.full(len(comparison), np.nan)
+    p = pd.to_numeric(comparison.p_value, errors="coerce").to_numpy(dtype=float)
+    claims = comparison.better.isin(["lower", "higher"]).to_numpy() & np.isfinite(p)
+    for rows in comparison.groupby(["attr", "level"], sort=False).indices.values():
+        rows = rows[claims[rows]]
+        out[rows] = stats.holm(p[rows])
+    return out
+
+
 @dataclass
 class Block:
     """One (method, attr, level): ``reached`` [K, N] and each metric's columns {metric: {col: [K, N]}}."""
