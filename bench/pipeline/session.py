@@ -78,9 +78,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def parse_dtype(name: str, device: torch.device) -> torch.dtype:
-    """``--dtype`` -> torch dtype; half precision on a CPU is refused (emulated on CPUs without bf16/AMX
-    units: 20-280x slower; with them bf16 autocast ran the probe 1.8x faster here, but moved its scores
-    by more than the ladder's tol: tools/precision.py)."""
+    """``--dtype`` -> torch dtype; half precision on a CPU is refused: emulated on CPUs without bf16 units
+    (20-280x slower), and where it is fast (AMX) bf16 still moves scores by more than the ladder's tol
+    (tools/precision.py)."""
     if name not in DTYPES:
         raise BenchError(f"unknown --dtype {name!r}; valid: {', '.join(DTYPES)}")
     if name != "fp32" and torch.device(device).type == "cpu":
