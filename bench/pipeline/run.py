@@ -538,6 +538,7 @@ class Run:
             "instruments": dict(self.roles),
             "versions": _versions(),
             "platform": {"python": platform.python_version(), "machine": platform.machine(),
+                         "processor": _processor(self.session.device),   # floats differ across these
                          "device": str(self.session.device), "dtype": self.session.dtype_name,
                          "batch_size": self.session.batch_size, "torch_threads": torch.get_num_threads(),
                          "executor": self.executor.describe()},   # the jobs' device and threads, if elsewhere
@@ -584,6 +585,19 @@ def _asset_names(inst) -> set:
         if child is not inst:
             names.update(getattr(child, "assets", ()) or ())
     return names
+
+
+def _processor(device: torch.device) -> str:
+    """What computed the numbers: the GPU's name on CUDA, else the CPU's model name (Linux), else ''."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def _versions() -> dict:
