@@ -143,6 +143,20 @@ def verdict(lo, hi, better: str) -> str:
     return ""
 
 
+ALPHA = 0.05   # a comparison is coloured when it holds at this level after Holm over its family
+
+
+def family_verdict(lo, hi, better: str, p_holm) -> str:
+    """:func:`verdict`, kept only where the comparison's Holm-adjusted p (over its family: the first
+    screen, or one level's comparison table) is below ALPHA: each on its own is not a finding."""
+    return verdict(lo, hi, better) if finite(p_holm) and p_holm < ALPHA else ""
+
+
+def p_cell(p, p_holm) -> Cell:
+    """The p-value with its Holm-adjusted value beside it ("p = 0.021", "Holm = 0.168")."""
+    return Cell(fmt_p(p), f"Holm {fmt_p(p_holm)[2:]}" if finite(p_holm) else "", num=True)
+
+
 HINT = {"lower": "↓ better", "higher": "↑ better"}
 
 
@@ -280,16 +294,13 @@ def comparison_table(tid: str, caption: str, frame: pd.DataFrame, titles: dict) 
         # colour by the interval shown (rel; diff's where rel is undefined: reference = 0), and only where
         # the claim survives Holm over the table's claims (one family, as the first screen)
         both = finite(r.rel_lo) and finite(r.rel_hi)
-        adj = getattr(r, "p_holm", float("nan"))
-        held = finite(adj) and adj < 0.05
-        rel.cls = verdict(*((r.rel_lo, r.rel_hi) if both else (r.diff_lo, r.diff_hi)), r.better) if held else ""
+        rel.cls = family_verdict(*((r.rel_lo, r.rel_hi) if both else (r.diff_lo, r.diff_hi)), r.better, r.p_holm)
         body.append([Cell(titles.get(r.metric, r.metric), th=True), Cell(r.label or r.quantity, th=True),
                      Cell(r.method),
                      Cell(fmt(r.value), num=True), Cell(f"{fmt(r.ref_value)} ({r.reference})", num=True),
                      Cell(fmt(r.diff), fmt_ci(r.diff_lo, r.diff_hi, r.diff), num=True),
                      Cell(fmt_ci(r.diff_lo_samples, r.diff_hi_samples, r.diff) or "–", num=True), rel,
-                     Cell(fmt_p(r.p_value), f"Holm {fmt_p(adj)[2:]}" if finite(adj) else "", num=True),
-                     Cell(fmt(r.n, 0), num=True), Cell(r.test or "")])
+                     p_cell(r.p_value, r.p_holm), Cell(fmt(r.n, 0), num=True), Cell(r.test or "")])
     note = ("diff = method − reference; rel = diff / |reference|; on the samples both reached under all their "
             "fit seeds (n). The first interval resamples fit seeds, then samples; the second samples only: "
             "the wider the first against the second, the more the fits disagree. Green/red: the rel interval "
@@ -343,10 +354,9 @@ def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str]) 
         if r.status == "reference":
             rel, p = Cell("reference", cls="ref"), Cell("")
         else:
-            held = finite(r.p_holm) and r.p_holm < 0.05   # a family of comparisons: Holm, not each on its own
             rel = Cell(pct(r.rel), pct_ci(r.rel_lo, r.rel_hi), num=True,
-                       cls=verdict(r.rel_lo, r.rel_hi, "lower") if held else "")
-            p = Cell(fmt_p(r.p_value), f"Holm {fmt_p(r.p_holm)[2:]}" if finite(r.p_holm) else "", num=True)
+                       cls=family_verdict(r.rel_lo, r.rel_hi, "lower", r.p_holm))
+            p = p_cell(r.p_value, r.p_holm)
         body.append([Cell(fmt(r.rank, 0) if finite(r.rank) else "", th=True, cls="rank"), Cell(r.method, th=True),
                      Cell(fmt(r.value), fmt_ci(r.lo, r.hi, r.value), num=True), rel, p,
                      Cell(share(r.reach), num=True)])
