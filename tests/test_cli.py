@@ -49,10 +49,6 @@ def test_usage_errors_exit_2_without_traceback(args, needle, bench_cli, tmp_path
     assert needle in res.stderr
 
 
-def test_the_entry_point_exits_2_on_a_usage_error():
-    res = run("sample", "--backbone", "nope")
-    assert res.returncode == 2 and "valid backbones: dcgan" in res.stderr and "Traceback" not in res.stderr
-
 
 def test_missing_zoo_file_says_where_to_put_it(tmp_path):
     env = {"BENCH_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
