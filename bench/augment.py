@@ -11,11 +11,18 @@ is then judged against its source:
 - **emotion change**: total variation distance between the emotion instrument's 7-class
   distributions of source and edit, ½ Σ |p − q| ∈ [0, 1] (the share of probability that moved);
 - **landmark shift**: mean displacement of the 68 face-api landmarks, in inter-ocular distances of
-  the source (as the ``landmarks`` metric).
+  the source (as the ``landmarks`` metric);
+- **identity**, read as the ``identity`` metric reads it: the descriptor distance of source and edit
+  against the distances between different faces of the backbone (all pairs of ``REFERENCE_FACES`` seeded
+  samples, measured once per folder): kept identity = closer than their ``identity_percentile``-th
+  percentile (default 1, a 1% false-match rate), and the rank = the share of different-face pairs closer.
 
-An edit is kept when it reached its level and both numbers are under the thresholds (defaults and
-why: docs/augment.md). Folder layout: ``sources/``, ``edits/<attr>/`` (every edit), ``kept/<attr>/``
+An edit is kept when it reached its level and both expression numbers are under the thresholds (defaults
+and why: docs/augment.md); identity joins the keep rule only with ``require_identity`` (an appearance edit
+may change who it looks like: the data set is about keeping the expression).
+Folder layout: ``sources/``, ``edits/<attr>/`` (every edit), ``kept/<attr>/``
 (the data set: kept edits only), ``units/<attr>.safetensors`` (the measured ladder; done = present),
+``units/reference.safetensors`` (descriptors of the different-face reference samples),
 ``manifest.parquet`` + ``manifest.csv``, ``yield.csv``, ``contact_sheet.html`` (+ a ``.png`` of its first
 rows), ``config.json``.
 Thresholds are not part of a unit: rerunning with other thresholds re-judges without re-editing.
@@ -39,6 +46,8 @@ from latent_edit_bench.errors import BenchError
 DEFAULT_MAX_EMOTION_CHANGE = 0.22   # 90th percentile of the 1-px-shift null (docs/augment.md)
 DEFAULT_MAX_LANDMARK_SHIFT = 0.10   # same null, rounded
 SAMPLE_SEED_OFFSET = 1000          # as bench run: samples are held out from every fit's own samples
+REFERENCE_SEED_OFFSET = 2000       # the identity reference: held out from the fits and from --sample sources
+REFERENCE_FACES = 128              # 8,128 different-face pairs: P1 within +-0.007 (docs/metrics.md, identity)
 ROLES = {"landmarks": "faceapi-landmarks", "descriptor": "faceapi-descriptor"}
 
 
@@ -57,6 +66,8 @@ class AugmentConfig:
     tol: float = 0.03
     max_emotion_change: float = DEFAULT_MAX_EMOTION_CHANGE
     max_landmark_shift: float = DEFAULT_MAX_LANDMARK_SHIFT
+    identity_percentile: float = 1.0   # the threshold: this percentile of different-face descriptor distances
+    require_identity: bool = False     # reject edits that are not closer to their source than the threshold
     overrides: dict = dataclasses.field(default_factory=dict)   # method options over the preset's (--set)
 
     def editor(self, plugins):
@@ -65,7 +76,8 @@ class AugmentConfig:
         return plugins.methods.create(self.method, **{**method_config(self.preset, self.method), **self.overrides})
 
     @classmethod
-    def make(cls, attrs, levels=(0.1, 0.2, 0.3), max_emotion_change=None, max_landmark_shift=None, **kw):
+    def make(cls, attrs, levels=(0.1, 0.2, 0.3), max_emotion_change=None, max_landmark_shift=None,
+             identity_percentile=None, **kw):
         if isinstance(attrs, str):
             attrs = [a.strip() for a in attrs.split(",") if a.strip()]
         cfg = cls(attrs=tuple(attrs), levels=tuple(float(v) for v in levels), **kw)
@@ -73,6 +85,8 @@ class AugmentConfig:
             cfg.max_emotion_change = float(max_emotion_change)
         if max_landmark_shift is not None:
             cfg.max_landmark_shift = float(max_landmark_shift)
+        if identity_percentile is not None:
+            cfg.identity_percentile = float(identity_percentile)
         return cfg
 
     @property
@@ -82,7 +96,7 @@ class AugmentConfig:
     def unit_key(self) -> dict:
         """What the measured edits depend on (thresholds only judge them, so they are left out)."""
         d = dataclasses.asdict(self)
-        for k in ("max_emotion_change", "max_landmark_shift", "attrs"):
+        for k in ("max_emotion_change", "max_landmark_shift", "identity_percentile", "require_identity", "attrs"):
             d.pop(k)
         return d
 
@@ -98,6 +112,9 @@ class AugmentConfig:
             raise BenchError(f"an attribute is named twice in --attrs: {', '.join(self.attrs)}")
         if not self.levels or any(not 0 < v < 1 for v in self.levels) or len(set(self.levels)) != len(self.levels):
             raise BenchError(f"--levels must be distinct numbers in (0, 1), got {', '.join(map(str, self.levels))}")
+        if not 0 < self.identity_percentile < 50:
+            raise BenchError(f"--identity-percentile must be in (0, 50) (a percentile of different-face "
+                             f"distances; default 1), got {self.identity_percentile:g}")
         plugins.backbones.get(self.backbone)
         plugins.instruments.get(self.instrument)
         if self.emotion != "auto":
@@ -217,6 +234,13 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     if not torch.equal(stored["latents"], lat):
         raise BenchError(f"{out}: the sources changed since this folder was started; choose another -o")
     orig = {k[5:]: v for k, v in stored.items() if k.startswith("orig.")}
+    ref_path = out / "units" / "reference.safetensors"
+    if not ref_path.exists():
+        log(f"augment: measuring {REFERENCE_FACES} reference samples (different faces, for identity)")
+        ref_lat = ctx.latents(REFERENCE_FACES, seed=cfg.seed + REFERENCE_SEED_OFFSET)
+        ref = session.measure(backbone, ref_lat, {"descriptor": ROLES["descriptor"]})["descriptor"].cpu()
+        _save(ref_path, {"descriptor": ref})
+    reference = load_file(str(ref_path))["descriptor"]
 
     for attr in cfg.attrs:
         path = out / "units" / f"{attr}.safetensors"
@@ -237,7 +261,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
         unit.update(strength=lad.strength, target=lad.target, levels=lad.levels)
         _save(path, unit)                           # last: marks the attribute done
 
-    manifest = judge(cfg, out, names, sources, orig, label_frame)
+    manifest = judge(cfg, out, names, sources, orig, label_frame, reference=reference)
     kept = manifest[manifest["kept"]]
     _sync_kept(out, kept)
     with atomic(out / "manifest.parquet") as tmp:
@@ -252,11 +276,18 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     return Result(int(len(kept)), int(len(manifest)), out / "manifest.parquet", sheet)
 
 
-def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame=None) -> pd.DataFrame:
-    """The manifest: one row per (source, attribute, level), measured numbers and the keep decision."""
+def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame=None,
+          reference: torch.Tensor | None = None) -> pd.DataFrame:
+    """The manifest: one row per (source, attribute, level), measured numbers and the keep decision.
+    ``reference``: descriptors [M, 128] of different faces of the backbone (default: the sources')."""
     from safetensors.torch import load_file
 
     from latent_edit_bench.measure import DEEPFACE_EMOTIONS
+    # the identity metric's own reading, so a manifest's identity numbers mean what a run's do
+    from latent_edit_bench.metrics.identity import pair_distances, verify
+
+    different = pair_distances(orig["descriptor"] if reference is None else reference)
+    pct = f"P{cfg.identity_percentile:g}"
 
     lo = orig["landmarks"]
     iod = (lo[:, 42:48].mean(1) - lo[:, 36:42].mean(1)).norm(dim=-1)
@@ -273,6 +304,9 @@ def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame
             emo = 0.5 * (e1 - e0).abs().sum(1)
             shift = (x["landmarks"] - lo).norm(dim=-1).mean(1).double() / iod.double()
             ident = torch.nn.functional.cosine_similarity(x["descriptor"], orig["descriptor"], dim=1).double()
+            dist = (x["descriptor"].double() - orig["descriptor"].double()).norm(dim=1)
+            ver = verify(dist, different, cfg.identity_percentile)
+            thr = float(ver["threshold"])
             reasons = []
             for j in range(len(names)):
                 why = []
@@ -282,6 +316,9 @@ def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame
                     why.append(f"emotion change {emo[j]:.3f} > {cfg.max_emotion_change:g}")
                 if shift[j] > cfg.max_landmark_shift:
                     why.append(f"landmark shift {shift[j]:.3f} > {cfg.max_landmark_shift:g}")
+                if cfg.require_identity and not ver["kept"][j]:
+                    why.append(f"identity lost (descriptor distance {dist[j]:.3f} >= {pct} of different faces "
+                               f"{thr:.3f})")
                 reasons.append("; ".join(why))
             frames.append(pd.DataFrame({
                 "source": list(sources), "name": list(names), "attribute": attr, "level": level,
@@ -289,6 +326,8 @@ def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame
                 "emotion_before": [DEEPFACE_EMOTIONS[t] for t in e0.argmax(1).tolist()],
                 "emotion_after": [DEEPFACE_EMOTIONS[t] for t in e1.argmax(1).tolist()],
                 "emotion_change": emo.numpy(), "landmark_shift_iod": shift.numpy(), "identity_cos": ident.numpy(),
+                "identity_distance": dist.numpy(), "identity_rank": ver["rank"].numpy(),
+                "identity_kept": ver["kept"].numpy().astype(bool), "identity_threshold": thr,
                 "kept": [not r for r in reasons], "reason": reasons,
                 "image": [f"edits/{attr}/{n}__{attr}_{level:+.2f}.png" for n in names],
                 **{f"p_before.{e}": e0[:, t].numpy() for t, e in enumerate(DEEPFACE_EMOTIONS)},
@@ -300,13 +339,16 @@ def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame
 
 
 def yield_table(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Per attribute and level: the fraction of edits kept, of edits that reached the level, and why not."""
+    """Per attribute and level: the fraction of edits kept, of edits that reached the level, and why not
+    (``identity_kept``: the share closer to their source than the identity threshold, a keep criterion
+    only with --require-identity)."""
     m = manifest.assign(reached=~manifest["reason"].str.contains("level not reached"),
                         emotion_ok=~manifest["reason"].str.contains("emotion change"),
                         landmarks_ok=~manifest["reason"].str.contains("landmark shift"))
     g = m.groupby(["attribute", "level"], sort=True)
     return pd.DataFrame({"n": g.size(), "reached": g["reached"].mean(), "emotion_ok": g["emotion_ok"].mean(),
-                         "landmarks_ok": g["landmarks_ok"].mean(), "kept": g["kept"].mean()}).reset_index()
+                         "landmarks_ok": g["landmarks_ok"].mean(),
+                         "identity_kept": g["identity_kept"].mean(), "kept": g["kept"].mean()}).reset_index()
 
 
 def _sync_kept(out: Path, kept: pd.DataFrame) -> None:

@@ -239,10 +239,15 @@ def zoo_train_stylegan2(output_dir, steps, batch_size, size, max_channels, lr, r
               show_default=True, help="artifact store")
 @click.option("--fit-seeds", type=int, default=None,
               help="fit seeds seed..seed+K-1, as `bench run --fit-seeds K` does (default: the preset's)")
+@click.option("--fit", "fit_mode", type=click.Choice(["joint", "per-attribute"]), default="joint", show_default=True,
+              help="as `bench run --fit`: methods that fit jointly (EYE, hfld, baseline+hfld) fit one artifact "
+                   "for all --attrs per fit seed, or one per attribute")
 @click.option("--refit", is_flag=True, help="ignore cached artifacts")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_seeds, cache_dir, refit, device):
-    """Fit editing methods per attribute and fit seed, exactly as `bench run` does (or load them from the cache)."""
+def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_seeds, fit_mode, cache_dir, refit,
+        device):
+    """Fit editing methods per fit seed, exactly as `bench run` does (or load them from the cache): jointly for
+    all attributes where the method fits jointly and --fit is joint, else per attribute."""
     import dataclasses
     import time
 
@@ -281,12 +286,15 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
                      cache_dir=cache_dir, progress=True, attribute_instrument=instrument,
                      load_instrument=session.instrument, batch_size=session.batch_size)
     for name in names:
+        joint = fit_mode == "joint" and plugins.methods.create(name, **method_config(preset, name)).joint_fit
+        # the artifacts `bench run` loads: one per seed for the attribute set (sorted, as the run), or per attribute
+        groups = [tuple(sorted(attr_names))] if joint else [(a,) for a in attr_names]
         for s in range(seed, seed + k):
-            for attr in attr_names:   # one fit per attribute and seed: the artifacts `bench run` loads
+            for group in groups:
                 ed = plugins.methods.create(name, **method_config(preset, name))
-                click.echo(f"{name}: fitting {attr}, fit seed {s} ({preset} preset) ...")
+                click.echo(f"{name}: fitting {','.join(group)}, fit seed {s} ({preset} preset) ...")
                 t0 = time.perf_counter()
-                fit_or_load(ed, dataclasses.replace(ctx, attributes=(attr,), seed=s), refit=refit)
+                fit_or_load(ed, dataclasses.replace(ctx, attributes=group, seed=s), refit=refit)
                 how = "cache hit, loaded" if ed.cache_hit else "fitted, stored"
                 click.echo(f"{name}: {how} {ed.artifact_path} in {time.perf_counter() - t0:.1f} s")
 
@@ -300,6 +308,9 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fit-seeds", type=int, default=None,
               help="fit every method K times with seeds seed..seed+K-1; intervals cover fit variance (default: the preset's)")
+@click.option("--fit", "fit_mode", type=click.Choice(["joint", "per-attribute"]), default="joint", show_default=True,
+              help="joint: methods that fit jointly (EYE: baseline, hfld, baseline+hfld) fit one T per fit seed for "
+                   "all --attrs, as the paper; per-attribute: one fit per attribute (docs/methods.md)")
 @click.option("--levels", default=None, metavar="L1,L2,...",
               help="achieved changes of R_k to compare at, each towards presence and absence (default: 0.1,0.2,0.3)")
 @click.option("--tol", type=float, default=None, help="a level is reached within ±tol (default: 0.03)")
@@ -347,9 +358,9 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
               help="shell line each job runs before python, e.g. 'module load cuda' (repeatable)")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None,
               help="submissions per unit before a job that keeps dying counts as failed [default: 3]")
-def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, backbone_name, weights, instrument, emotion,
-        metric_names, reference, out, cache_dir, sets, judge_specs, batch_size, device, dtype, no_report, executor_name,
-        slurm_partition, gpus_per_job, cpus_per_job, mem_per_job, time_per_job, slurm_params, slurm_setup, max_attempts):
+def run(methods, attrs, preset, n, seed, fit_seeds, fit_mode, levels, tol, min_reach, backbone_name, weights, instrument,
+        emotion, metric_names, reference, out, cache_dir, sets, judge_specs, batch_size, device, dtype, no_report,
+        executor_name, slurm_partition, gpus_per_job, cpus_per_job, mem_per_job, time_per_job, slurm_params, slurm_setup, max_attempts):
     """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
     import torch
 
@@ -371,9 +382,9 @@ def run(methods, attrs, preset, n, seed, fit_seeds, levels, tol, min_reach, back
             levels = tuple(float(v) for v in levels.split(",") if v.strip())
         except ValueError:
             raise BenchError(f"--levels {levels!r}: expected comma-separated numbers in (0, 1), e.g. 0.1,0.2,0.3") from None
-    cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, fit_seeds=fit_seeds, levels=levels,
-                      backbone=backbone_name, weights=weights, instruments=instruments, reference=reference,
-                      metrics=metrics, overrides=parse_sets(sets), judges=parse_judges(judge_specs), **extra)
+    cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, fit_seeds=fit_seeds, fit=fit_mode,
+                      levels=levels, backbone=backbone_name, weights=weights, instruments=instruments,
+                      reference=reference, metrics=metrics, overrides=parse_sets(sets), judges=parse_judges(judge_specs), **extra)
     out = out or Path("runs") / cfg.run_id
     # with jobs elsewhere, "auto" is resolved on each job's node, not here (a login node has no GPU); the
     # driver only renders the originals' check and the report, in fp32 when it is on a CPU
@@ -479,6 +490,34 @@ def report(runs, output):
     click.echo(f"wrote {render_report(list(runs), writable_output(output))}")
 
 
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("--effect", default="10%", show_default=True,
+              help="a relative difference in emotion disturbance to plan for, in (0, 100%): 10% or 0.1")
+def plan(run_dir, effect):
+    """What finished run RUN resolves on its first screen, its power, and the N and K (with the time they
+    would take here) that would resolve the observed differences and one of --effect."""
+    from latent_edit_bench.pipeline.power import describe_plan, parse_effect, plan_run, unit_costs
+
+    eff = parse_effect(effect)
+    rows = plan_run(run_dir, eff)
+    if not rows:
+        click.echo(f"{run_dir}: no comparisons on the first screen (nothing reached a common level)")
+        return
+    where = unit_costs(run_dir).where or "this machine"
+    click.echo(f"{run_dir}: {len(rows)} comparison(s) of emotion disturbance on the first screen; power 80%, "
+               f"two-sided alpha = 0.05 / {len(rows)} (Holm's family); times from this run's units on {where}; "
+               f"GPU: no `bench perf` GPU rates recorded yet (docs/perf.md)")
+    for r in rows:
+        head = (f"{r['attr']} {r['direction']}{abs(r['level']):g}  {r['method']} vs {r['reference']}: "
+                f"observed {100 * r['rel']:+.1f}% at N = {r['n']}, K = {r['k']}")
+        click.echo(head)
+        click.echo(f"    detectable at this N, K: {100 * r['mde_rel']:.1f}% (power to detect the observed "
+                   f"difference: {100 * r['power_observed']:.0f}%)")
+        click.echo(f"    to resolve the observed {100 * abs(r['rel']):.1f}%: {describe_plan(r['observed'])}")
+        click.echo(f"    to resolve {100 * eff:g}%: {describe_plan(r['effect'])}")
+
+
 def parse_judges(specs) -> dict:
     """["Male=oarriaga-gender.male", ...] -> {"Male": "oarriaga-gender.male"}."""
     out = {}
@@ -506,6 +545,42 @@ def parse_sets(sets) -> dict:
             pass
         out.setdefault(method.strip(), {})[option.strip()] = value
     return out
+
+
+@cli.command()
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="label file (docs/validity.md) [default: the built-in labels of --backbone, where there are some]")
+@click.option("--backbone", "backbone_name", default=None,
+              help="the backbone whose samples the labels name [default: the label file's, else dcgan]")
+@click.option("--weights", default=None, help="checkpoint path or zoo name, for backbones that take one")
+@click.option("--instrument", default="probe", show_default=True, help="the attribute instrument R (the trainer)")
+@click.option("--judge", "judge_specs", multiple=True, metavar="ATTR=INSTRUMENT[.OUTPUT[LABEL]]",
+              help="score ATTR's judge with this instrument (as bench run; built-in: Male, Smiling)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="images per batch [default: 16 on a CPU, 64 on a GPU]")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the table as CSV (validity.csv's columns)")
+def validate(labels, backbone_name, weights, instrument, judge_specs, batch_size, device, output):
+    """How well the trainer and each judge see each labelled attribute: AUC [95% CI] against human labels."""
+    from latent_edit_bench.fs import atomic
+    from latent_edit_bench.pipeline.session import Session
+    from latent_edit_bench.validate import format_table, validate as run_validate
+
+    if output is not None:
+        writable_output(output)
+    session = Session(_plugins(), device=resolve_device(device), batch_size=batch_size)
+    frame = run_validate(session, labels, backbone_name, weights, instrument, parse_judges(judge_specs))
+    for line in format_table(frame):
+        click.echo(line)
+    name = frame.labels[frame.labels.astype(bool)].iloc[0] if frame.labels.astype(bool).any() else "no labels"
+    click.echo(f"labels: {name}; AUC of each instrument's score on the faces a person called 1 against those "
+               f"called 0, with Newcombe's 95% score interval; sees = the interval's lower end above 0.5; "
+               f"unsure = share of the labelled faces a person could not call (docs/validity.md)")
+    if output is not None:
+        with atomic(output) as tmp:
+            frame.to_csv(tmp, index=False)
+        click.echo(f"wrote {output}")
 
 
 @cli.command()
@@ -588,6 +663,11 @@ def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emoti
               help="keep an edit if the emotion distribution moves at most this (total variation) [default: 0.22]")
 @click.option("--max-landmark-shift", type=click.FloatRange(min=0), default=None,
               help="keep an edit if the 68 landmarks move at most this (mean, inter-ocular distances) [default: 0.10]")
+@click.option("--identity-percentile", type=click.FloatRange(0, 50, min_open=True, max_open=True), default=None,
+              help="identity kept = source and edit closer than this percentile of different-face descriptor "
+                   "distances of the backbone [default: 1]")
+@click.option("--require-identity", is_flag=True, default=False,
+              help="also reject edits that did not keep identity (by default it is reported, not a keep criterion)")
 @click.option("--emotion", default="auto", show_default=True, help="the emotion instrument that judges edits")
 @click.option("--preset", type=click.Choice(["quick", "paper"]), default="quick", show_default=True)
 @click.option("--backbone", "backbone_name", default="dcgan", show_default=True)
@@ -600,8 +680,9 @@ def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emoti
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="images per batch [default: 16 on a CPU, 64 on a GPU]")
 @click.option("--device", default="auto", show_default=True)
-def augment(method, attrs, from_dir, n_sample, labels, out, levels, max_emotion_change, max_landmark_shift, emotion,
-            preset, backbone_name, weights, instrument, seed, cache_dir, sets, batch_size, device):
+def augment(method, attrs, from_dir, n_sample, labels, out, levels, max_emotion_change, max_landmark_shift,
+            identity_percentile, require_identity, emotion, preset, backbone_name, weights, instrument, seed,
+            cache_dir, sets, batch_size, device):
     """Edit faces along attributes at equal achieved changes; keep only expression-preserving edits (resumes)."""
     from latent_edit_bench.augment import AugmentConfig, augment as run_augment
     from latent_edit_bench.pipeline.session import Session
@@ -614,7 +695,8 @@ def augment(method, attrs, from_dir, n_sample, labels, out, levels, max_emotion_
         raise BenchError(f"--levels {levels!r}: expected comma-separated numbers in (0, 1)") from None
     cfg = AugmentConfig.make(method=method, attrs=attrs, levels=lv, n_sample=n_sample, preset=preset,
                              backbone=backbone_name, weights=weights, instrument=instrument, emotion=emotion,
-                             seed=seed, max_emotion_change=max_emotion_change, max_landmark_shift=max_landmark_shift)
+                             seed=seed, max_emotion_change=max_emotion_change, max_landmark_shift=max_landmark_shift,
+                             identity_percentile=identity_percentile, require_identity=require_identity)
     overrides = parse_sets(sets)
     stray = sorted(set(overrides) - {method})
     if stray:

@@ -31,7 +31,7 @@ GOALS = {"b": 0.7, "c": 10.0}          # GPU goals: (b)/(a) in images/s, (c) our
 EVAL_ROLES = {"attributes": "probe", "emotion": "fer-emotion", "landmarks": "faceapi-landmarks",
               "descriptor": "faceapi-descriptor", "judge": "judge", "judge_emotion": "judge"}
 # ^ the roles bench run loads by default (DEFAULT_INSTRUMENTS for DEFAULT_METRICS), emotion resolved to fer
-FIT_ATTRS = ("Male",)                  # bench run fits one attribute at a time
+FIT_ATTRS = ("Male",)                  # one attribute; a joint EYE step scores each of the run's (docs/methods.md)
 FIT_OPTIONS = {"lr": 3e-3}
 BACKBONES = ("dcgan", "stylegan2-256")
 COLUMNS = ("backbone", "device", "dtype", "part", "measure", "batch", "iters", "rate", "unit", "seconds",

@@ -94,6 +94,7 @@ class EYE(Editor):
 
     name = "baseline"
     takes_regularisers = True     # extra_losses/weights/aux_instruments: latent_edit_bench.methods.regularisers
+    joint_fit = True              # one T for all the run's attributes, as the paper trains it (+hfld forms inherit it)
     config = {
         "steps": 200,                 # quick CPU default; the paper: 50,000 (PAPER_PRESET)
         "batch_size": 4,

@@ -84,6 +84,9 @@ class NetworkEditor(EYE):
     shapes), ``init_net``, ``attr_losses`` (the terms of one attribute) and ``edit``."""
 
     _fit_attrs: tuple = ()     # the attributes of the running fit (``self._attrs`` is set at its end)
+    # one network per attribute, each trained alone as in the originals (the preservation term holds every
+    # attribute but the edited one): a run fits them per attribute, unlike EYE's one T
+    joint_fit = False
 
     def packing(self, bb) -> Packing:
         raise NotImplementedError

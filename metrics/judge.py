@@ -12,7 +12,9 @@ A judge (bench/instruments/judge.py) scores the same attribute with a different 
 and, on the originals of the same samples, the trainer-judge Pearson correlation (a function of column
 means: E[tj], E[t], E[j], E[t^2], E[j^2]), so it gets the run's bootstrap interval like every quantity.
 Beside them, the emotion disturbance measured by a second emotion network. Where no judge scores the
-attribute (Bald, hair colours, ... offline), the metric says so in its one row.
+attribute (Bald, hair colours, ... offline), the metric says so in its one row. Whether the judge itself sees
+the attribute on the run's backbone is measured apart (validity.csv, docs/validity.md); where it is not
+shown to, the report marks these quantities not validated instead of presenting them as a verdict.
 """
 
 from __future__ import annotations

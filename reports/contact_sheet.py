@@ -31,7 +31,8 @@ def render_contact_sheet(out: Path, manifest: pd.DataFrame, title: str = "augmen
         for _, r in kept.iterrows():
             cells.append(f'<td><img src="{html.escape(r["image"])}"><br>{html.escape(r["attribute"])} {r["level"]:+.1f}'
                          f'<br>{html.escape(r["emotion_after"])} Δe {r["emotion_change"]:.2f}'
-                         f'<br>lm {r["landmark_shift_iod"]:.3f} id {r["identity_cos"]:.2f}</td>')
+                         f'<br>lm {r["landmark_shift_iod"]:.3f} id {r["identity_rank"]:.3f}'
+                         f'{"" if r["identity_kept"] else " ✗"}</td>')
         if kept.empty:
             cells.append('<td class="none">no edit kept</td>')
         cells.append(f'<td class="none">{len(group) - len(kept)} rejected</td>')
@@ -45,8 +46,9 @@ def render_contact_sheet(out: Path, manifest: pd.DataFrame, title: str = "augmen
     doc = (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title><style>{CSS}</style>"
            f"<h1>{html.escape(title)}</h1><p>{int(manifest['kept'].sum())} of {len(manifest)} edits kept. "
            f"Each row: the source (grey; for an inverted photo, the aligned photo and its reconstruction), then its kept edits (attribute and level, top emotion, Δe = emotion "
-           f"change, lm = landmark shift in inter-ocular distances, id = identity cosine). Reasons for every "
-           f"rejection: manifest.csv.</p><h2>Yield</h2>{ytab}<h2>Sources and kept edits</h2><table>"
+           f"change, lm = landmark shift in inter-ocular distances, id = identity rank: the share of pairs of "
+           f"different backbone faces closer than source and edit, ✗ where not under the identity threshold). "
+           f"Reasons for every rejection: manifest.csv.</p><h2>Yield</h2>{ytab}<h2>Sources and kept edits</h2><table>"
            + "".join(rows) + "</table>")
     path = out / "contact_sheet.html"
     path.write_text(doc)

@@ -28,6 +28,8 @@ import pandas as pd
 from latent_edit_bench.pipeline.analysis import (COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS,
                                                  comparison_p_holm, ranking_p_holm)
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.pipeline.validity import SEES, VALIDITY_COLUMNS, auc_text
+from latent_edit_bench.pipeline import power
 
 from . import plots
 from .tables import (DIRECTIONS, RANKING_NOTE, Cell, Col, Table, comparison_table, emotion_table, finite, fmt,
@@ -35,10 +37,13 @@ from .tables import (DIRECTIONS, RANKING_NOTE, Cell, Col, Table, comparison_tabl
                      share, slug, topk_table)
 
 TEXT_COLUMNS = {"attr", "method", "metric", "quantity", "label", "better", "table", "test", "reference",
-                "direction", "status", "kind"}
+                "direction", "status", "kind", "verdict", "trainer_validity", "role", "instrument", "labels"}
 # summary.csv is the one file without which there is nothing to show; the others may be absent
 # (a run stopped before its comparison, an old tool): the report then says so where they would be
-OPTIONAL = {"seeds.csv": SEEDS_COLUMNS, "comparison.csv": COMPARISON_COLUMNS, "ranking.csv": RANKING_COLUMNS}
+OPTIONAL = {"seeds.csv": SEEDS_COLUMNS, "comparison.csv": COMPARISON_COLUMNS,
+            "ranking.csv": [c for c in RANKING_COLUMNS if c != "trainer_validity"]}   # older folders lack it
+# the judge quantities that confirm or refute an edit: no verdict where the judge is not shown to see the attribute
+JUDGE_VERDICTS = ("fooled", "agreement", "judge.change", "judge.edited")
 
 HEADLINE = ("emotion", "disturbance")          # what ranking.csv ranks by: the one number the report leads with
 LANDMARKS = ("landmarks", "displacement")      # the second curve panel
@@ -48,6 +53,8 @@ CONFIG_FIRST = ["methods", "attrs", "backbone", "weights", "preset", "n", "seed"
                 "min_reach", "reference", "metrics"]
 PAPER_TABLES = {"I-III": "Table I-III", "IV": "Table IV", "V": "Table V"}
 TOP_K = 5
+LATER_COLUMNS = ("p_holm", "verdict", "mde_rel")   # ranking.csv columns an older run folder lacks
+PLAN_EFFECT = 0.10     # the first screen says what N, K would resolve the observed difference and this one
 
 
 @dataclass
@@ -60,6 +67,8 @@ class Run:
     comparison: pd.DataFrame
     ranking: pd.DataFrame
     absent: list = field(default_factory=list)    # optional CSVs the folder lacks
+    plans: dict = field(default_factory=dict)     # (attr, direction, method) -> power.plan_run row
+    validity: pd.DataFrame | None = None          # validity.csv; None for a folder without one
 
     @property
     def config(self) -> dict:
@@ -92,6 +101,9 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise BenchError(f"{path} is not a readable CSV: {e}") from None
+    for c in LATER_COLUMNS:      # added after the first release: an older folder reads as "not stated"
+        if c in columns and c not in frame.columns:
+            frame[c] = ""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise BenchError(f"{path} lacks the column(s) {', '.join(missing)}; expected: {', '.join(columns)} "
@@ -128,11 +140,22 @@ def load_run(path: Path) -> Run:
         else:
             frames[name], absent = _empty(columns), absent + [name]
     ranking = frames["ranking.csv"]
+    if "trainer_validity" not in ranking:
+        ranking["trainer_validity"] = ""
     ranking["p_holm"] = ranking_p_holm(ranking)   # the first screen's colours follow Holm-adjusted p
     comparison = frames["comparison.csv"]
     comparison["p_holm"] = comparison_p_holm(comparison)   # so do each level's comparison table's
     return Run(str(manifest.get("id") or path.name), path, manifest, summary, frames["seeds.csv"],
-               comparison, ranking, absent)
+               comparison, ranking, absent, _plans(path),
+               _read_csv(path / "validity.csv", VALIDITY_COLUMNS) if (path / "validity.csv").is_file() else None)
+
+
+def _plans(path: Path) -> dict:
+    """The first screen's power and plans (power.csv + units.json), {} for a folder without power.csv."""
+    if not (path / "power.csv").is_file():
+        return {}
+    rows = power.plan_run(path, PLAN_EFFECT)
+    return {(r["attr"], r["direction"], r["method"]): r for r in rows}
 
 
 # ---------------------------------------------------------------- small helpers
@@ -209,6 +232,42 @@ def _heuristic_warning(run: Run, attr: str) -> str:
     return f"the achieved change of {attr} rests on a heuristic measure ({instrument}), not a trained network"
 
 
+# ---------------------------------------------------------------- instrument validity (validity.csv)
+
+def _validity_row(run: Run, attr: str, role: str):
+    if run.validity is None:
+        return None
+    v = run.validity[(run.validity.attr == attr) & (run.validity.role == role)]
+    return None if v.empty else v.iloc[0]
+
+
+def _validity_line(run: Run, attr: str) -> str:
+    """The first screen's line: how well the attribute's trainer and judge see it on this backbone."""
+    if run.validity is None:
+        return f"How well the instruments see {attr} on this backbone: not measured (this run folder has no validity.csv)"
+    parts, labels, unsure = [], "", float("nan")
+    for role in ("trainer", "judge"):
+        r = _validity_row(run, attr, role)
+        if r is None:
+            continue
+        parts.append(f"{role} {r.instrument}: {auc_text(r)}, {r.status}")
+        labels = labels or r["labels"]
+        unsure = r.unsure_share if finite(r.unsure_share) else unsure
+    where = f" (human labels: {labels}; AUC with its 95% interval, sees = above 0.5)" if labels else \
+        " (no human labels for this backbone's weights; docs/validity.md)"
+    tail = f"; a person could not call {share(unsure)} of the labelled faces" if finite(unsure) else ""
+    return f"How well the instruments see {attr} on this backbone{where}: " + "; ".join(parts or ["–"]) + tail
+
+
+def _not_validated(run: Run, attr: str, role: str) -> str:
+    """"not validated: the trainer is not shown to see Bald on this backbone (...)", or "" where it sees it
+    (or validity was not measured: a folder from before validity.csv)."""
+    r = _validity_row(run, attr, role)
+    if r is None or r.status == SEES:
+        return ""
+    return f"not validated: the {role} ({r.instrument}) is not shown to see {attr} on this backbone ({auc_text(r)})"
+
+
 # ---------------------------------------------------------------- the answer
 
 def _answer(run: Run, prefix: str, attr: str, methods: list[str]) -> dict:
@@ -242,12 +301,31 @@ def _answer(run: Run, prefix: str, attr: str, methods: list[str]) -> dict:
         if fewer:
             who += f" under all its fit seeds: {k} each, " + ", ".join(f"{m} {v}" for m, v in fewer)
         blocks.append({"id": tid, "sentence": f"{where}: compared at ΔR_k = {fmt_level(level)} "
-                                              f"({n} samples reached by {who}{'' if fewer else ' ' + under})",
+                                              f"({n} samples reached by {who}{'' if fewer else ' ' + under})"
+                                              + _unresolved(run, attr, d, compared),
                        "table": ranking_table(f"{tid}-table", f"{where}: ranked by emotion disturbance", usable,
-                                              methods)})
+                                              methods, {m: pl for (a, dd, m), pl in run.plans.items()
+                                                        if a == attr and dd == d})})
     missing = "" if blocks else ("no ranking: this run folder has no ranking.csv" if "ranking.csv" in run.absent
                                  else f"no ranking for {attr} in ranking.csv")
-    return {"attr": attr, "warning": _heuristic_warning(run, attr), "blocks": blocks, "missing": missing}
+    unvalidated = _not_validated(run, attr, "trainer")
+    return {"attr": attr, "warning": _heuristic_warning(run, attr), "blocks": blocks, "missing": missing,
+            "validity": _validity_line(run, attr),
+            "unvalidated": unvalidated and f"{unvalidated}: its comparisons are listed without a rank"}
+
+
+def _unresolved(run: Run, attr: str, d: str, compared: pd.DataFrame) -> str:
+    """". This run cannot tell these methods apart: ..." where no comparison of the block is resolved,
+    with the N, K that would resolve a 10% difference (power.csv); "" otherwise or for older folders."""
+    verdicts = compared.verdict[compared.status == "ranked"] if "verdict" in compared else pd.Series([], dtype=str)
+    if verdicts.empty or not verdicts.ne("").all() or verdicts.eq("resolved").any():
+        return ""
+    plans = [pl for (a, dd, _), pl in run.plans.items() if a == attr and dd == d]
+    need = max((pl["effect"] for pl in plans if pl["effect"].n is not None), default=None,
+               key=lambda p: p.seconds if p.seconds is not None else p.n * p.k)
+    tail = (f"; N = {need.n}, K = {need.k} would resolve a {need.effect * 100:.0f}% difference"
+            f" ({power.describe_plan(need).split('(', 1)[1]}" if need is not None else "")
+    return f". This run cannot tell these methods apart at this N and K{tail}."
 
 
 # ---------------------------------------------------------------- per attribute
@@ -287,7 +365,8 @@ def _col_note(rows: pd.DataFrame) -> str:
 
 def _level_block(run: Run, prefix: str, attr: str, level: float, s: pd.DataFrame, methods: list[str],
                  metric_order: list[str], titles: dict, top_k: int) -> dict:
-    at = s[s.level == level]
+    caveat = _not_validated(run, attr, "judge")   # then the judge's confirm/refute numbers are no verdict
+    at = _no_verdict(s[s.level == level], caveat)
     cols = [Col(m, _col_note(at[at.method == m])) for m in methods if (at.method == m).any()]
     base = f"{prefix}t-{slug(attr)}-{level_slug(level)}"
     tables = []
@@ -305,8 +384,8 @@ def _level_block(run: Run, prefix: str, attr: str, level: float, s: pd.DataFrame
             elif table == "V":
                 tables.append(emotion_table(tid, title, g, cols))
             else:
-                tables.append(quantity_table(tid, title, g, cols))
-    comp = run.comparison[(run.comparison.attr == attr) & (run.comparison.level == level)]
+                tables.append(quantity_table(tid, title, g, cols, note=caveat if metric == "judge" else ""))
+    comp = _no_verdict(run.comparison[(run.comparison.attr == attr) & (run.comparison.level == level)], caveat)
     comparison = None
     if len(comp):
         rank = {m: i for i, m in enumerate(_ordered(metric_order, comp.metric))}
@@ -319,6 +398,18 @@ def _level_block(run: Run, prefix: str, attr: str, level: float, s: pd.DataFrame
     direction = DIRECTIONS["+" if level > 0 else "-"]
     return {"id": base, "title": f"{attr} at ΔR_k = {fmt_level(level)} ({direction})", "tables": tables,
             "comparison": comparison, "empty": not cols}
+
+
+def _no_verdict(frame: pd.DataFrame, caveat: str) -> pd.DataFrame:
+    """Where the judge is not shown to see the attribute (``caveat``): its confirm/refute rows say so in their
+    label and lose their better-direction, so no cell is bolded or coloured as a finding."""
+    rows = (frame.metric == "judge") & frame.quantity.isin(JUDGE_VERDICTS)
+    if not caveat or not rows.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[rows, "label"] = frame.loc[rows, "label"] + " (not validated: the judge is not shown to see it)"
+    frame.loc[rows, "better"] = ""
+    return frame
 
 
 def _trajectories(run: Run, prefix: str, attr: str, methods: list[str], ladder: list[str]) -> list[dict]:
@@ -380,7 +471,7 @@ def _judges_table(run: Run, prefix: str) -> list[Table]:
     for attr, spec in judges.items():
         if not spec:
             rows.append([Cell(attr, th=True), Cell(f"no independent judge offline (only {trainer} measures it)"),
-                         Cell("–", num=True), Cell("–", num=True)])
+                         Cell("–", num=True), Cell("–", num=True), Cell("–")])
             continue
         r, n = float("nan"), 0
         try:
@@ -391,10 +482,13 @@ def _judges_table(run: Run, prefix: str) -> list[Table]:
                 r = float(np.corrcoef(o[:, 0], o[:, 1])[0, 1])
         except (OSError, ValueError, KeyError, ImportError):
             pass   # no measurements file (or an older run): the judge is still named
+        v = _validity_row(run, attr, "judge")
         rows.append([Cell(attr, th=True), Cell(_text(spec), cls="mono"), Cell(fmt(r), num=True),
-                     Cell(str(n) if n else "–", num=True)])
+                     Cell(str(n) if n else "–", num=True),
+                     Cell(f"{v.status}: {auc_text(v)}" if v is not None else "not measured")])
     return [list_table(f"{prefix}judges", f"Independent judges (trainer: {trainer})",
-                       ["attribute", "judge", "r with the trainer on the originals", "n"], rows, "no judges")]
+                       ["attribute", "judge", "r with the trainer on the originals", "n",
+                        "the judge against human labels (validity.csv)"], rows, "no judges")]
 
 
 def _setup(run: Run, prefix: str) -> list[Table]:

@@ -339,30 +339,59 @@ def seeds_table(tid: str, caption: str, levels: list[float], methods: list[str],
 
 # ---------------------------------------------------------------- the answer
 
-def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str]) -> Table:
-    """One (attribute, direction) of ranking.csv: ranked methods (the reference among them) first, by
-    rank; every other status below, greyed and never ranked, whatever the CSV's rank column says."""
+def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str], plans: dict | None = None) -> Table:
+    """One (attribute, direction) of ranking.csv: compared methods (the reference among them) first, by
+    value; every other status below, greyed and never ranked, whatever the CSV's rank column says.
+
+    A rank is shown only for what the run resolves (ranking.csv's verdict: the interval excludes 0 and the
+    Holm-adjusted p < 0.05); an unresolved comparison reads "not resolved at N, K" instead, the reference
+    gets a rank only beside a resolved one. ``plans``: method -> power.plan_run row (detectable difference
+    and the N, K that would resolve it); a folder without power.csv shows the CSV's ranks as before."""
+    from latent_edit_bench.pipeline.power import describe_plan
+
+    plans = plans or {}
     lead = ["rank", "method", "emotion disturbance, pp [95% CI, fit seeds + samples]", "vs reference: rel [95% CI]",
-            "p", "reach"]
+            "p", "reach"] + (["power: detectable at this N, K · N, K that would resolve it"] if plans else [])
     compared = rows[rows.status.isin(["ranked", "reference"])].copy()
     compared["_r"] = compared["rank"].where(compared["rank"].map(finite), math.inf)
     compared = compared.sort_values(["_r", "value", "method"], kind="mergesort")
     others = rows[~rows.status.isin(["ranked", "reference"])]
     others = others.assign(_o=others.method.map(lambda m: order.index(m) if m in order else len(order)))
+    judged = "verdict" in compared and compared.verdict.fillna("").astype(str).str.len().gt(0).any()
+    any_resolved = judged and compared.verdict.eq("resolved").any()
     body = []
     for r in compared.itertuples(index=False):
+        n_k = f"N = {fmt(r.n, 0)}" + (f", K = {plans[r.method]['k']}" if r.method in plans else "")
+        if getattr(r, "trainer_validity", "") not in ("", "sees"):   # validity.csv: the trainer may not see it
+            rank = Cell("not validated", th=True, cls="rank nr")
+        elif not judged or r.verdict == "resolved" or (r.status == "reference" and any_resolved):
+            rank = Cell(fmt(r.rank, 0) if finite(r.rank) else "", th=True, cls="rank")
+        elif r.status == "reference":
+            rank = Cell("–", th=True, cls="rank")
+        else:
+            rank = Cell(f"not resolved at {n_k}", th=True, cls="rank nr")
         if r.status == "reference":
             rel, p = Cell("reference", cls="ref"), Cell("")
         else:
             rel = Cell(pct(r.rel), pct_ci(r.rel_lo, r.rel_hi), num=True,
                        cls=family_verdict(r.rel_lo, r.rel_hi, "lower", r.p_holm))
             p = p_cell(r.p_value, r.p_holm)
-        body.append([Cell(fmt(r.rank, 0) if finite(r.rank) else "", th=True, cls="rank"), Cell(r.method, th=True),
-                     Cell(fmt(r.value), fmt_ci(r.lo, r.hi, r.value), num=True), rel, p,
-                     Cell(share(r.reach), num=True)])
+        row = [rank, Cell(r.method, th=True), Cell(fmt(r.value), fmt_ci(r.lo, r.hi, r.value), num=True), rel, p,
+               Cell(share(r.reach), num=True)]
+        if plans:
+            pl = plans.get(r.method)
+            if pl is None:
+                row.append(Cell("reference" if r.status == "reference" else ""))
+            else:
+                obs = (f"the observed {abs(pl['rel']) * 100:.0f}%: {describe_plan(pl['observed'])}"
+                       if pl["rel"] == pl["rel"] else "")
+                row.append(Cell(f"{pl['mde_rel'] * 100:.0f}%",
+                                f"{obs}; {pl['effect'].effect * 100:.0f}%: {describe_plan(pl['effect'])}"))
+        body.append(row)
+    span = 3 + (1 if plans else 0)
     for r in others.sort_values(["_o", "method"], kind="mergesort").itertuples(index=False):
         body.append([Cell("", th=True, cls="rank cnr"), Cell(r.method, th=True, cls="cnr"),
-                     Cell(r.status, span=3, cls="cnr"), Cell(share(r.reach), num=True, cls="cnr")])
+                     Cell(r.status, span=span, cls="cnr"), Cell(share(r.reach), num=True, cls="cnr")])
     return Table(tid, caption, plain_head(lead, {2, 3, 4, 5}), body)
 
 
@@ -373,7 +402,17 @@ RANKING_NOTE = ("Lower disturbance is better. Numbers on the n samples every ran
                 "where the interval excludes 0 and the Holm-adjusted p is below 0.05. reach: the smallest fraction "
                 "of the N samples "
                 "that reached the level under any one fit seed. Methods that could not reach the level are listed "
-                "greyed, unranked.")
+                "greyed, unranked. A rank is given only where the comparison is resolved (interval excludes 0, "
+                "Holm-adjusted p < 0.05); otherwise the row reads \"not resolved at N, K\". power: the smallest "
+                "relative difference this N and K would detect with 80% power at two-sided alpha 0.05 / (comparisons "
+                "on the screen), from the run's own fit-seed and sample variance components, and the N and K (and "
+                "the time at this run's measured unit times) that would resolve the observed difference and a 10% "
+                "one (docs/metrics.md, `bench plan`).")
+
+# instrument validity (validity.csv, docs/validity.md), kept apart from the rest of the note
+RANKING_NOTE += (" \"not validated\" instead of a rank: the attribute's trainer is not shown to see it on this backbone "
+                 "(its AUC against human labels has a 95% interval reaching 0.5, or there are no labels), so the "
+                 "edits were driven to a change of a score that may not be the attribute.")
 
 
 # ---------------------------------------------------------------- provenance

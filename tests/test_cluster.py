@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from latent_edit_bench.cli import cli
-from latent_edit_bench.pipeline.executors import SubmititExecutor, Unit, unit_states, verify
+from latent_edit_bench.pipeline.executors import Ledger, SubmititExecutor, Unit, unit_states, verify
 from latent_edit_bench.pipeline.run import Run, make_config
 from latent_edit_bench.pipeline.session import Session
 
@@ -228,6 +228,27 @@ def test_a_fit_already_in_the_cache_needs_no_job(local_run, cache, tmp_path):
     assert run.cached_fit(Unit("fit", "sefa", "Male", 7)) is None     # fit seed 7 was never fitted
 
 
+def test_a_joint_fit_is_one_job_per_seed_that_every_attributes_edit_job_waits_for(tmp_path):
+    """baseline (EYE) fits one T for Male and Bald per fit seed: one fit unit per seed, the only fit each edit
+    unit needs; once fitted it is in the cache, so a rerun's driver submits no fit job for it."""
+    cfg = make_config(methods="baseline", attrs="Male,Bald", n=8, fit_seeds=1, levels=(0.1,), metrics=("edit",),
+                      overrides={"baseline": {"steps": 5}})
+    cache = tmp_path / "cache"
+    run = Run(cfg, tmp_path / "r", cache_dir=cache, log=lambda s: None)
+    run.ledger = Ledger(run.out)
+    units = run.todo()
+    fit = Unit("fit", "baseline", None, 0, ("Bald", "Male"))
+    assert [u.id for u in units] == ["originals", "fit/baseline/seed0", "edit/baseline/seed0/Male",
+                                     "edit/baseline/seed0/Bald"]
+    assert all(u.needs == (Unit("originals"), fit) for u in units if u.kind == "edit")
+    run._load_models()
+    assert run.cached_fit(fit) is None
+    record = run.run_unit(fit)                        # what the fit job does
+    assert verify(run, fit, record) is None and not record["cache_hit"]
+    cached = run.cached_fit(fit)                      # what SubmititExecutor checks before submitting it
+    assert cached["artifact_in_cache"] == record["artifact_in_cache"] and verify(run, fit, cached) is None
+
+
 def exploding_plugins():
     """sefa plus a method whose fit raises (plugins passed in-process: the local executor)."""
     import types
@@ -324,6 +345,11 @@ def test_gpu_hours_scale_with_the_work_and_the_rates(tmp_path):
     two = gpu_hours.work(["baseline", "sefa"], ["Male"], 2, 100, 3, "paper")
     assert one["eye_steps"] == 50_000 and two["eye_steps"] == 100_000 and two["edit_units"] == 2 * one["edit_units"]
     assert two["scored"] == 2 * one["scored"] and two["measured"] - 100 == 2 * (one["measured"] - 100)
+    # EYE fits one T per fit seed for both attributes (`bench run --fit joint`), sefa one direction per attribute
+    joint = gpu_hours.work(["baseline", "sefa"], ["Male", "Bald"], 1, 100, 3, "paper")
+    per = gpu_hours.work(["baseline", "sefa"], ["Male", "Bald"], 1, 100, 3, "paper", fit="per-attribute")
+    assert joint["eye_steps"] == 50_000 and per["eye_steps"] == 100_000 and joint["fits"] == 1 and per["fits"] == 2
+    assert joint["scored"] == per["scored"] == 2 * one["scored"] and joint["edit_units"] == per["edit_units"] == 4
     h, slow = gpu_hours.hours(one, r), gpu_hours.hours(one, {k: v / 2 for k, v in r.items()})
     assert h["eye_fits"] == pytest.approx(50_000 / 20 / 3600) and h["low"] < h["high"]
     assert slow["low"] == pytest.approx(2 * h["low"]) and slow["high"] == pytest.approx(2 * h["high"])

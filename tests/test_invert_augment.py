@@ -141,7 +141,8 @@ def test_augment_is_deterministic_resumable_and_carries_labels(inverted, tmp_pat
     m = pd.read_csv(outs[0] / "manifest.csv")
     assert len(m) == 2 * 2 and set(m["level"]) == {-0.1, 0.1}
     assert dict(zip(m["name"], m["label.expression"])) == {"face0": "happy", "face1": "sad"}
-    for col in ("achieved_change", "emotion_before", "emotion_after", "landmark_shift_iod", "identity_cos", "reason"):
+    for col in ("achieved_change", "emotion_before", "emotion_after", "landmark_shift_iod", "identity_cos",
+                "identity_distance", "identity_rank", "identity_kept", "identity_threshold", "reason"):
         assert col in m.columns
     assert (m["reason"].isna() == m["kept"]).all()                           # kept <=> no reason
     kept_files = sorted(p.name for p in (outs[0] / "kept").rglob("*.png"))
@@ -157,6 +158,28 @@ def test_augment_is_deterministic_resumable_and_carries_labels(inverted, tmp_pat
     assert unit.stat().st_mtime_ns == stamp
     m2 = pd.read_csv(outs[0] / "manifest.csv")
     assert (m2["kept"] == ~m2["reason"].fillna("").str.contains("level not reached")).all()
+    # identity, read against different faces of the backbone: P1 of the reference samples' pair distances
+    from safetensors.torch import load_file
+
+    m2 = pd.read_parquet(outs[0] / "manifest.parquet")                      # unrounded, unlike the CSV
+    ref = load_file(str(outs[0] / "units" / "reference.safetensors"))["descriptor"].double().numpy()
+    pairs = np.array([np.linalg.norm(ref[i] - ref[j]) for i in range(len(ref)) for j in range(i + 1, len(ref))])
+    assert len(ref) == 128 and np.allclose(m2["identity_threshold"], np.percentile(pairs, 1), atol=1e-5)
+    assert (m2["identity_kept"] == (m2["identity_distance"] < m2["identity_threshold"])).all()
+    assert np.allclose(m2["identity_rank"], [np.mean(pairs <= d) for d in m2["identity_distance"]], atol=1e-6)
+    # --require-identity makes it a keep criterion (re-judged, not re-edited); a percentile outside (0, 50): exit 2
+    res = bench("augment", *SEFA, "--attrs", "Male", "--from", inv_out, "--labels", labels, "--levels", "0.1",
+                "-o", outs[0], "--cache", cache, "--max-emotion-change", "1", "--max-landmark-shift", "100",
+                "--require-identity", "--identity-percentile", "0.01")
+    assert res.exit_code == 0, res.stderr
+    m3 = pd.read_parquet(outs[0] / "manifest.parquet")
+    assert unit.stat().st_mtime_ns == stamp
+    lost = m3["reason"].str.contains("identity lost")
+    assert (lost == ~m3["identity_kept"]).all() and lost.any()      # P0.01 of 8,128 pairs: most edits are farther
+    assert (m3["kept"] == (m2["kept"] & m3["identity_kept"])).all()
+    res = bench("augment", *SEFA, "--attrs", "Male", "--from", inv_out, "-o", outs[0], "--cache", cache,
+                "--levels", "0.1", "--identity-percentile", "50")
+    assert res.exit_code == 2 and "--identity-percentile" in res.stderr, res.stderr
 
 
 def test_augment_usage_errors(tmp_path):

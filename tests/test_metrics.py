@@ -162,14 +162,45 @@ def test_landmarks():
 
 
 def test_identity():
+    """Against an independent numpy reading: the threshold is the 1st percentile of the distances of all
+    pairs of different originals; kept = closer than it; rank = share of those pairs at least as close."""
     s = edit_set()
     _, cols, summ = run("identity", s)
     o, e = (np_(t["descriptor"]) for t in (s.original, s.edited))
-    want = np.array([o[n] @ e[n] / np.linalg.norm(o[n]) / np.linalg.norm(e[n]) for n in range(N)])
-    assert set(cols) == {"cos"}
-    close(cols["cos"], want)
-    close(summ.loc["cos", "value"], want.mean())
-    assert summ.loc["cos", "better"] == "higher"
+    pairs = np.array([np.linalg.norm(o[i] - o[j]) for i in range(N) for j in range(i + 1, N)])
+    t = np.percentile(pairs, 1)
+    dist = np.linalg.norm(e - o, axis=1)
+    want = {"distance": dist, "kept": (dist < t).astype(float), "rank": np.array([(pairs <= d).mean() for d in dist]),
+            "threshold": np.full(N, t),
+            "cos": np.array([o[n] @ e[n] / np.linalg.norm(o[n]) / np.linalg.norm(e[n]) for n in range(N)])}
+    assert set(cols) == set(want)
+    for c, v in want.items():
+        close(cols[c], v)
+        close(summ.loc[c, "value"], v.mean())
+    assert summ.loc["kept", "better"] == "higher" and summ.loc["rank", "better"] == "lower"
+    assert summ.loc["kept", "label"].startswith("share of edits closer to their original than P1")
+
+
+def test_identity_by_hand():
+    """Four originals at the corners of a 3 x 4 rectangle: different-face distances 3, 3, 4, 4, 5, 5. At the
+    30th percentile the threshold is 3.5 (position 1.5 of 0..5); edits at distances 1, 3.5, 4 and 6."""
+    o = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [3.0, 4.0]])
+    e = o + torch.tensor([[1.0, 0.0], [0.0, 3.5], [-4.0, 0.0], [0.0, -6.0]])
+    s = EditSet("m", "Male", {"descriptor": o}, {"descriptor": e}, reached=torch.ones(4, dtype=torch.bool),
+                strength=torch.zeros(4))
+    metric = get_plugins().metrics.create("identity", percentile=30)
+    cols = {c: np_(v) for c, v in metric.measure(s).items()}
+    close(cols["distance"], [1, 3.5, 4, 6])
+    close(cols["threshold"], [3.5] * 4)
+    close(cols["kept"], [1, 0, 0, 0])                   # 3.5 is not closer than the threshold itself
+    close(cols["rank"], [0, 2 / 6, 4 / 6, 1])           # pairs at distance <= 1, 3.5, 4, 6
+    assert metric.quantities("Male", list(cols))[0].label.startswith("share of edits closer to their original than P30")
+    # other originals (another run through the same metric object): the threshold follows them
+    s2 = EditSet("m", "Male", {"descriptor": 2 * o}, {"descriptor": 2 * o + 1}, reached=s.reached, strength=s.strength)
+    close(np_(metric.measure(s2)["threshold"]), [7.0] * 4)
+    for bad in (0, 50, -1):
+        with pytest.raises(BenchError, match=r"percentile must be in \(0, 50\)"):
+            get_plugins().metrics.create("identity", percentile=bad)
 
 
 @pytest.mark.parametrize("name", NAMES)

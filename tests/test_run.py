@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,6 +94,10 @@ def test_run_writes_the_documented_folder(reference_run):
     assert set(comp.test) <= {"two-level bootstrap"}
     ranking = pd.read_csv(out / "ranking.csv")
     assert set(ranking.direction) == {"+", "-"}
+    # validity.csv: the run's trainer and judge on the built-in human labels of the embedded DCGAN
+    validity = pd.read_csv(out / "validity.csv")
+    assert list(zip(validity.role, validity.instrument)) == [("trainer", "probe"), ("judge", "oarriaga-gender.male")]
+    assert (validity.n_pos + validity.n_neg == 25).all() and set(ranking.trainer_validity) == {validity.status[0]}
 
 
 def test_every_number_recomputes_from_the_measurements(reference_run):
@@ -262,6 +267,10 @@ def test_kill_mid_run_then_rerun_resumes_without_redoing(reference_run, tmp_path
     (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "a,b"], "expected comma-separated numbers"),
     (["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "--reference", "hfld"],
      "--reference 'hfld' is not in --methods"),
+    (["run", "--methods", "baseline", "--attrs", "Male", "--fit", "both"],
+     "'both' is not one of 'joint', 'per-attribute'"),
+    (["fit", "--methods", "baseline", "--attrs", "Male", "--fit", "per-attr"],
+     "'per-attr' is not one of 'joint', 'per-attribute'"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(args, needle, tmp_path, bench_cli):
     res = bench_cli(*args, "--cache", tmp_path / "c", cwd=tmp_path)   # in-process: a traceback fails the test
@@ -283,6 +292,90 @@ def test_fits_are_cached_per_attribute_and_seed_so_other_attrs_reuse_them(refere
     male = [r.fit("sefa", "Male", seed) for seed in (0, 1)]
     assert all(e.cache_hit for e in male) and male[0].artifact_path != male[1].artifact_path
     assert not r.fit("sefa", "Bald", 0).cache_hit
+
+
+# a joint method (EYE) on two attributes, tiny: 5 steps, 8 samples, one level, the attribute-only metrics
+JOINT = dict(methods="baseline", attrs="Male,Bald", n=8, fit_seeds=1, levels=(0.1,), metrics=("edit", "topk"),
+             overrides={"baseline": {"steps": 5}})
+
+
+def fit_units(out) -> dict:
+    return {u: r for u, r in json.loads((out / "units.json").read_text()).items() if u.startswith("fit/")}
+
+
+def test_a_joint_method_fits_one_T_per_seed_for_all_attributes_and_a_rerun_loads_it(tmp_path):
+    from latent_edit_bench.contracts.method import load_artifact
+    from latent_edit_bench.pipeline.executors import Ledger, unit_states
+
+    cache, session = tmp_path / "cache", Session()   # one session: the instruments load once for the four runs
+    out = Run(make_config(**JOINT), tmp_path / "joint", session=session, cache_dir=cache, log=lambda s: None).execute()
+    artifacts = sorted((cache / "baseline").glob("*.safetensors"))
+    assert len(artifacts) == 1                                  # one fit for (Male, Bald), not one per attribute
+    state, _ = load_artifact(artifacts[0])
+    assert state["attributes"] == ["Bald", "Male"] and state["T"].shape[0] == 2   # sorted: the order the key hashes
+    fits = fit_units(out)
+    assert list(fits) == ["fit/baseline/seed0"] and not fits["fit/baseline/seed0"]["cache_hit"]
+    assert fits["fit/baseline/seed0"]["artifact_in_cache"] == str(artifacts[0].relative_to(cache))
+    for attr in ("Male", "Bald"):                               # both edit units, from that one editor
+        assert (out / "units" / "baseline" / "seed0" / f"{attr}.safetensors").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["fit"] == "joint" and manifest["joint_fits"] == ["baseline"]
+    assert list(manifest["methods"]["baseline"]["fits"]["0"]) == ["Bald,Male"]
+    rows = unit_states(out)                                     # what `bench status` shows
+    assert [r["unit"] for r in rows] == ["originals", "fit/baseline/seed0", "edit/baseline/seed0/Male",
+                                         "edit/baseline/seed0/Bald"] and {r["state"] for r in rows} == {"done"}
+
+    # resume: a lost edit unit is redone from the cached fit, nothing else
+    (out / "units" / "baseline" / "seed0" / "Bald.safetensors").unlink()
+    r = Run(make_config(**JOINT), out, session=session, cache_dir=cache, log=lambda s: None)
+    r.ledger = Ledger(out)
+    assert [u.id for u in r.todo()] == ["fit/baseline/seed0", "edit/baseline/seed0/Bald"]
+    r.execute()
+    assert fit_units(out)["fit/baseline/seed0"]["cache_hit"] and len(list((cache / "baseline").glob("*.safetensors"))) == 1
+
+    # the same set in another order is the same fit: a cache hit
+    again = Run(make_config(**{**JOINT, "attrs": "Bald,Male"}), tmp_path / "again", session=session, cache_dir=cache,
+                log=lambda s: None).execute()
+    assert fit_units(again)["fit/baseline/seed0"]["cache_hit"]
+    assert len(list((cache / "baseline").glob("*.safetensors"))) == 1
+
+    # per-attribute: one fit per attribute, ids as before
+    per = Run(make_config(**JOINT, fit="per-attribute"), tmp_path / "per", session=session, cache_dir=cache,
+              log=lambda s: None).execute()
+    assert sorted(fit_units(per)) == ["fit/baseline/seed0/Bald", "fit/baseline/seed0/Male"]
+    assert not any(f["cache_hit"] for f in fit_units(per).values())
+    assert len(list((cache / "baseline").glob("*.safetensors"))) == 3
+    assert json.loads((per / "manifest.json").read_text())["joint_fits"] == []
+    assert make_config(**JOINT).run_id != make_config(**JOINT, fit="per-attribute").run_id
+
+    # tools/joint_vs_per_attribute.py: one row per (method, attribute, signed level), each run's reach from its samples
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import joint_vs_per_attribute as jvp
+
+    rows = jvp.table(out, per, metric="edit", quantity="change").splitlines()[2:]
+    assert [r.split(" | ")[1:3] for r in rows] == [["Male", "-0.1"], ["Male", "+0.1"], ["Bald", "-0.1"], ["Bald", "+0.1"]]
+    for r, (attr, lv) in zip(rows, [("Male", -0.1), ("Male", 0.1), ("Bald", -0.1), ("Bald", 0.1)]):
+        s = pd.read_parquet(per / "samples.parquet").query("attr == @attr and level == @lv")
+        assert r.split(" | ")[3].endswith(f" / {s.groupby('seed').reached.mean().min():.2f}")
+    with pytest.raises(SystemExit, match="expected a joint run then a per-attribute run"):
+        jvp.table(per, out)
+
+
+def test_a_per_attribute_method_keeps_its_fit_units_under_a_joint_run(tmp_path):
+    """sefa (closed form, ``joint_fit`` False) and latent-transformer+hfld (a network per attribute) fit per
+    attribute even in a joint run; baseline+hfld fits jointly like baseline."""
+    from latent_edit_bench.pipeline.executors import Ledger
+
+    cfg = make_config(**{**FAST, "methods": "sefa,baseline+hfld,latent-transformer+hfld", "attrs": "Male,Bald",
+                         "fit_seeds": 1, "overrides": {}})
+    r = Run(cfg, tmp_path / "r", cache_dir=tmp_path / "c", log=lambda s: None)   # no models loaded: no work
+    r.ledger = Ledger(r.out)
+    assert r.joint == ("baseline+hfld",)
+    ids = [u.id for u in r.todo() if u.kind == "fit"]
+    assert ids == ["fit/sefa/seed0/Male", "fit/sefa/seed0/Bald", "fit/baseline+hfld/seed0",
+                   "fit/latent-transformer+hfld/seed0/Male", "fit/latent-transformer+hfld/seed0/Bald"]
+    with pytest.raises(Exception, match="--fit must be one of joint, per-attribute"):
+        Run(make_config(**{**FAST, "fit": "both"}), tmp_path / "bad", cache_dir=tmp_path / "c")
 
 
 # -- exit status, folder lock, emotion hint (no real work: Run built without __init__) ------------

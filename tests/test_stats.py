@@ -114,3 +114,15 @@ def test_holm_adjusts_one_family_and_skips_nan():
     np.testing.assert_allclose(out[:3], [0.03, 0.06, 0.06])
     assert np.isnan(out[3])
     assert holm([0.5, 0.9]).tolist() == [1.0, 1.0] and holm([]).shape == (0,)
+
+
+def test_compare_against_a_reference_of_exactly_zero_is_inf_not_an_error():
+    """A share no reference edit reaches (0) against a method's 0.5: the relative difference is +inf
+    (undefined as a ratio), the absolute one still has its interval."""
+    boot = Bootstrap(8, n_boot=200, seed=0)
+    x = {"kept": np.full((2, 8), 0.5)}
+    ref = {"kept": np.zeros((2, 8))}
+    c = compare(mean_of("kept"), x, ref, boot, np.ones(8, bool), boot.seed_weights("m", 2), boot.seed_weights("r", 2))
+    assert c["diff"] == pytest.approx(0.5) and np.isinf(c["rel"])
+    same = compare(mean_of("kept"), ref, ref, boot, np.ones(8, bool), None, None)
+    assert np.isnan(same["rel"]) and same["diff"] == 0

@@ -27,18 +27,10 @@ if ! "$PY" -c "import latent_edit_bench.methods" 2>/dev/null; then
 "
 fi
 if ! "$PY" -c "import sys; from importlib.metadata import entry_points; sys.exit(not entry_points(group='latent_edit_bench'))" 2>/dev/null; then
-    "$PY" - "$ROOT/pyproject.toml" "$SITE" <<'PYEOF'
-import re, sys
-from pathlib import Path
-text = Path(sys.argv[1]).read_text()
-version = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
-section = re.search(r'^\[project\.entry-points\.bench\]\n(.*?)(?=^\[|\Z)', text, re.M | re.S).group(1)
-points = [l for l in section.splitlines() if "=" in l and not l.lstrip().startswith("#")]
-d = Path(sys.argv[2]) / f"latent_edit_bench-{version}.dist-info"
-d.mkdir(parents=True, exist_ok=True)
-(d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: latent-edit-bench\nVersion: {version}\n")
-(d / "entry_points.txt").write_text("[latent_edit_bench]\n" + "\n".join(p.replace('"', "").strip() for p in points) + "\n")
-PYEOF
+    if ! "$PY" "$ROOT/tools/checkout_metadata.py" "$ROOT/pyproject.toml" "$SITE" >/dev/null; then
+        echo "checkout_env.sh: could not generate the entry points (above); the checkout is not usable" >&2
+        return 1
+    fi
     CHECKOUT_NOTES="${CHECKOUT_NOTES}package not installed: latent_edit_bench entry points provided by a generated dist-info on PYTHONPATH
 "
 fi

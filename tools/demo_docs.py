@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latent_edit_bench.pipeline.analysis import ranking_p_holm
+from latent_edit_bench.reports.markdown import first_screen, power_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ["--methods", "baseline,hfld,ganspace", "--attrs", "Male,Bald"]
@@ -32,30 +32,6 @@ DEMO = ["--methods", "baseline,hfld,ganspace", "--attrs", "Male,Bald"]
 
 def fmt(v, nd=2) -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
-
-
-def pct(v) -> str:
-    return "–" if not np.isfinite(v) else f"{100 * v:+.1f}%"
-
-
-def first_screen(run: Path) -> str:
-    rk = pd.read_csv(run / "ranking.csv")
-    rk["p_holm"] = ranking_p_holm(rk)   # the screen's family, as the report adjusts it
-    lines = ["| attribute | direction | compared at ΔR_k | rank | method | emotion disturbance, pp [95% CI] "
-             "| vs reference [95% CI], p (Holm over the table) | n | reach |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rk.itertuples():
-        where = "towards presence" if r.direction == "+" else "towards absence"
-        if r.status == "no common level":
-            lines.append(f"| {r.attr} | {where} | no common level | | | | | | |")
-            continue
-        rank = "" if not np.isfinite(r.rank) else str(int(r.rank))
-        val = "could not reach" if r.status == "could not reach" else f"{fmt(r.value)} [{fmt(r.lo)}, {fmt(r.hi)}]"
-        rel = ("reference" if r.status == "reference" else "–" if not np.isfinite(r.rel) else
-               f"{pct(r.rel)} [{pct(r.rel_lo)}, {pct(r.rel_hi)}], p = {r.p_value:.3f} ({r.p_holm:.3f})")
-        n = "" if not np.isfinite(r.n) else str(int(r.n))
-        lines.append(f"| {r.attr}{' (heuristic)' if r.kind == 'heuristic' else ''} | {where} | {r.level:+.1f} | "
-                     f"{rank} | {r.method} | {val} | {rel} | {n} | {fmt(r.reach)} |")
-    return "\n".join(lines)
 
 
 def fit_variance(run: Path) -> str:
@@ -110,6 +86,15 @@ Intervals cover fit-seed and sample variance (two-level bootstrap); "vs referenc
 same n samples, reached by every ranked method under all its fit seeds.
 
 {first_screen(args.run)}
+
+## What this run can resolve, and what would
+
+Per comparison: the smallest relative difference this N and K detect with 80% power (alpha 0.05 / the
+screen's comparisons), the power to detect the observed difference, and the N and K (with the time at
+this run's measured unit times) that would resolve the observed difference and a 10% one
+(docs/metrics.md, "Power"; `bench plan runs/demo --effect 10%` prints the same).
+
+{power_table(args.run)}
 
 ## How much of each interval is fit variance
 

@@ -5,7 +5,9 @@
         --methods baseline,hfld,sefa,ganspace,interfacegan --attrs Male,Bald,Black_Hair --fit-seeds 3
 
 What is counted (docs/cluster.md): an EYE/HFLD fit is ``steps`` training steps at perf's (c) rate (an
-HFLD step; baseline's has no landmark term, so this bounds it from above); a closed-form fit renders
+HFLD step; baseline's has no landmark term, so this bounds it from above), one fit per fit seed for all
+``--attrs`` (``--fit joint``, the default, as `bench run`; its step scores every attribute, so perf's
+one-attribute rate bounds it from below) or one per attribute; a closed-form fit renders
 and scores its probe samples (SeFa, GANSpace: 2 * top_k * n_samples; InterFaceGAN: n_samples); the
 originals are N renders + instruments; an edit unit is the ladder's search, at most
 (1 + 2 * grid + steps * L) * N renders scored by R (L = 2 * levels), then L * N renders + instruments.
@@ -37,7 +39,7 @@ def rates(perf_csv: Path, backbone: str) -> dict[str, float]:
     return got
 
 
-def work(methods, attrs, fit_seeds: int, n: int, levels: int, preset: str) -> dict:
+def work(methods, attrs, fit_seeds: int, n: int, levels: int, preset: str, fit: str = "joint") -> dict:
     """Counts: EYE steps, R-scored renders (search + closed-form fits), renders + instruments."""
     from latent_edit_bench.plugins import get_plugins
     from latent_edit_bench.presets import method_config
@@ -49,9 +51,12 @@ def work(methods, attrs, fit_seeds: int, n: int, levels: int, preset: str) -> di
     units = len(methods) * len(attrs) * fit_seeds
     out = {"eye_steps": 0, "scored": 0, "measured": n, "fits": 0, "edit_units": units}
     for m in methods:
-        cfg = plugins.methods.create(m, **method_config(preset, m)).config
+        editor = plugins.methods.create(m, **method_config(preset, m))
+        cfg = editor.config
         fits = len(attrs) * fit_seeds
         if m in EYE_METHODS:
+            if fit == "joint" and editor.joint_fit:   # one T per fit seed for all attrs, as `bench run --fit joint`
+                fits = fit_seeds
             out["eye_steps"] += fits * int(cfg["steps"])
             out["fits"] += fits
         elif "top_k" in cfg:                            # sefa, ganspace: central differences per component
@@ -81,11 +86,12 @@ def main(argv=None) -> None:
     p.add_argument("-n", type=int, default=1000)
     p.add_argument("--levels", type=int, default=3, help="levels a side (default 0.1,0.2,0.3: 3)")
     p.add_argument("--preset", default="paper")
+    p.add_argument("--fit", choices=("joint", "per-attribute"), default="joint", help="as `bench run --fit`")
     a = p.parse_args(argv)
     methods = [m for m in a.methods.split(",") if m]
     attrs = [x for x in a.attrs.split(",") if x]
     r = rates(a.perf_csv, a.backbone)
-    c = work(methods, attrs, a.fit_seeds, a.n, a.levels, a.preset)
+    c = work(methods, attrs, a.fit_seeds, a.n, a.levels, a.preset, a.fit)
     h = hours(c, r)
     dev = next(csv.DictReader(open(a.perf_csv)))["device"]
     print(f"rates on {dev} ({a.backbone}): (a) {r['a']:.4g} images/s, (b) {r['b']:.4g} images/s, "

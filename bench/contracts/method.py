@@ -212,10 +212,16 @@ class Editor(abc.ABC):
 
     ``config`` holds everything that determines the fit (it enters the cache key); constructor
     keyword arguments override its defaults, and unknown ones are an error.
+
+    ``joint_fit``: True for a method whose one fit learns every attribute together (EYE's T [A, L, D],
+    a* ~ U(0,1)^A): a run then fits it once per fit seed for all its attributes (``bench run --fit
+    per-attribute`` still fits it per attribute). False (the default): the run fits each attribute alone,
+    as a method whose attributes are independent (directions, per-attribute networks) needs.
     """
 
     name: str = "editor"
     config: dict = {}
+    joint_fit: bool = False
 
     def __init__(self, **overrides):
         self.config = configure("method", self.name, type(self).config, overrides)
@@ -545,8 +551,12 @@ def artifact_path(editor: Editor, ctx: FitContext) -> Path:
 def fit_or_load(editor: Editor, ctx: FitContext, refit: bool = False, checkpoint_every: int = 1) -> Editor:
     """Load ``editor``'s artifact from the cache if its key is there, else fit (resuming) and store it.
 
-    Without ``ctx.cache_dir`` this is a plain ``editor.fit(ctx)``.
+    The key hashes the attribute *set*, so the fit sees it in one order, sorted: a joint fit's seeded
+    draws are per column, and (Male, Bald) must be the same fit as (Bald, Male). Without
+    ``ctx.cache_dir`` this is a plain ``editor.fit(ctx)`` (in that order too).
     """
+    if tuple(ctx.attributes) != tuple(sorted(ctx.attributes)):
+        ctx = dataclasses.replace(ctx, attributes=tuple(sorted(ctx.attributes)))
     if ctx.cache_dir is None:
         editor.fit(ctx)
         return editor

@@ -9,13 +9,15 @@ under every fit seed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from latent_edit_bench.pipeline import stats
+from latent_edit_bench.pipeline import power, stats
 from latent_edit_bench.pipeline.stats import Bootstrap
+from latent_edit_bench.pipeline.validity import NO_LABELS, SEES
 
 MIN_PAIRED = 8          # fewer common samples than this: no comparison at that level
 HEADLINE = ("emotion", "disturbance")
@@ -27,7 +29,8 @@ COMPARISON_COLUMNS = ["attr", "level", "method", "reference", "metric", "quantit
                       "diff", "diff_lo", "diff_hi", "diff_lo_samples", "diff_hi_samples", "rel", "rel_lo", "rel_hi",
                       "p_value", "n", "better", "test"]
 RANKING_COLUMNS = ["attr", "direction", "level", "method", "status", "rank", "value", "lo", "hi", "n", "reach", "rel",
-                   "rel_lo", "rel_hi", "p_value", "kind"]
+                   "rel_lo", "rel_hi", "p_value", "kind", "p_holm", "verdict", "mde_rel",
+                   "trainer_validity"]   # validity.csv's status of the attribute's trainer: sees / not shown / no labels
 
 
 def ranking_p_holm(ranking: pd.DataFrame) -> np.ndarray:
@@ -86,8 +89,10 @@ def blocks(samples: pd.DataFrame, metric_names) -> dict:
 
 
 def analyse(samples: pd.DataFrame, metrics: dict, *, methods, attrs, reference: str, n: int, min_reach: float = 0.5,
-            n_boot: int = 2000, seed: int = 0, kinds: dict | None = None) -> dict[str, pd.DataFrame]:
-    """summary, seeds, comparison and ranking frames (the CSVs of a run folder)."""
+            n_boot: int = 2000, seed: int = 0, kinds: dict | None = None,
+            validity: dict | None = None) -> dict[str, pd.DataFrame]:
+    """summary, seeds, comparison and ranking frames (the CSVs of a run folder). ``validity``: {attr: status of
+    its trainer} (validity.csv); None: not measured, ranks as if the trainer saw every attribute."""
     boot = Bootstrap(n, n_boot, seed=seed)
     bl = blocks(samples, list(metrics))
     levels = sorted({lv for (_, _, lv) in bl})
@@ -132,12 +137,13 @@ def analyse(samples: pd.DataFrame, metrics: dict, *, methods, attrs, reference: 
                         comparison.append({"attr": a, "level": lv, "method": m, "reference": reference,
                                            "metric": mname, "quantity": q.name, "label": q.label or q.name,
                                            **c, "n": int(both.sum()), "better": q.better or ""})
-    ranking = rank(bl, metrics, methods=methods, attrs=attrs, reference=reference, min_reach=min_reach,
-                   boot=boot, sw=sw, kinds=kinds or {})
+    ranking, power_rows = rank(bl, metrics, methods=methods, attrs=attrs, reference=reference,
+                               min_reach=min_reach, boot=boot, sw=sw, kinds=kinds or {}, validity=validity)
     return {"summary": pd.DataFrame(summary, columns=SUMMARY_COLUMNS),
             "seeds": pd.DataFrame(per_seed, columns=SEEDS_COLUMNS),
             "comparison": pd.DataFrame(comparison, columns=COMPARISON_COLUMNS),
-            "ranking": pd.DataFrame(ranking, columns=RANKING_COLUMNS)}
+            "ranking": pd.DataFrame(ranking, columns=RANKING_COLUMNS),
+            "power": pd.DataFrame(power_rows, columns=power.POWER_COLUMNS)}
 
 
 def compared_level(bl: dict, methods, attr: str, direction: int, reference: str, min_reach: float):
@@ -167,41 +173,69 @@ def compared_level(bl: dict, methods, attr: str, direction: int, reference: str,
     return None
 
 
-def rank(bl, metrics, *, methods, attrs, reference, min_reach, boot, sw, kinds) -> list:
+def rank(bl, metrics, *, methods, attrs, reference, min_reach, boot, sw, kinds, validity=None) -> tuple[list, list]:
+    """(ranking rows, power rows) as dicts. The ranked comparisons of every (attribute, direction) are one
+    family: their p-values are Holm-adjusted together, and a comparison is "resolved" only where its
+    interval excludes 0 and its adjusted p < 0.05; its power (bench/pipeline/power.py) is stated either way."""
     mname, qname = HEADLINE
     if mname not in metrics:
-        return []
-    rows = []
+        return [], []
+    rows, comps = [], []
     for a in attrs:
         q = next((q for q in metrics[mname].quantities(a, []) if q.name == qname), None)
         for direction in (1, -1):
             d = "+" if direction > 0 else "-"
+            head = {"attr": a, "direction": d, "kind": kinds.get(a, ""),
+                    "trainer_validity": validity.get(a, NO_LABELS) if validity is not None else ""}
             found = compared_level(bl, methods, a, direction, reference, min_reach)
             if q is None or found is None:
-                rows.append([a, d, np.nan, "", "no common level", np.nan, *[np.nan] * 9, kinds.get(a, "")])
+                rows.append({**head, "level": np.nan, "method": "", "status": "no common level"})
                 continue
             lv, ranked, common = found
-            vals = {}
+            vals, block_comps = {}, {}
             for m in ranked:
                 b = bl[m, a, lv]
                 x = b.columns[mname]
                 v, lo, hi = stats.evaluate(q, x, boot, common, sw(m, len(b.seeds)))
-                rel = [np.nan] * 4
+                rel = {}
                 if m != reference and reference in ranked:
                     rb = bl[reference, a, lv]
                     c = stats.compare(q, x, rb.columns[mname], boot, common, sw(m, len(b.seeds)),
                                       sw(reference, len(rb.seeds)))
-                    rel = [c["rel"], c["rel_lo"], c["rel_hi"], c["p_value"]]
-                vals[m] = (v, lo, hi, b.reach, rel)
-            order = sorted(ranked, key=lambda m: vals[m][0])
-            for i, m in enumerate(order):
-                v, lo, hi, reach, rel = vals[m]
-                status = "reference" if m == reference else "ranked"
-                rows.append([a, d, lv, m, status, i + 1, v, lo, hi, int(common.sum()), reach, *rel, kinds.get(a, "")])
+                    rel = {k: c[k] for k in ("rel", "rel_lo", "rel_hi", "p_value")}
+                    if len(q.columns) == 1:   # a mean of one column: its variance components are the column's
+                        col = q.columns[0]
+                        block_comps[m] = power.Comparison.estimate(
+                            x[col][:, common], rb.columns[mname][col][:, common],
+                            attr=a, direction=d, level=lv, method=m, reference=reference)
+                vals[m] = {"value": v, "lo": lo, "hi": hi, "reach": b.reach, **rel}
+            order = sorted(ranked, key=lambda m: vals[m]["value"])
+            rows += [{**head, "level": lv, "method": m, "status": "reference" if m == reference else "ranked",
+                      "rank": i + 1, "n": int(common.sum()), **vals[m]} for i, m in enumerate(order)]
+            comps += [(len(rows) - len(order) + order.index(m), c) for m, c in block_comps.items()]
             for m in methods:
                 if m not in ranked:
                     b = bl.get((m, a, lv))
-                    reach = b.reach if b is not None else 0.0
-                    rows.append([a, d, lv, m, "could not reach", np.nan, np.nan, np.nan, np.nan, np.nan, reach,
-                                 np.nan, np.nan, np.nan, np.nan, kinds.get(a, "")])
-    return rows
+                    rows.append({**head, "level": lv, "method": m, "status": "could not reach",
+                                 "reach": b.reach if b is not None else 0.0})
+    # one family: Holm over the screen's comparisons, then each comparison's verdict and power
+    p = np.array([r.get("p_value", np.nan) if r["status"] == "ranked" else np.nan for r in rows], dtype=float)
+    p_holm = stats.holm(p)
+    family = int(np.isfinite(p).sum())
+    power_rows = []
+    for i, r in enumerate(rows):
+        r["p_holm"] = p_holm[i]
+        if r["status"] == "ranked":
+            resolved = (np.isfinite(p_holm[i]) and p_holm[i] < 0.05
+                        and not (r.get("rel_lo", np.nan) <= 0 <= r.get("rel_hi", np.nan)))
+            r["verdict"] = "resolved" if resolved else "not resolved"
+    for i, c in comps:
+        c = dataclasses.replace(c, family=family)
+        rows[i]["mde_rel"] = c.mde_rel()
+        power_rows.append(c.row())
+    # validity: a comparison whose trainer is not shown to see the attribute on this backbone (validity.csv)
+    # keeps its numbers but gets no rank: it did not measure the attribute as far as anyone can tell
+    for r in rows:
+        if validity is not None and r["trainer_validity"] != SEES:
+            r["rank"] = np.nan
+    return rows, power_rows

@@ -1,9 +1,10 @@
 """Where a run's units are done: in the ``bench run`` process (the default), or each as a job on an
 existing engine (Slurm, through submitit).
 
-A run is a set of independent units (:class:`Unit`): the shared originals, one fit per (method,
-attribute, fit seed), and one edit unit per (method, attribute, fit seed), which needs its fit and the
-originals. :class:`LocalExecutor` does them one after another in this process.
+A run is a set of independent units (:class:`Unit`): the shared originals, the fits (one per (method,
+fit seed) covering all the run's attributes for a method that fits jointly, ``Editor.joint_fit``; else
+one per (method, attribute, fit seed)), and one edit unit per (method, attribute, fit seed), which needs
+its fit and the originals. :class:`LocalExecutor` does them one after another in this process.
 :class:`SubmititExecutor` submits each unit as a job as soon as the units it needs are done; the jobs
 write to the shared run folder and cache (shared storage is the contract), the driver checks every file
 a job reports against the sha256 the job computed before anything uses it, resubmits a job that ended
@@ -36,42 +37,69 @@ _LIVE_SLURM_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETI
 
 @dataclass(frozen=True)
 class Unit:
-    """One independent piece of a run. ``kind``: "originals", "fit" or "edit"."""
+    """One independent piece of a run. ``kind``: "originals", "fit" or "edit".
+
+    ``fit_attrs``: for a method that fits jointly, the attribute set its one fit per seed covers (sorted,
+    as the cache key hashes it); such a fit unit has ``attr`` None and the id ``fit/<method>/seed<k>``,
+    and its edit units (one per attribute, as always) need it. Empty for per-attribute fits."""
 
     kind: str
     method: str | None = None
     attr: str | None = None
     seed: int | None = None
+    fit_attrs: tuple = ()
 
     @property
     def id(self) -> str:
-        return self.kind if self.kind == "originals" else f"{self.kind}/{self.method}/seed{self.seed}/{self.attr}"
+        if self.kind == "originals":
+            return self.kind
+        tail = "" if self.attr is None else f"/{self.attr}"
+        return f"{self.kind}/{self.method}/seed{self.seed}{tail}"
+
+    @property
+    def fit(self) -> "Unit":
+        """The fit unit whose artifact this (fit or edit) unit uses."""
+        if self.fit_attrs:
+            return Unit("fit", self.method, None, self.seed, self.fit_attrs)
+        return Unit("fit", self.method, self.attr, self.seed)
 
     @property
     def needs(self) -> tuple["Unit", ...]:
         """The units whose files this one reads."""
         if self.kind == "edit":
-            return (Unit("originals"), Unit("fit", self.method, self.attr, self.seed))
+            return (Unit("originals"), self.fit)
         return ()
 
     @property
+    def attrs_label(self) -> str:
+        """The attribute, or a joint fit's attribute set ("Bald,Male")."""
+        return self.attr if self.attr is not None else ",".join(self.fit_attrs)
+
+    @property
     def stage(self) -> str:
-        """How the manifest names where a method failed (e.g. "fit Male seed 0")."""
-        return f"{self.kind} {self.attr} seed {self.seed}"
+        """How the manifest names where a method failed (e.g. "fit Male seed 0", "fit Bald,Male seed 0")."""
+        return f"{self.kind} {self.attrs_label} seed {self.seed}"
 
     @classmethod
-    def from_id(cls, uid: str) -> "Unit":
+    def from_id(cls, uid: str, fit_attrs=()) -> "Unit":
+        """The unit of ``uid``; ``fit_attrs``: the run's attribute set when the unit's method fits jointly."""
         if uid == "originals":
             return cls("originals")
-        kind, method, seed, attr = uid.split("/")
-        return cls(kind, method, attr, int(seed.removeprefix("seed")))
+        kind, method, seed, *attr = uid.split("/")
+        return cls(kind, method, attr[0] if attr else None, int(seed.removeprefix("seed")), tuple(sorted(fit_attrs)))
 
 
-def all_units(methods, attrs, fit_seeds) -> list[Unit]:
-    """Every unit of a run, in the order the local executor does them."""
+def all_units(methods, attrs, fit_seeds, joint=()) -> list[Unit]:
+    """Every unit of a run, in the order the local executor does them. ``joint``: the methods that fit one
+    artifact per fit seed for all ``attrs`` (their fit unit comes before the seed's edit units)."""
     out = [Unit("originals")]
     for m in methods:
         for s in fit_seeds:
+            if m in joint:
+                fa = tuple(sorted(attrs))
+                out.append(Unit("fit", m, None, int(s), fa))
+                out += [Unit("edit", m, a, int(s), fa) for a in attrs]
+                continue
             for a in attrs:
                 out += [Unit("fit", m, a, int(s)), Unit("edit", m, a, int(s))]
     return out
@@ -473,8 +501,9 @@ def unit_states(out: Path) -> list[dict]:
     cfg = manifest["config"]
     ledger = Ledger(out)
     seeds = manifest.get("seeds", {}).get("fit") or [cfg["seed"] + k for k in range(int(cfg["fit_seeds"]))]
+    units = all_units(cfg["methods"], cfg["attrs"], seeds, joint=manifest.get("joint_fits", ()))
     rows = []
-    for u in all_units(cfg["methods"], cfg["attrs"], seeds):
+    for u in units:
         rec = ledger.get(u.id)
         state = rec.get("state", "pending")
         if u.kind != "fit":
@@ -482,8 +511,10 @@ def unit_states(out: Path) -> list[dict]:
                                     else f"{u.method}/seed{u.seed}/{u.attr}.safetensors")
             if path.exists():
                 state = "done"
-        if u.kind == "fit" and not rec and (out / "units" / u.method / f"seed{u.seed}" / f"{u.attr}.safetensors").exists():
-            state = "done"   # a folder from before units.json: the edit unit proves its fit
+        if u.kind == "fit" and not rec and any(
+                (out / "units" / u.method / f"seed{u.seed}" / f"{e.attr}.safetensors").exists()
+                for e in units if e.kind == "edit" and e.fit == u):
+            state = "done"   # a folder from before units.json: an edit unit proves its fit
         rows.append({"unit": u.id, "state": state, "attempts": rec.get("attempts", 1 if rec else 0),
                      "engine": rec.get("engine"), "job_id": rec.get("job_id"), "error": rec.get("error"),
                      "lost": rec.get("lost"), "log": rec.get("log"), "seconds": rec.get("seconds")})

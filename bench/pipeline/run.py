@@ -8,8 +8,11 @@ The work is split into units, each written atomically to ``runs/<id>/units/`` wh
 originals (rendered and measured once), then one unit per (method, fit seed, attribute) holding the
 measured ladder edits (every sample driven to R_k(original) + level for every signed level). A rerun
 of the same command finds its folder (the id hashes the config), skips finished units and redoes
-only what a crash interrupted; fits resume through the artifact store and are cached per
-(method, attribute, fit seed), so a run with other ``--attrs`` reuses every fit it shares. Summaries
+only what a crash interrupted; fits resume through the artifact store. A method that fits jointly
+(``Editor.joint_fit``: EYE and its regularised forms, as the paper trains them) fits one artifact per
+fit seed for the run's whole attribute set, cached per (method, attribute set, fit seed); the others
+(and every method under ``fit="per-attribute"``) one per (method, attribute, fit seed), so a run with
+other ``--attrs`` reuses every fit it shares. Summaries
 are cheap and rebuilt from the units every time. A method that raises or produces
 NaN is recorded as failed and the others go on. Folder layout and rules: docs/run-format.md.
 """
@@ -41,6 +44,7 @@ from latent_edit_bench.contracts.method import FitContext, canonical_json, fit_o
 from latent_edit_bench.contracts.metric import EditSet
 from latent_edit_bench.plugins import plugin_versions
 from latent_edit_bench.pipeline.protocol import LADDER_TOL, ladder_edit
+from latent_edit_bench.pipeline.validity import trainer_status
 from latent_edit_bench.pipeline.session import PRECISION_NOTES, Session
 
 DEFAULT_METRICS = ("edit", "topk", "gesture", "emotion", "landmarks", "identity", "judge")
@@ -51,6 +55,7 @@ DEFAULT_INSTRUMENTS = {"attributes": "probe", "emotion": "auto", "landmarks": "f
 DEFAULT_LEVELS = (0.1, 0.2, 0.3)   # 0.4: reached by fewer than half the samples for most methods in the demo
 EMOTION_BACKENDS = ("deepface-emotion", "fer-emotion")   # "auto": the first that loads
 SAMPLE_SEED_OFFSET = 1000   # evaluation samples are drawn from seed + 1000: held out from every fit
+FIT_MODES = ("joint", "per-attribute")   # RunConfig.fit / --fit
 PACKAGES = ("latent-edit-bench", "torch", "numpy", "pandas", "scipy", "pluggy", "safetensors", "seaborn",
             "jinja2", "pyarrow", "deepface")
 
@@ -67,6 +72,7 @@ class RunConfig:
     n: int | None = None                   # None: the preset's n_eval
     seed: int = 0
     fit_seeds: int | None = None           # K fits per method and attribute; None: the preset's
+    fit: str = "joint"                     # FIT_MODES: joint-fitting methods fit all attrs at once, or per attribute
     levels: tuple = DEFAULT_LEVELS         # |achieved change of R_k|, each towards presence and absence
     tol: float = LADDER_TOL                # a level is reached within ±tol
     min_reach: float = 0.5                 # a method reaches a level when this fraction of samples does, every seed
@@ -146,6 +152,8 @@ def validate(cfg: RunConfig, plugins) -> None:
         raise BenchError(f"-n must be a positive number of samples, got {cfg.n}")
     if cfg.fit_seeds is None or cfg.fit_seeds < 1:
         raise BenchError(f"--fit-seeds must be at least 1, got {cfg.fit_seeds}")
+    if cfg.fit not in FIT_MODES:
+        raise BenchError(f"--fit must be one of {', '.join(FIT_MODES)}, got {cfg.fit!r}")
     if not cfg.levels:
         raise BenchError("--levels needs at least one level")
     bad = [v for v in cfg.levels if not 0 < v < 1]
@@ -191,8 +199,9 @@ class Run:
         if unknown:
             raise BenchError(f"--set names method(s) not in the run: {', '.join(unknown)}; "
                              f"methods: {', '.join(cfg.methods)}")
-        for m in cfg.methods:       # a bad option fails here, before any work
-            self.editor(m)
+        # a bad option fails here, before any work; then the methods that fit all attributes at once in this run
+        editors = {m: self.editor(m) for m in cfg.methods}
+        self.joint = tuple(m for m, e in editors.items() if cfg.fit == "joint" and getattr(e, "joint_fit", False))
         # the judge metric labels its rows with the run's judge specs (--judge); other metrics take no options here
         self.metrics = {m: self.plugins.metrics.create(m, **({"judges": dict(cfg.judges)} if m == "judge" else {}))
                         for m in cfg.metrics}
@@ -295,10 +304,18 @@ class Run:
         return m
 
     # -- one (method, fit seed, attribute) ---------------------------------------------------------
-    def fit(self, name: str, attr: str, seed: int):
-        """The editor of ``name`` fitted for ``attr`` alone with fit seed ``seed`` (cached per all three)."""
+    def fit_attributes(self, name: str, attr: str | None) -> tuple:
+        """The attribute set ``name``'s fit for ``attr`` covers: the run's attributes, sorted, for a method
+        fitted jointly in this run (sorted: the cache key hashes the set, and the fit sees that order);
+        else ``attr`` alone."""
+        return tuple(sorted(self.cfg.attrs)) if name in self.joint else (attr,)
+
+    def fit(self, name: str, attr: str | None, seed: int):
+        """The editor of ``name`` with fit seed ``seed`` that edits ``attr``: fitted for ``attr`` alone, or (a
+        joint method; ``attr`` None is allowed) for the run's whole attribute set; cached per method, config,
+        attribute set and seed."""
         editor = self.editor(name)
-        fit_or_load(editor, dataclasses.replace(self.ctx, attributes=(attr,), seed=seed))
+        fit_or_load(editor, dataclasses.replace(self.ctx, attributes=self.fit_attributes(name, attr), seed=seed))
         return editor
 
     def edit_unit(self, name: str, editor, attr: str, seed: int, orig: dict) -> dict[str, torch.Tensor]:
@@ -382,8 +399,8 @@ class Run:
 
         def on_event(unit, state, info):   # the executor reports; the driver alone writes the records
             rec = self.ledger.update(unit.id, state=state, **info)
-            if state == "done" and unit.kind == "fit":
-                status[unit.method]["fits"].setdefault(str(unit.seed), {})[unit.attr] = {
+            if state == "done" and unit.kind == "fit":   # a joint fit: one record, keyed "Bald,Male"
+                status[unit.method]["fits"].setdefault(str(unit.seed), {})[unit.attrs_label] = {
                     "artifact": str(self.cache_dir / info["artifact_in_cache"]), "cache_hit": info["cache_hit"],
                     "fit_seconds": info["fit_seconds"]}
             elif state == "failed" and status[unit.method]["status"] != "failed":
@@ -406,18 +423,21 @@ class Run:
 
     # -- units: the seam between the run and its executor ------------------------------------------
     def todo(self) -> list:
-        """The units still to do, in order: the originals if missing, then a fit and an edit unit for each
-        missing (method, fit seed, attribute). A unit file whose sha256 differs from the one recorded when
-        it was written is moved aside (``<name>.corrupt-<time>``) and redone."""
+        """The units still to do, in order: the originals if missing, each missing edit unit (method, fit
+        seed, attribute) and the fit it needs (a joint fit once, if any of its edit units is missing). A unit
+        file whose sha256 differs from the one recorded when it was written is moved aside
+        (``<name>.corrupt-<time>``) and redone."""
         from latent_edit_bench.pipeline.executors import all_units
         from latent_edit_bench.contracts.method import quarantine
 
-        units = all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list)
+        units = all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list, joint=self.joint)
         for u in units:
-            path = self.unit_path(u.method, u.attr, u.seed)   # a fit's: its edit unit's (the fit is cached)
+            path = self.unit_path(u.method, u.attr, u.seed)
             if u.kind != "fit" and path.exists() and not self.ledger.intact(u.id, path):
                 quarantine(path, "sha256 differs from the one recorded in units.json")
-        return [u for u in units if not self.unit_path(u.method, u.attr, u.seed).exists()]
+        todo = [u for u in units if u.kind != "fit" and not self.unit_path(u.method, u.attr, u.seed).exists()]
+        fits = {u.fit for u in todo if u.kind == "edit"}   # a fit is cached: it is only needed by a missing edit
+        return [u for u in units if u in fits or u in todo]
 
     def method_failed(self, name: str) -> bool:
         return self._status.get(name, {}).get("status") == "failed"
@@ -431,7 +451,7 @@ class Run:
         if unit.kind == "fit":
             t = time.perf_counter()
             editor = self.fit(unit.method, unit.attr, unit.seed)
-            self._editors[unit] = editor
+            self._editors[unit.fit] = editor
             return {"artifact_in_cache": str(Path(editor.artifact_path).relative_to(self.cache_dir)),
                     "cache_hit": editor.cache_hit, "fit_seconds": round(time.perf_counter() - t, 2),
                     "sha256": sha256_file(editor.artifact_path)}
@@ -439,9 +459,8 @@ class Run:
             path = self.unit_path(None)
             self.originals()
         else:
-            from latent_edit_bench.pipeline.executors import Unit
-
-            editor = self._editors.pop(Unit("fit", unit.method, unit.attr, unit.seed), None)
+            # a joint fit serves every attribute's edit unit: kept; a per-attribute one serves this one only
+            editor = (self._editors.get if unit.fit_attrs else self._editors.pop)(unit.fit, None)
             if editor is None:   # fitted by another job: load it from the cache (sha256-checked)
                 editor = self.fit(unit.method, unit.attr, unit.seed)
             self.log(f"{unit.method}: ladder edits of {unit.attr}, fit seed {unit.seed}")
@@ -456,8 +475,8 @@ class Run:
         from latent_edit_bench.contracts.method import artifact_path, load_artifact
 
         try:
-            path = artifact_path(self.editor(unit.method),
-                                 dataclasses.replace(self.ctx, attributes=(unit.attr,), seed=unit.seed))
+            path = artifact_path(self.editor(unit.method), dataclasses.replace(
+                self.ctx, attributes=self.fit_attributes(unit.method, unit.attr), seed=unit.seed))
             if not path.exists():
                 return None
             load_artifact(path)   # raises if it does not parse or differs from its sidecar's sha256
@@ -510,9 +529,22 @@ class Run:
         samples.to_parquet(self.out / "samples.parquet", index=False)
         tables = analyse(samples, self.metrics, methods=ok, attrs=self.cfg.attrs, reference=self.cfg.reference,
                          n=self.cfg.n, min_reach=self.cfg.min_reach, n_boot=self.cfg.n_boot, seed=self.cfg.seed,
-                         kinds=self.kinds)
+                         kinds=self.kinds, validity=trainer_status(self.validity()))
         for name, frame in tables.items():
             frame.to_csv(self.out / f"{name}.csv", index=False)
+
+    def validity(self) -> pd.DataFrame:
+        """validity.csv: how well the trainer and the judge see each target on this backbone, against the
+        built-in human labels of its weights if any (64 renders, once; a rerun reads the file back)."""
+        from latent_edit_bench.validate import run_validity
+
+        path = self.out / "validity.csv"
+        if path.exists():
+            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        frame = run_validity(self.session, self.backbone, self.roles, self.cfg.attrs, module_fingerprint(self.backbone))
+        with atomic(path) as tmp:
+            frame.to_csv(tmp, index=False)
+        return frame
 
     # -- provenance --------------------------------------------------------------------------------
     def _manifest(self) -> dict:
@@ -550,6 +582,7 @@ class Run:
             "plugins": plugin_versions(self.plugins.pm),
             "seeds": {"fit": self.cfg.fit_seed_list, "samples": self.cfg.seed + SAMPLE_SEED_OFFSET,
                       "bootstrap": self.cfg.seed},
+            "joint_fits": list(self.joint),   # methods fitted once per seed for all attrs (`bench status` reads it)
             "assets": assets,
             "weights_sha256": weights,
             "methods": old.get("methods", {}),

@@ -123,7 +123,8 @@ def compare(q: Quantity, x: dict, ref: dict, boot: Bootstrap, subset, seed_w, re
     _, r_s = replicates(q, x, boot, subset, None)
     _, rb_s = replicates(q, ref, boot, subset, None)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel, rel_reps = (v - b) / abs(b), (r - rb) / np.abs(rb)
+        # numpy division: a reference of exactly 0 (e.g. a share no reference edit reaches) gives inf/nan, not an error
+        rel, rel_reps = np.float64(v - b) / np.abs(np.float64(b)), (r - rb) / np.abs(rb)
     d_lo, d_hi = interval(r - rb)
     s_lo, s_hi = interval(r_s - rb_s)
     r_lo, r_hi = interval(rel_reps)

@@ -1,0 +1,85 @@
+"""The first screen of a run folder as markdown tables, for docs written from runs (tools/demo_docs.py,
+tools/study.py). Reads only the run folder, like the HTML report; the same rules: a rank only where the
+comparison is resolved, power and plans from power.csv."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latent_edit_bench.pipeline import power
+from latent_edit_bench.pipeline.analysis import ranking_p_holm
+
+DIRECTION = {"+": "towards presence", "-": "towards absence"}
+
+
+def _f(v, nd=2) -> str:
+    return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
+
+
+def _pct(v) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{100 * v:+.1f}%"
+
+
+def first_screen(run: Path) -> str:
+    """ranking.csv as a table: rank only for resolved comparisons (and the reference beside one)."""
+    rk = pd.read_csv(Path(run) / "ranking.csv")
+    if "p_holm" not in rk:
+        rk["p_holm"] = ranking_p_holm(rk)   # a folder from before p_holm was written
+    verdict = rk["verdict"].fillna("") if "verdict" in rk else pd.Series([""] * len(rk))
+    lines = ["| attribute | direction | compared at ΔR_k | rank | method | emotion disturbance, pp [95% CI] "
+             "| vs reference [95% CI], p (Holm over the screen) | n | reach |", "|---|---|---|---|---|---|---|---|---|"]
+    for (a, d), g in rk.groupby(["attr", "direction"], sort=False):
+        resolved_any = verdict[g.index].eq("resolved").any()
+        for i, r in g.iterrows():
+            where = DIRECTION.get(r.direction, r.direction)
+            if r.status == "no common level":
+                lines.append(f"| {r.attr} | {where} | no common level | | | | | | |")
+                continue
+            tv = r.get("trainer_validity")
+            if r.status in ("ranked", "reference") and isinstance(tv, str) and tv and tv != "sees":
+                rank = f"not validated (trainer: {tv})"
+            elif r.status == "ranked":
+                rank = str(int(r["rank"])) if verdict[i] in ("resolved", "") else f"not resolved at N = {int(r.n)}"
+            elif r.status == "reference":
+                rank = str(int(r["rank"])) if resolved_any or not verdict.str.len().gt(0).any() else "–"
+            else:
+                rank = ""
+            val = "could not reach" if r.status == "could not reach" else f"{_f(r.value)} [{_f(r.lo)}, {_f(r.hi)}]"
+            rel = ("reference" if r.status == "reference" else "–" if not np.isfinite(r.rel) else
+                   f"{_pct(r.rel)} [{_pct(r.rel_lo)}, {_pct(r.rel_hi)}], p = {r.p_value:.3f} ({r.p_holm:.3f})")
+            n = "" if not np.isfinite(r.n) else str(int(r.n))
+            lines.append(f"| {r.attr}{' (heuristic)' if r.kind == 'heuristic' else ''} | {where} | {r.level:+.1f} | "
+                         f"{rank} | {r.method} | {val} | {rel} | {n} | {_f(r.reach)} |")
+    return "\n".join(lines)
+
+
+def power_table(run: Path, effect: float = 0.10) -> str:
+    """Per first-screen comparison: detectable difference, power, and the N, K (time here) that would
+    resolve the observed difference and ``effect``."""
+    rows = power.plan_run(Path(run), effect)
+    if not rows:
+        return "(no comparisons on the first screen)"
+    lines = [f"| attribute | direction | method vs reference | observed | detectable at N, K (80% power) "
+             f"| power for the observed | resolves the observed | resolves {100 * effect:g}% |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['attr']} | {DIRECTION.get(r['direction'], r['direction'])} | {r['method']} vs "
+                     f"{r['reference']} | {_pct(r['rel'])} | {100 * r['mde_rel']:.0f}% at N = {r['n']}, K = {r['k']} "
+                     f"| {100 * r['power_observed']:.0f}% | {power.describe_plan(r['observed'])} "
+                     f"| {power.describe_plan(r['effect'])} |")
+    return "\n".join(lines)
+
+
+def csv_table(path: Path, columns: list[str] | None = None, nd: int = 2) -> str:
+    """Any small CSV of the run folder (e.g. validity.csv) as a markdown table."""
+    frame = pd.read_csv(path)
+    cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in frame[cols].itertuples(index=False):
+        out.append("| " + " | ".join(_f(v, nd) if isinstance(v, float) and not math.isnan(v) else
+                                     ("" if isinstance(v, float) else str(v)) for v in r) + " |")
+    return "\n".join(out)
