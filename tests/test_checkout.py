@@ -48,9 +48,14 @@ def test_a_python_without_the_package_imports_it_and_finds_every_plugin(tmp_path
     hidden = subprocess.run([str(py), "-c", "import latent_edit_bench.methods"], capture_output=True)
     assert hidden.returncode != 0, "the plain interpreter must not see the installed package"
     script = (f'ROOT={ROOT} PY={py} SITE={tmp_path / "site"}; . "$ROOT/tools/checkout_env.sh" || exit 9; '
-              f'"$PY" -c "from latent_edit_bench.plugins import get_plugins; '
-              f'p = get_plugins(); print(sorted(p.methods.names()))"')
+              f'printf "%s" "$CHECKOUT_NOTES"; '
+              f'"$PY" -c "from latent_edit_bench.plugins import get_plugins; import latent_edit_bench.methods.eye as e; '
+              f'from latent_edit_bench.assets import asset_path; '
+              f'print(sorted(get_plugins().methods.names()), e.__file__, asset_path(\'dcgan-digiface\'))"')
     # cwd outside the checkout: an editable install leaves an egg-info in its root that would be found
     res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    assert "generated dist-info" in res.stdout and "linked from the checkout" in res.stdout
     assert "'baseline'" in res.stdout and "'hfld'" in res.stdout and "'ganspace'" in res.stdout
+    eye_file, asset = res.stdout.split()[-2:]
+    assert eye_file.startswith(str(tmp_path / "site" / "latent_edit_bench" / "methods")) and Path(asset).is_file()
