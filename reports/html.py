@@ -303,7 +303,7 @@ def _answer(run: Run, prefix: str, attr: str, methods: list[str]) -> dict:
         blocks.append({"id": tid, "sentence": f"{where}: compared at ΔR_k = {fmt_level(level)} "
                                               f"({n} samples reached by {who}{'' if fewer else ' ' + under})"
                                               + _unresolved(run, attr, d, compared),
-                       "table": ranking_table(f"{tid}-table", f"{where}: ranked by emotion disturbance", usable,
+                       "table": ranking_table(f"{tid}-table", f"{where}: compared by emotion disturbance", usable,
                                               methods, {m: pl for (a, dd, m), pl in run.plans.items()
                                                         if a == attr and dd == d})})
     missing = "" if blocks else ("no ranking: this run folder has no ranking.csv" if "ranking.csv" in run.absent

@@ -350,8 +350,8 @@ def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str], 
     from latent_edit_bench.pipeline.power import describe_plan
 
     plans = plans or {}
-    lead = ["rank", "method", "emotion disturbance, pp [95% CI, fit seeds + samples]", "vs reference: rel [95% CI]",
-            "p", "reach"] + (["power: detectable at this N, K · N, K that would resolve it"] if plans else [])
+    lead = ["rank", "method", "emotion disturbance, pp [95% CI]", "vs reference: rel [95% CI]",
+            "p", "reach"] + (["power"] if plans else [])
     compared = rows[rows.status.isin(["ranked", "reference"])].copy()
     compared["_r"] = compared["rank"].where(compared["rank"].map(finite), math.inf)
     compared = compared.sort_values(["_r", "value", "method"], kind="mergesort")
@@ -369,7 +369,7 @@ def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str], 
         elif r.status == "reference":
             rank = Cell("–", th=True, cls="rank")
         else:
-            rank = Cell(f"not resolved at {n_k}", th=True, cls="rank nr")
+            rank = Cell("not resolved", f"at {n_k}", th=True, cls="rank nr")
         if r.status == "reference":
             rel, p = Cell("reference", cls="ref"), Cell("")
         else:
@@ -383,10 +383,11 @@ def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str], 
             if pl is None:
                 row.append(Cell("reference" if r.status == "reference" else ""))
             else:
-                obs = (f"the observed {abs(pl['rel']) * 100:.0f}%: {describe_plan(pl['observed'])}"
+                obs = (f"the observed {abs(pl['rel']) * 100:.0f}%: {describe_plan(pl['observed'])}; "
                        if pl["rel"] == pl["rel"] else "")
-                row.append(Cell(f"{pl['mde_rel'] * 100:.0f}%",
-                                f"{obs}; {pl['effect'].effect * 100:.0f}%: {describe_plan(pl['effect'])}"))
+                row.append(Cell(f"{pl['mde_rel'] * 100:.0f}% detectable",
+                                f"would resolve {obs}{pl['effect'].effect * 100:.0f}%: {describe_plan(pl['effect'])}",
+                                cls="plan"))
         body.append(row)
     span = 3 + (1 if plans else 0)
     for r in others.sort_values(["_o", "method"], kind="mergesort").itertuples(index=False):
@@ -396,14 +397,14 @@ def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str], 
 
 
 # said once under all the answer's tables rather than under each
-RANKING_NOTE = ("Lower disturbance is better. Numbers on the n samples every ranked method reached under all its "
+RANKING_NOTE = ("Lower disturbance is better. Intervals are 95%, over fit seeds and samples (two-level bootstrap). Numbers on the n samples every ranked method reached under all its "
                 "fit seeds; rel = (method − reference) / |reference| on the same samples; p from the two-level "
                 "bootstrap, and Holm-adjusted over all the comparisons on this screen (one family); green/red only "
                 "where the interval excludes 0 and the Holm-adjusted p is below 0.05. reach: the smallest fraction "
                 "of the N samples "
                 "that reached the level under any one fit seed. Methods that could not reach the level are listed "
                 "greyed, unranked. A rank is given only where the comparison is resolved (interval excludes 0, "
-                "Holm-adjusted p < 0.05); otherwise the row reads \"not resolved at N, K\". power: the smallest "
+                "Holm-adjusted p < 0.05); otherwise the row reads \"not resolved at N, K\". power: \"detectable\" is the smallest "
                 "relative difference this N and K would detect with 80% power at two-sided alpha 0.05 / (comparisons "
                 "on the screen), from the run's own fit-seed and sample variance components, and the N and K (and "
                 "the time at this run's measured unit times) that would resolve the observed difference and a 10% "

@@ -571,6 +571,8 @@ class Run:
             "versions": _versions(),
             "platform": {"python": platform.python_version(), "machine": platform.machine(),
                          "processor": _processor(self.session.device),   # floats differ across these
+                         # the kernels PyTorch picked (AVX512, AVX2, ...; ATEN_CPU_CAPABILITY can hold them lower)
+                         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                          "device": str(self.session.device), "dtype": self.session.dtype_name,
                          "batch_size": self.session.batch_size, "torch_threads": torch.get_num_threads(),
                          "executor": self.executor.describe()},   # the jobs' device and threads, if elsewhere
