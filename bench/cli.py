@@ -364,7 +364,7 @@ def run(methods, attrs, preset, n, seed, fit_seeds, fit_mode, levels, tol, min_r
     """Fit, edit along the ladder of equal achieved changes, measure, compare, report: runs/<id>/ (resumes)."""
     import torch
 
-    from latent_edit_bench.pipeline.run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config
+    from latent_edit_bench.pipeline.run import DEFAULT_INSTRUMENTS, DEFAULT_METRICS, Run, make_config, parse_levels
     from latent_edit_bench.pipeline.session import Session
 
     executor = make_executor_from_options(executor_name, device, slurm_partition=slurm_partition,
@@ -378,10 +378,7 @@ def run(methods, attrs, preset, n, seed, fit_seeds, fit_mode, levels, tol, min_r
                                                                  if m.strip())
     extra = {k: v for k, v in dict(tol=tol, min_reach=min_reach).items() if v is not None}
     if levels is not None:
-        try:
-            levels = tuple(float(v) for v in levels.split(",") if v.strip())
-        except ValueError:
-            raise BenchError(f"--levels {levels!r}: expected comma-separated numbers in (0, 1), e.g. 0.1,0.2,0.3") from None
+        levels = parse_levels(levels)
     cfg = make_config(methods, attrs, preset=preset, n=n, seed=seed, fit_seeds=fit_seeds, fit=fit_mode,
                       levels=levels, backbone=backbone_name, weights=weights, instruments=instruments,
                       reference=reference, metrics=metrics, overrides=parse_sets(sets), judges=parse_judges(judge_specs), **extra)
@@ -685,14 +682,12 @@ def augment(method, attrs, from_dir, n_sample, labels, out, levels, max_emotion_
             cache_dir, sets, batch_size, device):
     """Edit faces along attributes at equal achieved changes; keep only expression-preserving edits (resumes)."""
     from latent_edit_bench.augment import AugmentConfig, augment as run_augment
+    from latent_edit_bench.pipeline.run import parse_levels
     from latent_edit_bench.pipeline.session import Session
 
     if (from_dir is None) == (n_sample is None):
         raise BenchError("give exactly one source: --from DIR (a `bench invert` folder) or --sample N")
-    try:
-        lv = tuple(float(v) for v in levels.split(",") if v.strip())
-    except ValueError:
-        raise BenchError(f"--levels {levels!r}: expected comma-separated numbers in (0, 1)") from None
+    lv = parse_levels(levels)
     cfg = AugmentConfig.make(method=method, attrs=attrs, levels=lv, n_sample=n_sample, preset=preset,
                              backbone=backbone_name, weights=weights, instrument=instrument, emotion=emotion,
                              seed=seed, max_emotion_change=max_emotion_change, max_landmark_shift=max_landmark_shift,

@@ -7,11 +7,23 @@ class BenchError(Exception):
     exit_code = 2
 
 
+def did_you_mean(name: str, valid) -> str:
+    """" (did you mean 'Male'?)" for a near miss of ``name`` among ``valid`` (case-insensitive first), else ""."""
+    import difflib
+
+    valid = list(valid)
+    folded = {v.lower(): v for v in valid}
+    if name.lower() in folded:
+        return f" (did you mean {folded[name.lower()]!r}?)"
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class UnknownName(BenchError):
     def __init__(self, kind: str, name: str, valid):
         valid = sorted(valid)
         listing = ", ".join(valid) if valid else "(none registered)"
-        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {listing}")
+        super().__init__(f"unknown {kind} {name!r}{did_you_mean(name, valid)}; valid {kind}s: {listing}")
         self.kind, self.name, self.valid = kind, name, valid
 
 

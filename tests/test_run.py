@@ -264,7 +264,10 @@ def test_kill_mid_run_then_rerun_resumes_without_redoing(reference_run, tmp_path
     (["run", "--methods", "sefa", "--attrs", "Male", "--fit-seeds", "0"], "--fit-seeds must be at least 1"),
     (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "0.1,1.2"], "--levels must lie in (0, 1)"),
     (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "0"], "--levels must lie in (0, 1)"),
-    (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "a,b"], "expected comma-separated numbers"),
+    (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "a,b"], "expected numbers in (0, 1) separated by commas"),
+    (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "0.1,,0.2"], "has an empty item"),
+    (["run", "--methods", "sefa", "--attrs", "male"], "unknown attribute 'male' (did you mean 'Male'?)"),
+    (["run", "--methods", "Sefa", "--attrs", "Male"], "unknown method 'Sefa' (did you mean 'sefa'?)"),
     (["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "--reference", "hfld"],
      "--reference 'hfld' is not in --methods"),
     (["run", "--methods", "baseline", "--attrs", "Male", "--fit", "both"],
@@ -278,8 +281,8 @@ def test_bad_input_exits_2_with_a_clear_message(args, needle, tmp_path, bench_cl
     assert needle in res.stderr
 
 
-def test_a_folder_of_another_config_is_refused(reference_run, cache):
-    with pytest.raises(Exception, match="different config"):
+def test_a_folder_of_another_config_is_refused_naming_the_setting(reference_run, cache):
+    with pytest.raises(Exception, match=r"different config \(n: 16 there, 9 now\)"):
         run_fast(reference_run, cache, n=9)
 
 

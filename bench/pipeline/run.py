@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from latent_edit_bench.pipeline.analysis import analyse
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
-from latent_edit_bench.errors import BenchError, MissingAsset
+from latent_edit_bench.errors import BenchError, MissingAsset, did_you_mean
 from latent_edit_bench.fs import atomic, writable_dir
 from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS   # the emotion columns, DeepFace order
 from latent_edit_bench.contracts.method import FitContext, canonical_json, fit_or_load, module_fingerprint
@@ -109,14 +109,25 @@ def _split(names) -> tuple:
     return tuple(n.strip() for n in names if n.strip())
 
 
+def parse_levels(text: str) -> tuple:
+    """"0.1,0.2,0.3" -> (0.1, 0.2, 0.3); a BenchError naming the problem for an empty item or a non-number
+    (the range is checked by :func:`validate`)."""
+    parts = [v.strip() for v in str(text).split(",")]
+    if not all(parts):
+        raise BenchError(f"--levels {text!r} has an empty item; write L1,L2,... e.g. 0.1,0.2,0.3")
+    try:
+        return tuple(float(v) for v in parts)
+    except ValueError:
+        raise BenchError(f"--levels {text!r}: expected numbers in (0, 1) separated by commas, e.g. 0.1,0.2,0.3") from None
+
+
 def make_config(methods, attrs, preset: str = "quick", n: int | None = None, fit_seeds: int | None = None,
                 levels=None, **kw) -> RunConfig:
     from latent_edit_bench.presets import preset as get_preset
 
     p = get_preset(preset)
     if levels is not None:
-        levels = tuple(float(v) for v in (_split(levels) if isinstance(levels, str) else levels))
-        kw["levels"] = levels
+        kw["levels"] = parse_levels(levels) if isinstance(levels, str) else tuple(float(v) for v in levels)
     if kw.get("reference") is None:
         kw.pop("reference", None)
     cfg = RunConfig(methods=_split(methods), attrs=_split(attrs), preset=preset, **kw)
@@ -145,7 +156,7 @@ def validate(cfg: RunConfig, plugins) -> None:
     known = plugins.attributes()
     for a in cfg.attrs:
         if a not in known:
-            raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(known)}")
+            raise BenchError(f"unknown attribute {a!r}{did_you_mean(a, known)}; valid: {', '.join(known)}")
     if len(set(cfg.attrs)) != len(cfg.attrs):
         raise BenchError(f"an attribute is named twice in --attrs: {', '.join(cfg.attrs)}")
     if cfg.n is None or cfg.n <= 0:
@@ -219,9 +230,12 @@ class Run:
         path = self.out / "manifest.json"
         if path.exists():
             old = json.loads(path.read_text()).get("config")
-            if old is not None and old != self.cfg.to_dict():
-                raise BenchError(f"{self.out} holds a run with a different config; choose another --out "
-                                 f"or remove the folder")
+            new = self.cfg.to_dict()
+            if old is not None and old != new:
+                diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+                        if old.get(k) != new.get(k)]
+                raise BenchError(f"{self.out} holds a run with a different config ({'; '.join(diff)}); choose "
+                                 f"another --out, rerun with the folder's settings, or remove the folder")
 
     def unit_path(self, method: str | None, attr: str | None = None, seed: int = 0) -> Path:
         if method is None:
