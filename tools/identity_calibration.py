@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -31,29 +30,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from latent_edit_bench.pipeline.run import _processor
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from augment_thresholds import jpeg  # noqa: E402  (the same JPEG round trip as the augment calibration)
 QS = (0.1, 1, 5, 50, 95)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
-    from latent_edit_bench.images import to_uint8
-
-    out = []
-    for a in to_uint8(x):
-        buf = io.BytesIO()
-        Image.fromarray(a).save(buf, format="JPEG", quality=quality)
-        out.append(torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).astype(np.float32)))
-    return torch.stack(out).permute(0, 3, 1, 2) / 127.5 - 1
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -230,7 +212,7 @@ def main():
             klo, khi = np.percentile(kept, [5, 95])
             lines.append(f"| {n} | {n * (n - 1) // 2:,} | {np.median(ts):.3f} | {lo:.3f}–{hi:.3f} "
                          f"| {klo:.3f}–{khi:.3f} |")
-    lines += ["", f"CPU: {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+    lines += ["", f"CPU: {_processor(torch.device('cpu'))}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
                   f"{time.time() - t0:.0f} s."]
     text = "\n".join(lines) + "\n"
     print(text)
