@@ -136,3 +136,24 @@ def test_bench_plan_prints_the_plan_and_refuses_bad_input(tmp_path, bench_cli):
     (tmp_path / "empty").mkdir()
     res = bench_cli("plan", str(tmp_path / "empty"))
     assert res.exit_code == 2 and "not a finished run folder" in res.output
+
+
+def test_the_markdown_first_screen_ranks_only_resolved_and_validated_comparisons(tmp_path):
+    from latent_edit_bench.pipeline.analysis import RANKING_COLUMNS
+    from latent_edit_bench.reports.markdown import first_screen
+
+    base = dict(direction="+", level=0.1, n=20, reach=0.8, kind="network", lo=1.0, hi=3.0, p_holm=np.nan)
+    rows = [dict(attr="Male", method="hfld", status="ranked", rank=1, value=2.0, rel=-0.3, rel_lo=-0.5, rel_hi=-0.1,
+                 p_value=0.001, verdict="resolved", trainer_validity="sees"),
+            dict(attr="Male", method="baseline", status="reference", rank=2, value=2.9, trainer_validity="sees"),
+            dict(attr="Male", method="ganspace", status="ranked", rank=3, value=3.1, rel=0.07, rel_lo=-0.2, rel_hi=0.3,
+                 p_value=0.6, verdict="not resolved", trainer_validity="sees"),
+            dict(attr="Bald", method="hfld", status="ranked", rank=np.nan, value=2.0, rel=-0.3, rel_lo=-0.5,
+                 rel_hi=-0.1, p_value=0.001, verdict="resolved", trainer_validity="not shown"),
+            dict(attr="Bald", method="baseline", status="reference", rank=np.nan, value=2.9, trainer_validity="not shown")]
+    pd.DataFrame([{**base, **r} for r in rows], columns=RANKING_COLUMNS).to_csv(tmp_path / "ranking.csv", index=False)
+    lines = {line.split("|")[5].strip(): line.split("|")[4].strip() for line in first_screen(tmp_path).splitlines()[2:]
+             if "Male" in line}
+    assert lines == {"hfld": "1", "baseline": "2", "ganspace": "not resolved at N = 20"}
+    bald = [line.split("|")[4].strip() for line in first_screen(tmp_path).splitlines() if "| Bald" in line]
+    assert bald == ["not validated (trainer: not shown)"] * 2
