@@ -7,19 +7,42 @@ import functools
 import pluggy
 
 from latent_edit_bench import hookspecs
+from latent_edit_bench.errors import BenchError
 from latent_edit_bench.registry import MethodRegistry, Registry
 
 hookimpl = pluggy.HookimplMarker("latent_edit_bench")
 
 
+GROUP = "latent_edit_bench"
+
+
 def make_plugin_manager(extra_plugins=()) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("latent_edit_bench")
     pm.add_hookspecs(hookspecs)
-    pm.load_setuptools_entrypoints("latent_edit_bench")
+    try:
+        pm.load_setuptools_entrypoints(GROUP)
+    except Exception as e:   # a third-party plugin that does not import: one line naming it, not pluggy's traceback
+        raise broken_plugin(e) from None
     for plugin in extra_plugins:  # for tests and notebooks: register a module or object directly
         pm.register(plugin)
     pm.check_pending()            # a hookimpl without a hookspec (a misspelt register_*) fails here, loudly
     return pm
+
+
+def broken_plugin(error: Exception) -> BenchError:
+    """A BenchError naming the entry point of the ``latent_edit_bench`` group that fails to load (found by
+    loading each in turn), its distribution and the error, and what to do."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=GROUP):
+        try:
+            ep.load()
+        except Exception as e:
+            dist = getattr(ep, "dist", None)
+            where = f" (distribution {dist.name} {dist.version})" if dist is not None else ""
+            return BenchError(f"plugin {ep.name!r} = {ep.value}{where} failed to load: {type(e).__name__}: {e}; "
+                              f"fix it or uninstall it (pip uninstall {dist.name if dist is not None else '<its package>'})")
+    return BenchError(f"a plugin of the {GROUP!r} entry-point group failed to load: {type(error).__name__}: {error}")
 
 
 def plugin_versions(pm: pluggy.PluginManager) -> list[dict]:

@@ -92,3 +92,19 @@ def test_one_import_namespace(tmp_path):
     for pkg, patterns in setup["package-data"].items():   # data folders are listed too (templates/)
         want |= {f"{pkg}.{p.split('/')[0]}" for p in patterns if "/" in p}
     assert set(setup["packages"]) == want
+
+
+def test_a_plugin_that_does_not_import_is_one_line_naming_it(tmp_path, monkeypatch, bench_cli):
+    """A third-party plugin whose module fails to import: `bench list` (and every command) exits 2 with
+    one line naming the entry point and its distribution, not pluggy's traceback."""
+    d = tmp_path / "bench_broken-0.1.dist-info"
+    d.mkdir()
+    (d / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-broken\nVersion: 0.1\n")
+    (d / "entry_points.txt").write_text("[latent_edit_bench]\nbroken = bench_broken_plugin_module\n")
+    (tmp_path / "bench_broken_plugin_module.py").write_text("raise ImportError('needs a library that is not here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    res = bench_cli("list")
+    assert res.exit_code == 2
+    assert ("plugin 'broken' = bench_broken_plugin_module (distribution bench-broken 0.1) failed to load: "
+            "ImportError: needs a library that is not here" in res.stderr)
+    assert "pip uninstall bench-broken" in res.stderr and "Traceback" not in res.stderr

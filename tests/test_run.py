@@ -214,19 +214,29 @@ class NaNs(Exploding):
         return latents * float("nan")
 
 
+class WrongShape(Exploding):
+    name = "wrong-shape"
+
+    def edit(self, latents, attr, strength):
+        return latents[:, 0]          # [N, D]: the layer axis dropped
+
+
 def failing_plugins():
     mod = types.ModuleType("failing_methods")
-    mod.register_methods = hookimpl(lambda: [Entry("exploding", Exploding, "raises"), Entry("nans", NaNs, "NaN")])
+    mod.register_methods = hookimpl(lambda: [Entry("exploding", Exploding, "raises"), Entry("nans", NaNs, "NaN"),
+                                             Entry("wrong-shape", WrongShape, "drops an axis")])
     return Plugins(make_plugin_manager(extra_plugins=[mod]))
 
 
 def test_a_failing_method_is_recorded_and_the_others_complete(tmp_path, cache):
-    out = run_fast(tmp_path / "f", cache, plugins=failing_plugins(), methods="sefa,exploding,nans",
+    out = run_fast(tmp_path / "f", cache, plugins=failing_plugins(), methods="sefa,exploding,nans,wrong-shape",
                    overrides={"sefa": SMALL["sefa"]})
     m = json.loads((out / "manifest.json").read_text())["methods"]
     assert m["sefa"]["status"] == "ok"
     assert m["exploding"]["status"] == "failed" and "boom" in m["exploding"]["error"]
     assert m["nans"]["status"] == "failed" and "non-finite" in m["nans"]["error"]
+    assert m["wrong-shape"]["status"] == "failed"    # named against the contract, not an IndexError deep inside
+    assert "wrong-shape.edit() returned (16, 100) for latents of shape (16, 1, 100)" in m["wrong-shape"]["error"]
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary.method) == {"sefa"}
     html = (out / "report.html").read_text()

@@ -336,7 +336,13 @@ class Run:
         """Drive all samples along the ladder, measure every edit; returns the unit's tensors."""
         lat = self.latents()
         for s in editor.strength_range(attr):   # fail fast, before any search, on a broken edit
-            if not torch.isfinite(editor.edit(lat.to(self.session.device), attr, float(s))).all():
+            edited = editor.edit(lat.to(self.session.device), attr, float(s))
+            if not isinstance(edited, torch.Tensor) or edited.shape != lat.shape:
+                got = tuple(edited.shape) if isinstance(edited, torch.Tensor) else type(edited).__name__
+                raise TypeError(f"{name}.edit() returned {got} for latents of shape {tuple(lat.shape)}; the method "
+                                f"contract wants edited latents of the same shape [N, layers, dim] "
+                                f"(docs/writing-a-method.md)")
+            if not torch.isfinite(edited).all():
                 raise FloatingPointError(f"{name} produced non-finite latents for {attr} at strength {s:g}")
         lad = ladder_edit(editor, self.ctx, lat, attr, self.cfg.signed_levels, tol=self.cfg.tol,
                           steps=self.cfg.search_steps, batch_size=self.session.batch_size)
