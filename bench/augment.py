@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.contracts.instrument import supported_attributes
 from latent_edit_bench.errors import BenchError
 
 DEFAULT_MAX_EMOTION_CHANGE = 0.22   # 90th percentile of the 1-px-shift null (docs/augment.md)
@@ -205,7 +206,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     for name in roles.values():
         session.instrument(name)
     R = session.pool[cfg.instrument]
-    supported = tuple(getattr(R, "supported_attributes", CELEBA_ATTRIBUTES))
+    supported = supported_attributes(R)
     bad = [a for a in cfg.attrs if a not in supported]
     if bad:
         raise BenchError(f"instrument {cfg.instrument!r} does not support {', '.join(bad)}; supported: "

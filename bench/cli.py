@@ -72,6 +72,7 @@ def list_cmd():
 def _attribute_kind_lines(plugins) -> list[str]:
     """The default attribute instrument's attributes, each marked as a trained network's score or a
     heuristic's, so nobody reads a colour heuristic's score with a classifier's confidence."""
+    from latent_edit_bench.contracts.instrument import supported_attributes
     from latent_edit_bench.instruments.probe import attribute_kind
     from latent_edit_bench.pipeline.run import DEFAULT_INSTRUMENTS
 
@@ -80,7 +81,7 @@ def _attribute_kind_lines(plugins) -> list[str]:
         inst = plugins.instruments.create(name)
     except BenchError as e:   # e.g. weights not fetched: the listing itself must still work
         return [f"attribute instrument {name!r}: not loadable ({e})"]
-    supported = list(getattr(inst, "supported_attributes", plugins.attributes()))
+    supported = list(supported_attributes(inst, plugins.attributes()))
     kinds = [attribute_kind(inst, a) for a in supported]
     lines = [f"attribute instrument {name!r} ({len(supported)} attributes):"]
     for kind, label in (("network", "trained network"), ("heuristic", "heuristic")):
@@ -251,7 +252,9 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
     import dataclasses
     import time
 
+    from latent_edit_bench.contracts.instrument import supported_attributes
     from latent_edit_bench.contracts.method import FitContext, fit_or_load
+    from latent_edit_bench.errors import did_you_mean
     from latent_edit_bench.presets import method_config, preset as get_preset
     from latent_edit_bench.pipeline.session import Session
 
@@ -265,7 +268,7 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
     known = plugins.attributes()
     for a in attr_names:
         if a not in known:
-            raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(known)}")
+            raise BenchError(f"unknown attribute {a!r}{did_you_mean(a, known)}; valid: {', '.join(known)}")
     plugins.instruments.get(instrument)
     for m in names:                              # bad config: before any work
         plugins.methods.create(m, **method_config(preset, m))
@@ -274,7 +277,7 @@ def fit(methods, attrs, preset, backbone_name, weights, instrument, seed, fit_se
         raise BenchError(f"--fit-seeds must be at least 1, got {k}")
     session = Session(plugins, device=resolve_device(device), progress=True)
     R = session.instrument(instrument)
-    supported = tuple(getattr(R, "supported_attributes", known))
+    supported = supported_attributes(R, known)
     bad = [a for a in attr_names if a not in supported]
     if bad:
         raise BenchError(f"instrument {instrument!r} does not support {', '.join(bad)}; "

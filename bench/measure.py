@@ -102,6 +102,7 @@ class Instruments:
     @torch.no_grad()
     def measure(self, path: Path, rgb: np.ndarray) -> Measurement:
         from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+        from latent_edit_bench.contracts.instrument import supported_attributes
         from latent_edit_bench.instruments.probe import pad_square
 
         h, w = rgb.shape[:2]
@@ -113,7 +114,7 @@ class Instruments:
             emotions[name] = dict(zip(labels, inst(x)["emotion"][0].tolist()))
         ag = self.age_gender(x)
         attrs = self.attributes(x)["attributes"][0].tolist()
-        supported = getattr(self.attributes, "supported_attributes", CELEBA_ATTRIBUTES)
+        supported = supported_attributes(self.attributes)
         return Measurement(path, (w, h), to_pixels(lm, w, h), emotions, float(ag["age"][0]),
                            float(ag["male"][0]), {a: v for a, v in zip(CELEBA_ATTRIBUTES, attrs) if a in supported},
                            self.attributes.name,

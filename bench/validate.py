@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.contracts.instrument import supported_attributes
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.pipeline import validity as V
 
@@ -87,7 +88,7 @@ def run_validity(session, backbone, roles: dict[str, str], attrs, fingerprint: s
         measured = measure_labelled(session, labels, {r: n for r, n in roles.items()
                                                       if r == "attributes" or (r == "judge" and judge is not None)},
                                     backbone)
-    supported = tuple(getattr(trainer, "supported_attributes", CELEBA_ATTRIBUTES))
+    supported = supported_attributes(trainer)
     return validity_table(labels, measured, attrs, trainer_name, supported, judges)
 
 
@@ -119,7 +120,7 @@ def validate(session, labels_path: Path | None, backbone_name: str | None, weigh
         session.instrument("judge", judges=specs, create=session.instrument)
         roles["judge"] = "judge"
     measured = measure_labelled(session, labels, roles, backbone)
-    supported = tuple(getattr(inst, "supported_attributes", CELEBA_ATTRIBUTES))
+    supported = supported_attributes(inst)
     return validity_table(labels, measured, labels.attrs, trainer, supported, specs)
 
 

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.contracts.instrument import supported_attributes
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.method import FitContext
 
@@ -130,7 +130,7 @@ class NetworkEditor(EYE):
         attribute R scores (its ``supported_attributes``; all 40 if it does not say) but the edited ones."""
         names = self.config["preserve_attrs"]
         if names is None:
-            names = getattr(ctx.scorer, "supported_attributes", CELEBA_ATTRIBUTES)
+            names = supported_attributes(ctx.scorer)
         return [a for a in names if a not in ctx.attributes]
 
     def draw(self, ctx: FitContext, T: torch.Tensor, step: int):

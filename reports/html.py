@@ -40,8 +40,7 @@ TEXT_COLUMNS = {"attr", "method", "metric", "quantity", "label", "better", "tabl
                 "direction", "status", "kind", "verdict", "trainer_validity", "role", "instrument", "labels"}
 # summary.csv is the one file without which there is nothing to show; the others may be absent
 # (a run stopped before its comparison, an old tool): the report then says so where they would be
-OPTIONAL = {"seeds.csv": SEEDS_COLUMNS, "comparison.csv": COMPARISON_COLUMNS,
-            "ranking.csv": [c for c in RANKING_COLUMNS if c != "trainer_validity"]}   # older folders lack it
+OPTIONAL = {"seeds.csv": SEEDS_COLUMNS, "comparison.csv": COMPARISON_COLUMNS, "ranking.csv": RANKING_COLUMNS}
 # the judge quantities that confirm or refute an edit: no verdict where the judge is not shown to see the attribute
 JUDGE_VERDICTS = ("fooled", "agreement", "judge.change", "judge.edited")
 
@@ -53,7 +52,7 @@ CONFIG_FIRST = ["methods", "attrs", "backbone", "weights", "preset", "n", "seed"
                 "min_reach", "reference", "metrics"]
 PAPER_TABLES = {"I-III": "Table I-III", "IV": "Table IV", "V": "Table V"}
 TOP_K = 5
-LATER_COLUMNS = ("p_holm", "verdict", "mde_rel")   # ranking.csv columns an older run folder lacks
+LATER_COLUMNS = ("p_holm", "verdict", "mde_rel", "trainer_validity")   # ranking.csv columns an older folder lacks
 PLAN_EFFECT = 0.10     # the first screen says what N, K would resolve the observed difference and this one
 
 
@@ -140,9 +139,8 @@ def load_run(path: Path) -> Run:
         else:
             frames[name], absent = _empty(columns), absent + [name]
     ranking = frames["ranking.csv"]
-    if "trainer_validity" not in ranking:
-        ranking["trainer_validity"] = ""
-    ranking["p_holm"] = ranking_p_holm(ranking)   # the first screen's colours follow Holm-adjusted p
+    if ranking.p_holm.isna().all():   # a folder from before ranking.csv carried it: the same family, adjusted here
+        ranking["p_holm"] = ranking_p_holm(ranking)   # the first screen's colours follow Holm-adjusted p
     comparison = frames["comparison.csv"]
     comparison["p_holm"] = comparison_p_holm(comparison)   # so do each level's comparison table's
     return Run(str(manifest.get("id") or path.name), path, manifest, summary, frames["seeds.csv"],
@@ -324,7 +322,7 @@ def _unresolved(run: Run, attr: str, d: str, compared: pd.DataFrame) -> str:
     need = max((pl["effect"] for pl in plans if pl["effect"].n is not None), default=None,
                key=lambda p: p.seconds if p.seconds is not None else p.n * p.k)
     tail = (f"; N = {need.n}, K = {need.k} would resolve a {need.effect * 100:.0f}% difference"
-            f" ({power.describe_plan(need).split('(', 1)[1]}" if need is not None else "")
+            f" ({power.describe_time(need)})" if need is not None else "")
     return f". This run cannot tell these methods apart at this N and K{tail}."
 
 

@@ -13,6 +13,8 @@ import pandas as pd
 from latent_edit_bench.pipeline import power
 from latent_edit_bench.pipeline.analysis import ranking_p_holm
 
+from .tables import block_verdicts, rank_label
+
 DIRECTION = {"+": "towards presence", "-": "towards absence"}
 
 
@@ -29,25 +31,20 @@ def first_screen(run: Path) -> str:
     rk = pd.read_csv(Path(run) / "ranking.csv")
     if "p_holm" not in rk:
         rk["p_holm"] = ranking_p_holm(rk)   # a folder from before p_holm was written
-    verdict = rk["verdict"].fillna("") if "verdict" in rk else pd.Series([""] * len(rk))
     lines = ["| attribute | direction | compared at ΔR_k | rank | method | emotion disturbance, pp [95% CI] "
              "| vs reference [95% CI], p (Holm over the screen) | n | reach |", "|---|---|---|---|---|---|---|---|---|"]
-    for (a, d), g in rk.groupby(["attr", "direction"], sort=False):
-        resolved_any = verdict[g.index].eq("resolved").any()
-        for i, r in g.iterrows():
+    for _, g in rk.groupby(["attr", "direction"], sort=False):
+        judged, any_resolved = block_verdicts(g[g.status == "ranked"])
+        for r in g.itertuples(index=False):
             where = DIRECTION.get(r.direction, r.direction)
             if r.status == "no common level":
                 lines.append(f"| {r.attr} | {where} | no common level | | | | | | |")
                 continue
-            tv = r.get("trainer_validity")
-            if r.status in ("ranked", "reference") and isinstance(tv, str) and tv and tv != "sees":
-                rank = f"not validated (trainer: {tv})"
-            elif r.status == "ranked":
-                rank = str(int(r["rank"])) if verdict[i] in ("resolved", "") else f"not resolved at N = {int(r.n)}"
-            elif r.status == "reference":
-                rank = str(int(r["rank"])) if resolved_any or not verdict.str.len().gt(0).any() else "–"
-            else:
-                rank = ""
+            rank = rank_label(r, judged, any_resolved) if r.status in ("ranked", "reference") else ""
+            if rank == "not validated":
+                rank += f" (trainer: {r.trainer_validity})"
+            elif rank == "not resolved":
+                rank += f" at N = {int(r.n)}"
             val = "could not reach" if r.status == "could not reach" else f"{_f(r.value)} [{_f(r.lo)}, {_f(r.hi)}]"
             rel = ("reference" if r.status == "reference" else "–" if not np.isfinite(r.rel) else
                    f"{_pct(r.rel)} [{_pct(r.rel_lo)}, {_pct(r.rel_hi)}], p = {r.p_value:.3f} ({r.p_holm:.3f})")

@@ -339,6 +339,28 @@ def seeds_table(tid: str, caption: str, levels: list[float], methods: list[str],
 
 # ---------------------------------------------------------------- the answer
 
+def _text_of(v) -> str:
+    return v if isinstance(v, str) else ""   # a CSV's empty cell reads as NaN
+
+
+def block_verdicts(rows: pd.DataFrame) -> tuple[bool, bool]:
+    """(judged, any resolved) of one (attribute, direction) of ranking.csv: whether its rows carry verdicts
+    (a folder from before they did has none), and whether any comparison is resolved."""
+    v = rows.verdict.map(_text_of) if "verdict" in rows else pd.Series([], dtype=str)
+    return bool(v.str.len().gt(0).any()), bool(v.eq("resolved").any())
+
+
+def rank_label(r, judged: bool, any_resolved: bool) -> str:
+    """The first screen's rank cell for a compared row (``ranked`` or ``reference``) of ranking.csv: its rank
+    where the comparison is resolved (the reference: beside a resolved one; a folder without verdicts: as
+    ranked), else "not validated" (the trainer is not shown to see the attribute), "not resolved" or "–"."""
+    if _text_of(getattr(r, "trainer_validity", "")) not in ("", "sees"):
+        return "not validated"
+    if not judged or _text_of(getattr(r, "verdict", "")) == "resolved" or (r.status == "reference" and any_resolved):
+        return fmt(r.rank, 0) if finite(r.rank) else ""
+    return "–" if r.status == "reference" else "not resolved"
+
+
 def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str], plans: dict | None = None) -> Table:
     """One (attribute, direction) of ranking.csv: compared methods (the reference among them) first, by
     value; every other status below, greyed and never ranked, whatever the CSV's rank column says.
@@ -357,19 +379,17 @@ def ranking_table(tid: str, caption: str, rows: pd.DataFrame, order: list[str], 
     compared = compared.sort_values(["_r", "value", "method"], kind="mergesort")
     others = rows[~rows.status.isin(["ranked", "reference"])]
     others = others.assign(_o=others.method.map(lambda m: order.index(m) if m in order else len(order)))
-    judged = "verdict" in compared and compared.verdict.fillna("").astype(str).str.len().gt(0).any()
-    any_resolved = judged and compared.verdict.eq("resolved").any()
+    judged, any_resolved = block_verdicts(compared)
     body = []
     for r in compared.itertuples(index=False):
         n_k = f"N = {fmt(r.n, 0)}" + (f", K = {plans[r.method]['k']}" if r.method in plans else "")
-        if getattr(r, "trainer_validity", "") not in ("", "sees"):   # validity.csv: the trainer may not see it
-            rank = Cell("not validated", th=True, cls="rank nr")
-        elif not judged or r.verdict == "resolved" or (r.status == "reference" and any_resolved):
-            rank = Cell(fmt(r.rank, 0) if finite(r.rank) else "", th=True, cls="rank")
-        elif r.status == "reference":
-            rank = Cell("–", th=True, cls="rank")
+        label = rank_label(r, judged, any_resolved)
+        if label == "not validated":
+            rank = Cell(label, th=True, cls="rank nr")
+        elif label == "not resolved":
+            rank = Cell(label, f"at {n_k}", th=True, cls="rank nr")
         else:
-            rank = Cell("not resolved", f"at {n_k}", th=True, cls="rank nr")
+            rank = Cell(label, th=True, cls="rank")
         if r.status == "reference":
             rel, p = Cell("reference", cls="ref"), Cell("")
         else:

@@ -103,7 +103,13 @@ def test_a_plugin_that_does_not_import_is_one_line_naming_it(tmp_path, monkeypat
     (d / "entry_points.txt").write_text("[latent_edit_bench]\nbroken = bench_broken_plugin_module\n")
     (tmp_path / "bench_broken_plugin_module.py").write_text("raise ImportError('needs a library that is not here')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    res = bench_cli("list")
+    from latent_edit_bench.plugins import get_plugins
+
+    get_plugins.cache_clear()        # the session's plugin manager was built before this plugin existed
+    try:
+        res = bench_cli("list")
+    finally:
+        get_plugins.cache_clear()    # and must not keep the broken one for later tests
     assert res.exit_code == 2
     assert ("plugin 'broken' = bench_broken_plugin_module (distribution bench-broken 0.1) failed to load: "
             "ImportError: needs a library that is not here" in res.stderr)

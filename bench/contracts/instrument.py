@@ -15,8 +15,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.pipeline.batched import map_batches
 from latent_edit_bench.errors import BenchError
+
+
+def supported_attributes(instrument, default=CELEBA_ATTRIBUTES) -> tuple:
+    """The attributes an attribute instrument scores: its ``supported_attributes`` where it declares them
+    (the probe scores a subset, NaN elsewhere), else ``default`` (a full CelebA classifier: all 40)."""
+    return tuple(getattr(instrument, "supported_attributes", default))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.errors import BenchError
-from latent_edit_bench.contracts.instrument import Instrument, Output
+from latent_edit_bench.contracts.instrument import Instrument, Output, supported_attributes
 
 # Instruments this one is built from (names in the plugin registry).
 LANDMARKS, EXPRESSION, AGE_GENDER = "faceapi-landmarks", "faceapi-expression", "faceapi-age-gender"
@@ -289,7 +289,7 @@ class Probe(Instrument):
 
 def require_supported(instrument, attrs) -> None:
     """Raise BenchError unless ``instrument`` scores every attribute in ``attrs`` (never a silent NaN/zero)."""
-    supported = tuple(getattr(instrument, "supported_attributes", CELEBA_ATTRIBUTES))
+    supported = supported_attributes(instrument)
     for a in ([attrs] if isinstance(attrs, str) else attrs):
         if a not in supported:
             raise BenchError(f"instrument {instrument.name!r} does not support attribute {a!r}; "

@@ -219,9 +219,8 @@ def rank(bl, metrics, *, methods, attrs, reference, min_reach, boot, sw, kinds, 
                     rows.append({**head, "level": lv, "method": m, "status": "could not reach",
                                  "reach": b.reach if b is not None else 0.0})
     # one family: Holm over the screen's comparisons, then each comparison's verdict and power
-    p = np.array([r.get("p_value", np.nan) if r["status"] == "ranked" else np.nan for r in rows], dtype=float)
-    p_holm = stats.holm(p)
-    family = int(np.isfinite(p).sum())
+    p_holm = ranking_p_holm(pd.DataFrame(rows, columns=RANKING_COLUMNS))
+    family = int(np.isfinite(p_holm).sum())
     power_rows = []
     for i, r in enumerate(rows):
         r["p_holm"] = p_holm[i]

@@ -300,10 +300,14 @@ def plan_run(run_dir: Path, effect: float = 0.10, costs: Costs | None = None) ->
     return out
 
 
+def describe_time(p: Plan, where: str = "") -> str:
+    """How long the plan takes: "3.3 h", "at least 7 min, fits from the cache not timed", "unknown"."""
+    return (f"{'at least ' if p.lower_bound else ''}{fmt_duration(p.seconds)}"
+            f"{' on ' + where if where and p.seconds is not None else ''}"
+            f"{', fits from the cache not timed' if p.lower_bound else ''}")
+
+
 def describe_plan(p: Plan, where: str = "") -> str:
     if p.n is None:
         return p.note
-    t = (f"{'at least ' if p.lower_bound else ''}{fmt_duration(p.seconds)}"
-         f"{' on ' + where if where and p.seconds is not None else ''}"
-         f"{', fits from the cache not timed' if p.lower_bound else ''}")
-    return f"N = {p.n}, K = {p.k} ({t})" + (f"; {p.note}" if p.note else "")
+    return f"N = {p.n}, K = {p.k} ({describe_time(p, where)})" + (f"; {p.note}" if p.note else "")

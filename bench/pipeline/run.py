@@ -42,6 +42,7 @@ from latent_edit_bench.fs import atomic, writable_dir
 from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS   # the emotion columns, DeepFace order
 from latent_edit_bench.contracts.method import FitContext, canonical_json, fit_or_load, module_fingerprint
 from latent_edit_bench.contracts.metric import EditSet
+from latent_edit_bench.contracts.instrument import supported_attributes
 from latent_edit_bench.plugins import plugin_versions
 from latent_edit_bench.pipeline.protocol import LADDER_TOL, ladder_edit
 from latent_edit_bench.pipeline.validity import trainer_status
@@ -264,7 +265,7 @@ class Run:
             s.instrument(name, **opts)
             self.roles[role] = name
         R = self.instruments[self.roles["attributes"]]
-        supported = tuple(getattr(R, "supported_attributes", CELEBA_ATTRIBUTES))
+        supported = supported_attributes(R)
         bad = [a for a in self.cfg.attrs if a not in supported]
         if bad:
             raise BenchError(f"instrument {self.roles['attributes']!r} does not support {', '.join(bad)}; "

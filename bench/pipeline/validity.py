@@ -195,7 +195,7 @@ def read_labels(path: str | Path) -> Labels:
     if key == "sample":
         missing = [k for k in SAMPLE_HEADER if k not in meta]
         if missing:
-            fail(1, f"faces given by sample index need the header line(s) "
+            fail(1, "faces given by sample index need the header line(s) "
                     + ", ".join(f"'# {k}: ...'" for k in missing) + " to say which faces they are")
         for k in ("seed", "n"):
             try:
