@@ -14,8 +14,8 @@ TEST_STAMP := $(VENV)/.bench-installed-test
 
 # pip >= 22 installs a pyproject project editable (PEP 660): no upgrade (a network round trip) when the
 # venv's own pip is that recent. --no-compile: Python compiles what it imports on first use, instead of
-# pip compiling every file of torch and pandas up front (the install alone: 47 -> 38 s on 2 cores; the
-# whole fresh `make demo` did not measurably change, 8:17 before and 8:26 after, within run-to-run spread).
+# pip compiling every file of torch and pandas up front (a shorter install; the whole fresh `make demo`,
+# tools/time_demo.sh, did not change measurably: 8:17 before, 8:26 after, within run-to-run spread).
 PIP := $(BIN)/python -m pip install -q --no-compile
 
 $(STAMP): pyproject.toml
