@@ -1,4 +1,4 @@
-"""Test-only writers of StyleGAN2 checkpoints in the two formats bench/backbones/formats.py reads.
+"""Test-only writers of StyleGAN2 checkpoints in the two formats bench/latent_edit_bench/backbones/formats.py reads.
 
 rosinality's ``.pt`` and NVIDIA stylegan2-ada's ``.pkl`` are written from our own modules, so the
 readers can be tested on files we made (tensor for tensor, and a pickle whose ``module_src`` would

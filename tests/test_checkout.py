@@ -1,61 +1,72 @@
-"""The plain-checkout path a lent GPU machine uses (no pip install): tools/checkout_env.sh and the
-dist-info it generates (tools/checkout_metadata.py)."""
+"""The plain-checkout path (a lent GPU machine, no pip install): one PYTHONPATH line, no generated
+metadata, no links. A fresh copy of the tracked files, an interpreter that sees this environment's
+dependencies but not the installed package, and `python -m latent_edit_bench` lists the plugins and
+does a tiny run."""
 
+import os
 import subprocess
 import sys
 import sysconfig
 import venv
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import checkout_metadata  # noqa: E402
+FOLDERS = ("bench", "methods", "metrics", "reports")
 
 
-def test_the_generated_entry_points_are_pyprojects(tmp_path):
-    d = checkout_metadata.write(ROOT / "pyproject.toml", tmp_path)
-    text = (d / "entry_points.txt").read_text()
-    _, points = checkout_metadata.read(ROOT / "pyproject.toml")
-    assert text.startswith("[latent_edit_bench]\n") and len(points) >= 4
-    for name, target in points.items():
-        assert f"{name} = {target}\n" in text
-
-
-def test_a_pyproject_without_the_entry_point_table_fails_loudly(tmp_path):
-    bad = tmp_path / "pyproject.toml"
-    bad.write_text('[project]\nname = "x"\nversion = "1"\n[project.entry-points.bench]\na = "b"\n')
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "checkout_metadata.py"), str(bad), str(tmp_path)],
-                         capture_output=True, text=True)
-    assert res.returncode == 1 and "entry-points.latent_edit_bench" in res.stderr
-    assert not list(tmp_path.glob("*.dist-info"))
-
-
-def test_a_python_without_the_package_imports_it_and_finds_every_plugin(tmp_path):
-    """A fresh interpreter that sees this environment's dependencies (torch, pluggy, ...) but neither the
-    installed package nor its metadata: after sourcing checkout_env.sh, the package imports from the
-    checkout and its plugins register through the generated entry points."""
-    env_dir = tmp_path / "plain"
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """(python, checkout, env): a venv without the package, a `git archive` copy of the working tree's
+    tracked files, and the environment with the one PYTHONPATH line."""
+    tmp = tmp_path_factory.mktemp("plain")
+    env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
     site = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                         text=True).strip())
-    deps = tmp_path / "deps"         # this environment's packages, less the package's own install
+    deps = tmp / "deps"         # this environment's packages, less the package's own install
     deps.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         if not entry.name.startswith(("latent_edit_bench", "latent-edit-bench", "__editable__")):
             (deps / entry.name).symlink_to(entry)
     (site / "deps.pth").write_text(f"{deps}\n")
-    hidden = subprocess.run([str(py), "-c", "import latent_edit_bench.methods"], capture_output=True)
+    checkout = tmp / "checkout"
+    checkout.mkdir()
+    files = subprocess.check_output(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *FOLDERS],
+                                    cwd=ROOT).split(b"\0")
+    for rel in filter(None, files):
+        src, dst = ROOT / rel.decode(), checkout / rel.decode()
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    hidden = subprocess.run([str(py), "-c", "import latent_edit_bench.plugins"], capture_output=True, env=env, cwd=tmp)
     assert hidden.returncode != 0, "the plain interpreter must not see the installed package"
-    script = (f'ROOT={ROOT} PY={py} SITE={tmp_path / "site"}; . "$ROOT/tools/checkout_env.sh" || exit 9; '
-              f'printf "%s" "$CHECKOUT_NOTES"; '
-              f'"$PY" -c "from latent_edit_bench.plugins import get_plugins; import latent_edit_bench.methods.eye as e; '
-              f'from latent_edit_bench.assets import asset_path; '
-              f'print(sorted(get_plugins().methods.names()), e.__file__, asset_path(\'dcgan-digiface\'))"')
-    # cwd outside the checkout: an editable install leaves an egg-info in its root that would be found
-    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join(str(checkout / f) for f in FOLDERS)   # the one line (README, docs/design.md)
+    return py, checkout, env
+
+
+def test_a_plain_checkout_lists_every_plugin(plain):
+    py, checkout, env = plain
+    res = subprocess.run([str(py), "-m", "latent_edit_bench", "list"], capture_output=True, text=True, env=env,
+                         cwd=checkout.parent, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "generated dist-info" in res.stdout and "linked from the checkout" in res.stdout
-    assert "'baseline'" in res.stdout and "'hfld'" in res.stdout and "'ganspace'" in res.stdout
-    eye_file, asset = res.stdout.split()[-2:]
-    assert eye_file.startswith(str(tmp_path / "site" / "latent_edit_bench" / "methods")) and Path(asset).is_file()
+    for name in ("dcgan", "probe", "baseline", "hfld", "ganspace", "emotion", "identity"):
+        assert name in res.stdout, name
+    where = subprocess.run([str(py), "-c", "import latent_edit_bench.methods.eye as e; print(e.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=checkout.parent)
+    assert where.stdout.strip() == str(checkout / "methods" / "latent_edit_bench" / "methods" / "eye.py")
+
+
+@pytest.mark.slow
+def test_a_plain_checkout_does_a_tiny_run(plain, tmp_path):
+    py, checkout, env = plain
+    out = tmp_path / "run"
+    res = subprocess.run([str(py), "-m", "latent_edit_bench", "run", "--methods", "sefa", "--attrs", "Male", "-n", "8",
+                          "--fit-seeds", "2", "--levels", "0.1", "--set", "sefa.n_samples=16", "--set", "sefa.top_k=3",
+                          "--metrics", "edit,emotion", "--out", str(out), "--cache", str(tmp_path / "cache")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (out / "summary.csv").stat().st_size > 0 and (out / "report.html").is_file()

@@ -253,7 +253,7 @@ def exploding_plugins():
     """sefa plus a method whose fit raises (plugins passed in-process: the local executor)."""
     import types
 
-    from latent_edit_bench import Entry, hookimpl
+    from latent_edit_bench.api import Entry, hookimpl
     from latent_edit_bench.contracts.method import Editor
     from latent_edit_bench.plugins import Plugins, make_plugin_manager
 

@@ -1,4 +1,4 @@
-"""Parity of the face-api ports (bench/instruments/faceapi.py) with the original TF.js networks.
+"""Parity of the face-api ports (bench/latent_edit_bench/instruments/faceapi.py) with the original TF.js networks.
 
 The reference outputs in tests/fixtures/faceapi_reference.npz come from the original face-api 1.7.15
 models run by TF.js 4.22 (wasm backend) on the stored uint8 crops; regenerate them with

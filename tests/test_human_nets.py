@@ -1,4 +1,4 @@
-"""Parity of the second instrument family (bench/instruments/{oarriaga,facemesh,blazeface}.py) with the
+"""Parity of the second instrument family (bench/latent_edit_bench/instruments/{oarriaga,facemesh,blazeface}.py) with the
 original TF.js graph models shipped by npm @vladmandic/human.
 
 tests/fixtures/human_reference.npz holds the originals' outputs (TF.js 4.22, wasm backend, human's own

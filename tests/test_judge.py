@@ -1,4 +1,4 @@
-"""The judge role: bench/instruments/judge.py (independent nets on the target) and metrics/judge.py."""
+"""The judge role: bench/latent_edit_bench/instruments/judge.py (independent nets on the target) and metrics/latent_edit_bench/metrics/judge.py."""
 
 from __future__ import annotations
 

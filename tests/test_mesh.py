@@ -1,4 +1,4 @@
-"""The 468-point mesh as HFLD's landmark net (by name, no change to methods/eye.py) and as a metric."""
+"""The 468-point mesh as HFLD's landmark net (by name, no change to methods/latent_edit_bench/methods/eye.py) and as a metric."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def check_perf_rows(rows: list[dict]) -> None:
 
 @pytest.mark.parametrize("method", ["baseline", "hfld"])
 def test_reference_loop_computes_our_loss_terms(method):
-    """Same z, targets and T in: the official-structure loop gives methods/eye.py's terms and T-gradient."""
+    """Same z, targets and T in: the official-structure loop gives methods/latent_edit_bench/methods/eye.py's terms and T-gradient."""
     pl = get_plugins()
     bb = pl.backbones.create("dcgan").eval()
     ed = pl.methods.create(method, steps=1, lr=3e-3)

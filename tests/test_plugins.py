@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import latent_edit_bench as bench
+from latent_edit_bench import api
 from latent_edit_bench.errors import BenchError, UnknownName
 from latent_edit_bench.plugins import Plugins, make_plugin_manager
 from latent_edit_bench.registry import Entry, Registry
@@ -38,7 +38,7 @@ def test_unknown_name_lists_valid_names():
 def test_duplicate_and_malformed_registrations_are_refused():
     with pytest.raises(BenchError, match="registered twice"):
         Registry("metric", [("p1", [Entry("x", dict)]), ("p2", [Entry("x", dict)])])
-    with pytest.raises(BenchError, match="not a bench.Entry"):
+    with pytest.raises(BenchError, match="not a latent_edit_bench.api.Entry"):
         Registry("metric", [("p1", [("x", dict)])])
 
 
@@ -66,7 +66,17 @@ def test_external_plugin_package_is_listed_and_usable(tmp_path):
 
 
 def test_public_api():
-    assert bench.Entry is Entry and callable(bench.hookimpl)
+    """latent_edit_bench.api re-exports one definition of each name; every name in __all__ resolves, and
+    the package root is a namespace (no __init__.py in any of the four folders)."""
+    assert api.Entry is Entry and callable(api.hookimpl)
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    with pytest.raises(AttributeError, match="public names"):
+        api.no_such_name
+    import latent_edit_bench
+
+    assert not hasattr(latent_edit_bench, "__file__") or latent_edit_bench.__file__ is None
+    assert len(list(latent_edit_bench.__path__)) >= 1
 
 
 def test_one_import_namespace(tmp_path):
@@ -83,14 +93,19 @@ def test_one_import_namespace(tmp_path):
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr + res.stdout
     setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     dirs = setup["package-dir"]
-    want = set()
+    # a file's path is its import path: each folder holds latent_edit_bench/<...> under its own root, and
+    # the namespace itself has no __init__.py anywhere (PEP 420)
+    for pkg, folder in dirs.items():
+        assert folder == "/".join((folder.split("/")[0], *pkg.split("."))), (pkg, folder)
+    assert not list(root.glob("*/latent_edit_bench/__init__.py"))
+    want = {"latent_edit_bench"}
     for pkg, folder in dirs.items():
         for init in (root / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(root / folder).parts
             if not any(part in ("build", "__pycache__") for part in rel):
                 want.add(".".join((pkg, *rel)))
     for pkg, patterns in setup["package-data"].items():   # data folders are listed too (templates/)
-        want |= {f"{pkg}.{p.split('/')[0]}" for p in patterns if "/" in p}
+        want |= {".".join((pkg, *p.split("/")[:-1])) for p in patterns if "/" in p}
     assert set(setup["packages"]) == want
 
 

@@ -1,4 +1,4 @@
-"""Power of first-screen comparisons (bench/pipeline/power.py): the variance components, the projection
+"""Power of first-screen comparisons (bench/latent_edit_bench/pipeline/power.py): the variance components, the projection
 to other N and K, the plan, and `bench plan`'s errors."""
 
 import json

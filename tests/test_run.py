@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_edit_bench import Entry, hookimpl
+from latent_edit_bench.api import Entry, hookimpl
 from latent_edit_bench.contracts.method import Editor
 from latent_edit_bench.plugins import Plugins, make_plugin_manager
 from latent_edit_bench.pipeline.run import Run, make_config

@@ -2,7 +2,7 @@
 
     python tools/batch_size_cpu.py [--threads 2] [--n 256] [--device cpu]
 
-Why `bench run` batches 16 images on a CPU (bench/pipeline/session.py::default_batch_size): the
+Why `bench run` batches 16 images on a CPU (bench/latent_edit_bench/pipeline/session.py::default_batch_size): the
 face-api nets' activations of a large batch fall out of cache, and the probe (3 nets x 2 mirrored
 views) costs 1.6x as much per image in batches of 64 as in batches of 16. Allocation as a Session
 sets it (keep_freed_cpu_memory; BENCH_MALLOC=default for glibc's own). Each cell: the

@@ -1,4 +1,4 @@
-"""Calibrate the probe's measured features once, and write the constants into bench/instruments/probe.py.
+"""Calibrate the probe's measured features once, and write the constants into bench/latent_edit_bench/instruments/probe.py.
 
 For each landmark-geometry or colour feature f of the probe, on n seeded DCGAN samples:
 centre = median(f), scale = IQR(f) / 1.349 (the standard deviation of a normal with that IQR), so

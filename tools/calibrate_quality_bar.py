@@ -1,4 +1,4 @@
-"""Calibrate the quality bar (bench/trainers/quality_bar.py, docs/train-stylegan2.md) on known inputs, on the CPU.
+"""Calibrate the quality bar (bench/latent_edit_bench/trainers/quality_bar.py, docs/train-stylegan2.md) on known inputs, on the CPU.
 
     python tools/calibrate_quality_bar.py [--n 1000]
 

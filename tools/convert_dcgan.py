@@ -5,7 +5,7 @@
 Without --wheel it runs ``pip download gan-face-generate==1.1.1 --no-deps``. Only the weights file
 is read, never the package's code (it imports torchvision). The checkpoint is a torch zip that
 ``torch.load(weights_only=True)`` reads without executing code. Prints the sha256 to put in
-bench/assets/register.toml.
+bench/latent_edit_bench/assets/register.toml.
 """
 
 from __future__ import annotations

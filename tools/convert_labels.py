@@ -9,7 +9,7 @@ weights_sha256.backbone.sha256), seed and n. Nothing else changes; no label is e
 
     python tools/convert_labels.py [--source ../shared/labels/dcgan_seed2000_human.csv]
 
-writes bench/assets/labels/dcgan_seed2000_human.csv and prints its sha256 for bench/assets/register.toml.
+writes bench/latent_edit_bench/assets/labels/dcgan_seed2000_human.csv and prints its sha256 for bench/latent_edit_bench/assets/register.toml.
 """
 
 from __future__ import annotations

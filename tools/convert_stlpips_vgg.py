@@ -7,7 +7,7 @@ Without --wheel it runs ``pip download stlpips-pytorch==0.0.2 --no-deps``. Only 
 ``torch.load(weights_only=True)``: tensors only); the package's code is never imported (it
 imports torchvision). Keys ``net.sliceK.N.weight`` keep their index N (stlpips' slices keep the
 indices of antialiased-cnns' ``vgg16(filter_size=3, pad_more=True).features``) and become
-``features.N.weight``, the layout of bench/instruments/vgg.py with ``blur=True``.
+``features.N.weight``, the layout of bench/latent_edit_bench/instruments/vgg.py with ``blur=True``.
 
 The file also holds the BlurPool filters (``sliceK.N.filt``, constants that vgg.py rebuilds: they
 are checked equal here, then dropped), LPIPS' ScalingLayer (checked equal to the ImageNet

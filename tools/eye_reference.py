@@ -1,6 +1,6 @@
 """The official EYE training loop's structure, re-implemented on our backbone and instrument objects.
 
-`bench perf` times one step of this against one step of methods/eye.py, so the ratio measures only
+`bench perf` times one step of this against one step of methods/latent_edit_bench/methods/eye.py, so the ratio measures only
 what our loop does differently; the loss terms are ours (tests/test_perf.py checks them equal to
 ``HFLD.losses`` on the same z and targets). What the official loop (KelestZ/Latent2im, train.py and
 graphs/stylegan_v2_real/transform_base.py) does per step, and this copy does too:

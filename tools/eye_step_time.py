@@ -46,6 +46,9 @@ def importable(tree: Path) -> str:
     site = Path(tempfile.mkdtemp(prefix="eye-ref-site-"))
     sys.path.insert(0, str(site))
     pyproject = (tree / "pyproject.toml").read_text()
+    if (tree / "bench" / "latent_edit_bench").is_dir():   # path = import path: the four roots, nothing generated
+        sys.path[:0] = [str(tree / f) for f in ("bench", "methods", "metrics", "reports")]
+        return "latent_edit_bench"
     if "[tool.setuptools.package-dir]" in pyproject:
         ns = site / "latent_edit_bench"
         ns.mkdir()

@@ -30,8 +30,8 @@ LEVELS = (-0.3, -0.2, -0.1, 0.1, 0.2, 0.3)
 
 
 def protocol_at(rev: str):
-    """bench/pipeline/protocol.py as it was at ``rev``, imported as a module of its own."""
-    src = subprocess.run(["git", "show", f"{rev}:bench/pipeline/protocol.py"], cwd=ROOT, check=True,
+    """bench/latent_edit_bench/pipeline/protocol.py as it was at ``rev``, imported as a module of its own."""
+    src = subprocess.run(["git", "show", f"{rev}:bench/latent_edit_bench/pipeline/protocol.py"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / f"protocol_{rev}.py"
     path.write_text(src)

@@ -2,7 +2,7 @@
 
     python tools/malloc_cpu.py [--reps 3] [-- bench run options]
 
-Why bench/pipeline/session.py::keep_freed_cpu_memory exists: with glibc's moving mmap threshold every
+Why bench/latent_edit_bench/pipeline/session.py::keep_freed_cpu_memory exists: with glibc's moving mmap threshold every
 batch's activations are fresh pages, and the kernel's page faults take a large share of a CPU run.
 Each rep runs the same small run twice in fresh folders, interleaved (BENCH_MALLOC=default first, then
 the Session's settings), and prints wall, user and sys seconds and peak RSS; then the medians, and

@@ -10,7 +10,7 @@ face should move none of them.
 ``--all`` adds every supported attribute: the network and geometry scores are not normalised, and
 show how far face-api's own nets (landmarks included) move under the same changes.
 
-``--probe-py`` scores with another copy of bench/instruments/probe.py (e.g. an older revision saved
+``--probe-py`` scores with another copy of bench/latent_edit_bench/instruments/probe.py (e.g. an older revision saved
 to /tmp), imported as a module of latent_edit_bench.instruments so its relative imports resolve: that is how
 the "before" numbers in docs/attributes.md were made.
 """

@@ -1,4 +1,4 @@
-"""Reference outputs of torchvision's ResNet-50 (fc -> 40) for the parity test of bench/instruments/resnet.py.
+"""Reference outputs of torchvision's ResNet-50 (fc -> 40) for the parity test of bench/latent_edit_bench/instruments/resnet.py.
 
     pip download --no-deps torchvision==0.28.0 -d /tmp/tvw   # the release built for torch 2.13
     mkdir /tmp/tv && cd /tmp/tv && python -m zipfile -e /tmp/tvw/torchvision-*.whl .

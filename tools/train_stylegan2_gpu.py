@@ -7,7 +7,7 @@ steps are a paired warm start (G(z) = DCGAN(z) on the DCGAN's own z: L1 + the vg
 content distance, D trained alongside) and the rest adversarial StyleGAN2 training, bf16 autocast,
 KID against the DCGAN floor and a checkpoint every N steps, and a hard deadline. Step counts are
 set from the probe so the run ends inside the budget; the deadline stops it gracefully if the probe
-was optimistic. Then the quality bar of docs/train-stylegan2.md (bench/trainers/quality_bar.py) on the
+was optimistic. Then the quality bar of docs/train-stylegan2.md (bench/latent_edit_bench/trainers/quality_bar.py) on the
 exported (float16) weights.
 
 OUT receives at most 8 files (what comes back from a lent GPU machine, each <= 16 MiB):

@@ -1,4 +1,4 @@
-import latent_edit_bench as bench
+from latent_edit_bench import api
 from latent_edit_bench.contracts.metric import EditSet, Metric, mean_of
 
 
@@ -18,6 +18,6 @@ class ExpressionFlip(Metric):
                         better="lower", table="expression-flip")]
 
 
-@bench.hookimpl
+@api.hookimpl
 def register_metrics():
-    return [bench.Entry("expression-flip", ExpressionFlip, "fraction of samples whose dominant emotion changed")]
+    return [api.Entry("expression-flip", ExpressionFlip, "fraction of samples whose dominant emotion changed")]

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-import latent_edit_bench as bench
+from latent_edit_bench import api
 from latent_edit_bench.contracts.backbone import Backbone
 
 
@@ -24,11 +24,11 @@ class LinearBackbone(Backbone):
         return torch.tanh(latents[:, 0] @ self.weight.T).view(-1, 3, 16, 16)
 
 
-@bench.hookimpl
+@api.hookimpl
 def register_backbones():
-    return [bench.Entry("hello-linear", LinearBackbone, "external test plugin: random linear map")]
+    return [api.Entry("hello-linear", LinearBackbone, "external test plugin: random linear map")]
 
 
-@bench.hookimpl
+@api.hookimpl
 def register_attributes():
     return ["Hello_World"]

@@ -2,7 +2,7 @@ import zlib
 
 import torch
 
-import latent_edit_bench as bench
+from latent_edit_bench import api
 from latent_edit_bench.contracts.method import PerAttributeEditor, add_direction, layer_mask
 
 
@@ -25,6 +25,6 @@ class RandomDirection(PerAttributeEditor):
         return (-self.config["max_strength"], self.config["max_strength"])
 
 
-@bench.hookimpl
+@api.hookimpl
 def register_methods():
-    return [bench.Entry("random-direction", RandomDirection, "a random unit direction per attribute")]
+    return [api.Entry("random-direction", RandomDirection, "a random unit direction per attribute")]
