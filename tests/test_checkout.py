@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SMALL_FITS, set_args
+
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("bench", "methods", "metrics", "reports")
 
@@ -65,7 +67,7 @@ def test_a_plain_checkout_does_a_tiny_run(plain, tmp_path):
     py, checkout, env = plain
     out = tmp_path / "run"
     res = subprocess.run([str(py), "-m", "latent_edit_bench", "run", "--methods", "sefa", "--attrs", "Male", "-n", "8",
-                          "--fit-seeds", "2", "--levels", "0.1", "--set", "sefa.n_samples=16", "--set", "sefa.top_k=3",
+                          "--fit-seeds", "2", "--levels", "0.1", *set_args({"sefa": SMALL_FITS["sefa"]}),
                           "--metrics", "edit,emotion", "--out", str(out), "--cache", str(tmp_path / "cache")],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -1,22 +1,15 @@
 """The command line: output files, and user errors exiting 2 with a message instead of a traceback."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
-BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
-
-
-def run(*args, **kw):
-    return subprocess.run(BENCH + list(args), capture_output=True, text=True, timeout=300, **kw)
+from conftest import run_bench
 
 
 def test_sample_writes_grid(tmp_path):
     out = tmp_path / "grid.png"
-    res = run("sample", "--backbone", "dcgan", "-n", "6", "--seed", "3", "--ncol", "3", "-o", str(out))
+    res = run_bench("sample", "--backbone", "dcgan", "-n", "6", "--seed", "3", "--ncol", "3", "-o", str(out))
     assert res.returncode == 0, res.stderr
     img = np.asarray(Image.open(out))
     assert img.shape == (2 * 66 + 2, 3 * 66 + 2, 3)  # 64 px tiles, 2 px padding
@@ -52,16 +45,16 @@ def test_usage_errors_exit_2_without_traceback(args, needle, bench_cli, tmp_path
 
 def test_missing_zoo_file_says_where_to_put_it(tmp_path):
     env = {"BENCH_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    res = run("sample", "--backbone", "stylegan2-ffhq256-nvidia", env=env)
+    res = run_bench("sample", "--backbone", "stylegan2-ffhq256-nvidia", env=env)
     assert res.returncode == 2
     assert str(tmp_path / "zoo" / "ffhq-res256-mirror-paper256-noaug.pkl") in res.stderr
     assert "bench zoo fetch stylegan2-ffhq256-nvidia" in res.stderr
-    listing = run("zoo", "list", env=env)
+    listing = run_bench("zoo", "list", env=env)
     assert listing.returncode == 0 and "550000.pt" in listing.stdout and "missing" in listing.stdout
 
 
 def test_weights_directory_says_a_checkpoint_file_is_expected(tmp_path):
-    res = run("sample", "--backbone", "stylegan2", "--weights", str(tmp_path))
+    res = run_bench("sample", "--backbone", "stylegan2", "--weights", str(tmp_path))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"{str(tmp_path)!r} is a directory; a checkpoint file is expected" in res.stderr
     assert "does not exist" not in res.stderr
@@ -80,7 +73,10 @@ def test_writable_dir_names_the_file_in_the_way(tmp_path):
 
 @pytest.mark.parametrize("failed, code", [([], 0), (["exploding", "nans"], 1)])
 def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
-    """`bench run` maps Run.failed to exit 1 (usage errors stay 2); the run itself is stubbed out."""
+    """`bench run` maps the manifest's failed methods to exit 1 (usage errors stay 2); the run itself is
+    stubbed out and writes only the manifest a real run would leave."""
+    import json
+
     from click.testing import CliRunner
 
     import latent_edit_bench.pipeline.run
@@ -91,6 +87,9 @@ def test_run_exits_1_naming_failed_methods(monkeypatch, tmp_path, failed, code):
             self.out, self.failed = out, failed
 
         def execute(self):
+            self.out.mkdir(parents=True, exist_ok=True)
+            status = {m: {"status": "failed" if m in failed else "done"} for m in ["sefa", *failed]}
+            (self.out / "manifest.json").write_text(json.dumps({"methods": status}))
             return self.out
 
     monkeypatch.setattr(latent_edit_bench.pipeline.run, "Run", FakeRun)

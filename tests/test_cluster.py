@@ -16,9 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from latent_edit_bench.cli import cli
-from latent_edit_bench.pipeline.executors import Ledger, SubmititExecutor, Unit, unit_states, verify
+from latent_edit_bench.pipeline.executors import SubmititExecutor
+from latent_edit_bench.pipeline.units import Ledger, Unit, unit_states, verify
+from latent_edit_bench.plugins import get_plugins
+from latent_edit_bench.worker import work
 from latent_edit_bench.pipeline.run import Run, make_config
 from latent_edit_bench.pipeline.session import Session
+from conftest import SMALL_FITS, set_args
 
 pytest.importorskip("submitit")
 
@@ -26,9 +30,9 @@ TORCH_THREADS = 1   # the jobs run with --cpus-per-job 1: one torch thread, so t
 # the smallest sweep with every kind of unit: sefa (closed form), 1 attribute, 2 fit seeds, 8 samples,
 # one level a side, the metrics that need only the attribute instrument (one net to load per job)
 SWEEP = dict(methods="sefa", attrs="Male", n=8, fit_seeds=2, levels=(0.1,),
-             overrides={"sefa": {"n_samples": 16, "top_k": 3}}, metrics=("edit", "topk"))
+             overrides={"sefa": SMALL_FITS["sefa"]}, metrics=("edit", "topk"))
 CLI_SWEEP = ["run", "--methods", "sefa", "--attrs", "Male", "-n", "8", "--fit-seeds", "2", "--levels", "0.1",
-             "--set", "sefa.n_samples=16", "--set", "sefa.top_k=3", "--metrics", "edit,topk", "--device", "cpu",
+             *set_args({"sefa": SMALL_FITS["sefa"]}), "--metrics", "edit,topk", "--device", "cpu",
              "--no-report"]
 RESULTS = ("summary.csv", "seeds.csv", "comparison.csv", "ranking.csv", "samples.parquet", "measurements.parquet")
 
@@ -40,14 +44,9 @@ def files(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def local_run(tmp_path_factory, cache):
     t0 = time.perf_counter()
-    out = Run(make_config(**SWEEP), tmp_path_factory.mktemp("local") / "run", cache_dir=cache,
+    out = Run(make_config(**SWEEP), tmp_path_factory.mktemp("local") / "run", session=Session(get_plugins()), cache_dir=cache,
               log=lambda s: None).execute()
     return out, time.perf_counter() - t0
 
@@ -157,13 +156,13 @@ def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engi
     out, cache = tmp_path / "dist", tmp_path / "cache"
     t0 = time.perf_counter()
     first = start_driver_and_kill_it(out, cache, name) if name == "slurm" else {}
-    ex = SubmititExecutor(name, cpus_per_job=1, max_attempts=3, device="cpu", poll_s=0.3, results_timeout_s=1,
+    ex = SubmititExecutor(name, work=work, cpus_per_job=1, max_attempts=3, device="cpu", poll_s=0.3, results_timeout_s=1,
                           max_live=None if name == "slurm" else 2)
     seen: dict = {}
     killer = threading.Thread(target=kill_one_edit_job, args=(out, name, seen), daemon=True)
     killer.start()
     logs: list = []
-    Run(make_config(**SWEEP), out, cache_dir=cache, log=logs.append, executor=ex).execute()
+    Run(make_config(**SWEEP), out, session=Session(get_plugins()), cache_dir=cache, log=logs.append, executor=ex).execute()
     wall = time.perf_counter() - t0
     killer.join(5)
     local_out, local_wall = local_run
@@ -198,7 +197,7 @@ def test_sweep_on_the_engine_equals_the_local_run_and_survives_a_killed_job(engi
 
     # the same command again: nothing to do, nothing submitted
     before = (out / "units.json").read_text()
-    Run(make_config(**SWEEP), out, cache_dir=cache, log=lambda s: None, executor=ex).execute()
+    Run(make_config(**SWEEP), out, session=Session(get_plugins()), cache_dir=cache, log=lambda s: None, executor=ex).execute()
     assert (out / "units.json").read_text() == before
     assert files(out) == mine
 
@@ -210,7 +209,7 @@ def test_a_unit_file_changed_after_it_was_recorded_is_moved_aside_and_redone(loc
     unit = out / "units" / "sefa" / "seed1" / "Male.safetensors"
     good = unit.read_bytes()
     unit.write_bytes(good[:-8] + b"\x00" * 8)       # still parses: only the sha256 tells
-    run = Run(make_config(**SWEEP), out, cache_dir=cache, log=lambda s: None)
+    run = Run(make_config(**SWEEP), out, session=Session(get_plugins()), cache_dir=cache, log=lambda s: None)
     record = json.loads((out / "units.json").read_text())["edit/sefa/seed1/Male"]
     assert "differs from the" in verify(run, Unit("edit", "sefa", "Male", 1), record)   # what the driver checks
     run.execute()
@@ -220,7 +219,7 @@ def test_a_unit_file_changed_after_it_was_recorded_is_moved_aside_and_redone(loc
 
 
 def test_a_fit_already_in_the_cache_needs_no_job(local_run, cache, tmp_path):
-    run = Run(make_config(**SWEEP), tmp_path / "r", cache_dir=cache, log=lambda s: None)
+    run = Run(make_config(**SWEEP), tmp_path / "r", session=Session(get_plugins()), cache_dir=cache, log=lambda s: None)
     run._load_models()
     unit = Unit("fit", "sefa", "Male", 1)
     record = run.cached_fit(unit)        # what SubmititExecutor checks before submitting a fit
@@ -234,7 +233,7 @@ def test_a_joint_fit_is_one_job_per_seed_that_every_attributes_edit_job_waits_fo
     cfg = make_config(methods="baseline", attrs="Male,Bald", n=8, fit_seeds=1, levels=(0.1,), metrics=("edit",),
                       overrides={"baseline": {"steps": 5}})
     cache = tmp_path / "cache"
-    run = Run(cfg, tmp_path / "r", cache_dir=cache, log=lambda s: None)
+    run = Run(cfg, tmp_path / "r", session=Session(get_plugins()), cache_dir=cache, log=lambda s: None)
     run.ledger = Ledger(run.out)
     units = run.todo()
     fit = Unit("fit", "baseline", None, 0, ("Bald", "Male"))
@@ -331,27 +330,3 @@ def test_a_submission_slurm_refuses_exits_2_with_sbatchs_reason(engine, tmp_path
     res = CliRunner().invoke(cli, [*CLI_SWEEP, "--executor", "slurm", "--slurm-partition", "nope", "--out", "run"])
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert "submitting 3 job(s) failed: sbatch: error: Batch job submission failed: Invalid partition name" in res.output
-
-
-def test_gpu_hours_scale_with_the_work_and_the_rates(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import gpu_hours
-
-    perf = tmp_path / "perf.csv"
-    perf.write_text("backbone,device,part,rate\nstylegan2-256,cuda,a,200\nstylegan2-256,cuda,b,100\n"
-                    "stylegan2-256,cuda,c,20\n")
-    r = gpu_hours.rates(perf, "stylegan2-256")
-    one = gpu_hours.work(["baseline", "sefa"], ["Male"], 1, 100, 3, "paper")
-    two = gpu_hours.work(["baseline", "sefa"], ["Male"], 2, 100, 3, "paper")
-    assert one["eye_steps"] == 50_000 and two["eye_steps"] == 100_000 and two["edit_units"] == 2 * one["edit_units"]
-    assert two["scored"] == 2 * one["scored"] and two["measured"] - 100 == 2 * (one["measured"] - 100)
-    # EYE fits one T per fit seed for both attributes (`bench run --fit joint`), sefa one direction per attribute
-    joint = gpu_hours.work(["baseline", "sefa"], ["Male", "Bald"], 1, 100, 3, "paper")
-    per = gpu_hours.work(["baseline", "sefa"], ["Male", "Bald"], 1, 100, 3, "paper", fit="per-attribute")
-    assert joint["eye_steps"] == 50_000 and per["eye_steps"] == 100_000 and joint["fits"] == 1 and per["fits"] == 2
-    assert joint["scored"] == per["scored"] == 2 * one["scored"] and joint["edit_units"] == per["edit_units"] == 4
-    h, slow = gpu_hours.hours(one, r), gpu_hours.hours(one, {k: v / 2 for k, v in r.items()})
-    assert h["eye_fits"] == pytest.approx(50_000 / 20 / 3600) and h["low"] < h["high"]
-    assert slow["low"] == pytest.approx(2 * h["low"]) and slow["high"] == pytest.approx(2 * h["high"])
-    with pytest.raises(SystemExit, match="no part"):
-        gpu_hours.rates(perf, "dcgan")

@@ -24,20 +24,7 @@ LOAD = get_plugins().instruments.create   # the context's loader for the content
 HELD_OUT = range(10_000, 10_004)   # step indices never used in training: fixed evaluation batches
 
 
-@pytest.fixture(scope="module")
-def backbone():
-    return get_plugins().backbones.create("dcgan")
-
-
-@pytest.fixture(scope="module")
-def instruments():
-    reg = get_plugins().instruments
-    try:
-        probe = reg.create("probe")
-        probe(torch.zeros(1, 3, 64, 64))
-    except Exception as e:   # a face-api net missing
-        pytest.skip(f"probe not usable: {e}")
-    return {"probe": probe}
+# backbone (the embedded DCGAN) and instruments (the real probe) are conftest.py's fixtures
 
 
 def make_ctx(backbone, instruments, **kw):

@@ -2,7 +2,7 @@
 
 The reference outputs in tests/fixtures/faceapi_reference.npz come from the original face-api 1.7.15
 models run by TF.js 4.22 (wasm backend) on the stored uint8 crops; regenerate them with
-``python tools/faceapi_reference/make_fixture.py`` (needs Node; these tests do not).
+``python tools/parity/faceapi_reference/make_fixture.py`` (needs Node; these tests do not).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def test_grace_hopper_through_the_original_pipeline(ref, nets):
 def load_converter():
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "convert_faceapi.py"
+    path = Path(__file__).resolve().parents[1] / "tools" / "convert" / "convert_faceapi.py"
     spec = importlib.util.spec_from_file_location("convert_faceapi", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -215,13 +215,13 @@ def test_converter_reproduces_register():
     """Byte-identical conversion, when the npm package is at hand (make_fixture.py's workspace)."""
     package = Path(tempfile.gettempdir()) / "faceapi_reference_node" / "node_modules" / "@vladmandic" / "face-api"
     if not (package / "model").is_dir():
-        pytest.skip(f"no face-api package at {package} (python tools/faceapi_reference/make_fixture.py)")
+        pytest.skip(f"no face-api package at {package} (python tools/parity/faceapi_reference/make_fixture.py)")
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, str(root / "tools" / "convert_faceapi.py"), "--package", str(package),
+        subprocess.run([sys.executable, str(root / "tools" / "convert" / "convert_faceapi.py"), "--package", str(package),
                         "--out-dir", out], check=True, capture_output=True)
         for asset in ASSETS:
             assert sha256_file(Path(out) / record(asset)["file"]) == record(asset)["sha256"], asset

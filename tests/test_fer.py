@@ -2,7 +2,7 @@
 
 tests/fixtures/fer_reference.npz holds uint8 64x64 gray network inputs (Grace Hopper crops, DCGAN
 renders, random noise) and the Keras 3 / TF 2.21 softmax on them in fer's label order; regenerate
-with ``python tools/fer_reference.py`` (builds a throwaway TF venv; these tests do not need TF).
+with ``python tools/parity/fer_reference.py`` (builds a throwaway TF venv; these tests do not need TF).
 """
 
 from __future__ import annotations

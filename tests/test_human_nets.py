@@ -3,7 +3,7 @@ original TF.js graph models shipped by npm @vladmandic/human.
 
 tests/fixtures/human_reference.npz holds the originals' outputs (TF.js 4.22, wasm backend, human's own
 preprocessing) on the 16 real-photo face crops of faceapi_reference.npz and on two letterboxed photos;
-regenerate with ``python tools/human_reference/make_fixture.py`` (needs Node; these tests do not).
+regenerate with ``python tools/parity/human_reference/make_fixture.py`` (needs Node; these tests do not).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def to_images(crop: np.ndarray) -> torch.Tensor:
 def test_assets_match_register():
     for name in ASSETS:
         assert sha256_file(asset_path(name)) == record(name)["sha256"]
-        assert record(name)["converted_by"] == "tools/convert_human.py"
+        assert record(name)["converted_by"] == "tools/convert/convert_human.py"
         assert record(name)["licence"]
 
 
@@ -118,7 +118,7 @@ def test_bad_input_is_a_clear_error():
 def load_converter():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("convert_human", Path(__file__).parents[1] / "tools" / "convert_human.py")
+    spec = importlib.util.spec_from_file_location("convert_human", Path(__file__).parents[1] / "tools" / "convert" / "convert_human.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -148,9 +148,9 @@ def test_converter_reproduces_register():
 
     nm = Path(tempfile.gettempdir()) / "human_reference_node" / "node_modules" / "@vladmandic"
     if not (nm / "human" / "models").is_dir() or not (nm / "human-models" / "models").is_dir():
-        pytest.skip(f"no human packages under {nm} (python tools/human_reference/make_fixture.py)")
+        pytest.skip(f"no human packages under {nm} (python tools/parity/human_reference/make_fixture.py)")
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" / "convert_human.py"),
+        subprocess.run([sys.executable, str(Path(__file__).parents[1] / "tools" / "convert" / "convert_human.py"),
                         "--human", str(nm / "human"), "--human-models", str(nm / "human-models"), "--out-dir", out],
                        check=True, capture_output=True)
         for asset in ASSETS:

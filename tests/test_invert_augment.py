@@ -224,8 +224,9 @@ def test_uncropped_photos_are_detected_and_aligned():
 
     from latent_edit_bench.invert import NotAligned, align_faces, alignment_template, check_aligned
     from latent_edit_bench.pipeline.session import Session
+    from latent_edit_bench.plugins import get_plugins
 
-    s = Session()
+    s = Session(get_plugins())
     bb, lm = s.backbone("dcgan"), s.instrument("faceapi-landmarks")
     template = alignment_template(bb, lm, batch_size=64)
     rgb = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -13,20 +11,16 @@ import torch
 from PIL import Image
 
 from latent_edit_bench.measure import landmark_error, to_pixels
+from conftest import run_bench
 
 GRACE = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 GRACE_FACE = (143, 107, 387, 351)   # a tight face crop, as face-api's landmark net wants
-
-
-def run(*args):
-    return subprocess.run(BENCH + list(args), capture_output=True, text=True, timeout=300)
 
 
 def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
     face = tmp_path / "grace_hopper.png"
     Image.open(GRACE).convert("RGB").crop(GRACE_FACE).save(face)
-    res = run("measure", str(face), "-o", str(tmp_path), "--device", "cpu", "--no-detect")
+    res = run_bench("measure", str(face), "-o", str(tmp_path), "--device", "cpu", "--no-detect")
     assert res.returncode == 0, res.stderr
     out = res.stdout
     for needle in ("fer-emotion", "faceapi-expression", "happy", "neutral", "age", "male",
@@ -43,7 +37,7 @@ def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
 
 
 def test_missing_file_exits_2_and_names_it(tmp_path):
-    res = run("measure", str(GRACE), str(tmp_path / "nope.jpg"), "-o", str(tmp_path))
+    res = run_bench("measure", str(GRACE), str(tmp_path / "nope.jpg"), "-o", str(tmp_path))
     assert res.returncode == 2
     assert "nope.jpg" in res.stderr and "not found" in res.stderr and "Traceback" not in res.stderr
     assert not list(tmp_path.glob("*.png"))   # checked before any work
@@ -75,7 +69,7 @@ def test_landmarks_agree_with_dlib_on_grace_hopper():
 
 
 def test_measure_uncropped_photo_finds_the_face(tmp_path):
-    res = run("measure", str(GRACE), "-o", str(tmp_path), "--device", "cpu")
+    res = run_bench("measure", str(GRACE), "-o", str(tmp_path), "--device", "cpu")
     assert res.returncode == 0, res.stderr
     assert "face 1: crop" in res.stdout and "face 2" not in res.stdout
     overlay = Image.open(tmp_path / "grace_hopper_faces.png")
@@ -88,7 +82,7 @@ def test_measure_uncropped_photo_finds_the_face(tmp_path):
 def test_measure_photo_without_a_face_exits_2(tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 150), (120, 130, 140)).save(blank)
-    res = run("measure", str(blank), "-o", str(tmp_path), "--device", "cpu")
+    res = run_bench("measure", str(blank), "-o", str(tmp_path), "--device", "cpu")
     assert res.returncode == 2
     assert "no face found" in res.stderr + res.stdout and "--no-detect" in res.stderr + res.stdout
 

@@ -5,7 +5,8 @@ The instrument is ``Tone``: mean brightness -> Pale_Skin, mean redness (R - G) -
 [0, 1] by a sigmoid centred on the DCGAN's sample median (constants measured on 256 samples, seed 123);
 every other column is NaN, so a method that reads any column but its target fails. ``probe`` (three face-api
 networks, ~20 ms an image here) would make the mechanical tests take minutes on 2 cores; it is used where
-it matters, test_probe_interfacegan (Male conditioned on the gesture attributes), skipped if unusable.
+it matters, test_probe_interfacegan (Male conditioned on the gesture attributes), skipped only where the
+face-api files it is built from are missing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from latent_edit_bench.plugins import get_plugins
 from latent_edit_bench.methods.ganspace import GANSpace
 from latent_edit_bench.methods.interfacegan import InterFaceGAN, InterFaceGANCond
 from latent_edit_bench.methods.sefa import SeFa, sefa_directions
+from conftest import usable_probe
 
 TORCH_THREADS = 1  # see conftest.py
 
@@ -45,11 +47,6 @@ class Tone(Instrument):
         out = torch.full((images.shape[0], 40), float("nan"), dtype=images.dtype, device=images.device)
         vals = torch.stack([torch.sigmoid((brightness + 0.36) / 0.24), torch.sigmoid((redness - 0.13) / 0.08)], 1)
         return {"attributes": out.index_copy(1, cols, vals)}
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return get_plugins().backbones.create("dcgan")
 
 
 def make_ctx(backbone, attrs=(PALE,), seed=0, cache_dir=None, **kw):
@@ -302,21 +299,9 @@ def test_docs_example_runs(backbone, tmp_path):
     assert ns["register_methods"]()[0].name == "random-direction"
 
 
-def _probe_or_skip():
-    plugins = get_plugins()
-    if "probe" not in plugins.instruments:
-        pytest.skip("probe instrument not registered")
-    try:
-        probe = plugins.instruments.create("probe")
-        probe(torch.zeros(1, 3, 64, 64))
-    except Exception as e:   # not calibrated yet, or a face-api net missing
-        pytest.skip(f"probe not usable yet: {e}")
-    return probe
-
-
 def test_probe_interfacegan(backbone):
     """The real use: R = probe, target Male, conditioned on the gesture attributes (one render of 128)."""
-    probe = _probe_or_skip()
+    probe = usable_probe()
     ctx = FitContext(backbone, {"probe": probe}, attributes=("Male",), seed=0)
     plain, cond = InterFaceGAN(n_samples=128, ratio=0.08), InterFaceGANCond(n_samples=128, ratio=0.08)
     plain.fit(ctx)

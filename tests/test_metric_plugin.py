@@ -20,16 +20,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import SMALL_FITS, run_bench, set_args
+
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_PKG = ROOT / "tests" / "plugins" / "bench-expression-flip"
 MODULE = PLUGIN_PKG / "bench_expression_flip" / "expression_flip.py"
-BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 TITLE = "Dominant emotion changed by the edit"
 LABEL = "fraction of samples whose dominant emotion changed"
 # two cheap closed-form methods, one level a side, one fit seed: the smallest run with a compared level
 RUN = ["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "-n", "16", "--reference", "sefa",
        "--fit-seeds", "1", "--levels", "0.1", "--metrics", "edit,emotion,expression-flip",
-       "--set", "sefa.n_samples=16", "--set", "sefa.top_k=3", "--set", "interfacegan.n_samples=256"]
+       *set_args(SMALL_FITS)]
 
 
 class Tables(HTMLParser):
@@ -114,14 +115,13 @@ def test_third_party_metric_reaches_the_report(tmp_path):
     from latent_edit_bench.reports.tables import fmt   # the report's number format (3 significant digits)
 
     env = install(tmp_path)
-    listing = subprocess.run(BENCH + ["list"], capture_output=True, text=True, env=env, timeout=300)
+    listing = run_bench("list", env=env)
     assert listing.returncode == 0, listing.stderr
     line = next((ln for ln in listing.stdout.splitlines() if ln.split()[:1] == ["expression-flip"]), "")
     assert "dominant emotion changed" in line and line.endswith("[expression_flip]"), listing.stdout
 
     out = tmp_path / "run"
-    res = subprocess.run(BENCH + RUN + ["--out", str(out), "--cache", str(tmp_path / "cache")],
-                         capture_output=True, text=True, env=env, timeout=600)
+    res = run_bench(*RUN, "--out", out, "--cache", tmp_path / "cache", env=env, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
 
     # summary.csv: the plugin's rows, as it declared them, equal to the numpy recomputation

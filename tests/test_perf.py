@@ -1,4 +1,5 @@
-"""`bench perf`, the official-loop reference it times against, and tools/gpu_check.sh --smoke."""
+"""`bench perf` (its timings, --precision and --estimate), the official-loop reference it times against,
+and tools/gpu/gpu_check.sh --smoke."""
 
 import csv
 import math
@@ -11,11 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from latent_edit_bench.cli import cli
 from latent_edit_bench.contracts.method import FitContext
-from latent_edit_bench.plugins import get_plugins
-from latent_edit_bench.perf import load_reference
+from latent_edit_bench.errors import BenchError
 from latent_edit_bench.methods.eye import step_generator
+from latent_edit_bench.perf import hours, rates, work
+from latent_edit_bench.perf_reference import ReferenceEYE
+from latent_edit_bench.pipeline.run import make_config
+from latent_edit_bench.plugins import get_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_THREADS = 1   # conftest pins this; on 2 shared cores, 2 threads under load run 20-60x slower
@@ -47,7 +53,7 @@ def test_reference_loop_computes_our_loss_terms(method):
     ours = ed.losses(ctx, T, step, D=None)
     g = step_generator(ctx.seed * 7919 + ed.config["seed"], step)   # the draws of ed.losses, replayed
     z, target = torch.randn(4, bb.z_dim, generator=g), torch.rand(4, 2, generator=g)
-    ref = load_reference().ReferenceEYE.from_editor(ed, ctx)
+    ref = ReferenceEYE.from_editor(ed, ctx)
     flags = [p.requires_grad for m in ref._nets() for p in m.parameters()]
     with ref:   # the official set-up: the nets trainable, so backward also reaches their parameters
         assert all(p.requires_grad for m in ref._nets() for p in m.parameters())
@@ -68,7 +74,7 @@ def test_reference_step_moves_T():
     ed = pl.methods.create("baseline", steps=1, lr=3e-3)
     ctx = FitContext(bb, {"probe": pl.instruments.create("probe").eval()}, attributes=("Male",), attribute_instrument="probe",
                      load_instrument=pl.instruments.create)
-    with load_reference().ReferenceEYE.from_editor(ed, ctx) as ref:
+    with ReferenceEYE.from_editor(ed, ctx) as ref:
         T0 = ref.T.detach().clone()
         loss = ref.step()
     assert math.isfinite(loss) and not torch.equal(T0, ref.T.detach())
@@ -78,14 +84,14 @@ def test_reference_step_moves_T():
 def test_gpu_check_smoke(tmp_path):
     out = tmp_path / "gpu"
     env = {**ENV, "PYTHON": sys.executable}
-    res = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh"), str(out), "--smoke"], cwd=tmp_path, env=env,
+    res = subprocess.run(["bash", str(ROOT / "tools" / "gpu" / "gpu_check.sh"), str(out), "--smoke"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     summary = (out / "summary.txt").read_text()
     for name in ("imports", "cuda_tests", "perf_cpu", "precision_cpu", "run_smoke"):
         assert f"{name} rc=0" in summary, summary
     assert "hfld step" in summary      # the perf table is appended
-    assert re.search(r"fp16\s+attributes\s+Male\s", summary)   # and the precision table (tools/precision.py)
+    assert re.search(r"fp16\s+attributes\s+Male\s", summary)   # and the precision table (bench perf --precision)
     # its perf_cpu part is `bench perf --quick --backbones dcgan --device cpu --out perf_cpu.csv`
     check_perf_rows(list(csv.DictReader((out / "perf_cpu.csv").open())))
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check.tar.gz", "perf_cpu.csv", "summary.txt"]   # <= 8 come back
@@ -96,3 +102,67 @@ def test_gpu_check_smoke(tmp_path):
                   "smoke_run/manifest.json", "smoke_run/summary.csv"):
             assert f"gpu_check/{f}" in names, sorted(names)
         assert "GPU goals" in tar.extractfile("gpu_check/perf_cpu.log").read().decode()
+
+
+PERF_CSV = ("backbone,device,part,rate\nstylegan2-256,cuda,a,200\nstylegan2-256,cuda,b,100\n"
+            "stylegan2-256,cuda,c,20\n")
+
+
+def test_estimate_scales_with_the_work_and_the_rates(tmp_path):
+    """`bench perf --estimate`'s counts and hours (formerly tools/gpu_hours.py)."""
+    pl = get_plugins()
+    perf = tmp_path / "perf.csv"
+    perf.write_text(PERF_CSV)
+    r = rates(perf, "stylegan2-256")
+
+    def counts(attrs="Male", fit_seeds=1, **kw):
+        return work(make_config("baseline,sefa", attrs, "paper", n=100, fit_seeds=fit_seeds, **kw), pl)
+
+    one, two = counts(), counts(fit_seeds=2)
+    assert one["eye_steps"] == 50_000 and two["eye_steps"] == 100_000 and two["edit_units"] == 2 * one["edit_units"]
+    assert two["scored"] == 2 * one["scored"] and two["measured"] - 100 == 2 * (one["measured"] - 100)
+    # EYE fits one T per fit seed for both attributes (`bench run --fit joint`), sefa one direction per attribute
+    joint, per = counts("Male,Bald"), counts("Male,Bald", fit="per-attribute")
+    assert joint["eye_steps"] == 50_000 and per["eye_steps"] == 100_000 and joint["fits"] == 1 and per["fits"] == 2
+    assert joint["scored"] == per["scored"] == 2 * one["scored"] and joint["edit_units"] == per["edit_units"] == 4
+    assert counts(levels="0.1")["measured"] - 100 == (one["measured"] - 100) // 3   # 2 signed levels, not 6
+    h, slow = hours(one, r), hours(one, {k: v / 2 for k, v in r.items()})
+    assert h["eye_fits"] == pytest.approx(50_000 / 20 / 3600) and h["low"] < h["high"]
+    assert slow["low"] == pytest.approx(2 * h["low"]) and slow["high"] == pytest.approx(2 * h["high"])
+    with pytest.raises(BenchError, match="no part"):
+        rates(perf, "dcgan")
+
+
+def test_estimate_on_the_command_line(tmp_path):
+    perf = tmp_path / "perf.csv"
+    perf.write_text(PERF_CSV)
+    res = CliRunner().invoke(cli, ["perf", "--estimate", str(perf), "--methods", "baseline,sefa", "--attrs", "Male",
+                                   "-n", "100", "--fit-seeds", "1"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "rates on cuda (stylegan2-256): (a) 200 images/s, (b) 100 images/s, (c) 20 steps/s"
+    assert lines[1].startswith("work: 1 EYE/HFLD fits (50,000 steps), 2 edit units, ")
+    assert lines[2].startswith("device-hours: EYE/HFLD fits 0.7; whole run ")
+    # usage errors exit 2 with one line: an option of another form, both forms, a bad name, rates missing
+    for args, msg in [(["--estimate", str(perf), "--iters", "3"], "--iters is only for timing"),
+                      (["--methods", "sefa"], "--methods is only for --estimate"),
+                      (["--precision", "--estimate", str(perf)], "give one"),
+                      (["--estimate", str(perf), "--methods", "nope"], "nope"),
+                      (["--estimate", str(perf), "--backbones", "dcgan"], "no part(s) a, b, c for backbone 'dcgan'")]:
+        res = CliRunner().invoke(cli, ["perf", *args])
+        assert res.exit_code == 2 and msg in res.output and "Traceback" not in res.output, (args, res.output)
+
+
+def test_precision_on_the_command_line(tmp_path):
+    """`bench perf --precision` (formerly tools/precision.py): one row per output (attributes per attribute)."""
+    out = tmp_path / "precision.csv"
+    res = CliRunner().invoke(cli, ["perf", "--precision", "--device", "cpu", "-n", "4", "--batch-size", "4",
+                                   "--dtype", "bf16", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("dcgan, 4 samples (seed 5), cpu, batch 4; |half - fp32|")
+    rows = list(csv.DictReader(out.open()))
+    assert {r["dtype"] for r in rows} == {"bf16"}
+    outputs = [r["output"] for r in rows]
+    assert "Male" in {r["column"] for r in rows if r["output"] == "attributes"}
+    assert {"emotion", "landmarks", "descriptor"} <= set(outputs)
+    assert all(float(r["max"]) >= float(r["p95"]) >= 0 for r in rows)

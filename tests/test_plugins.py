@@ -11,13 +11,9 @@ from latent_edit_bench import api
 from latent_edit_bench.errors import BenchError, UnknownName
 from latent_edit_bench.plugins import Plugins, make_plugin_manager
 from latent_edit_bench.registry import Entry, Registry
+from conftest import run_bench
 
 HERE = Path(__file__).parent
-BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
-
-
-def run_bench(*args, env=None):
-    return subprocess.run(BENCH + list(args), capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_builtins_are_entry_point_plugins():

@@ -8,8 +8,6 @@ editor adding strength to w_0), then on the real DCGAN with ``probe`` and a fitt
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,12 +16,13 @@ from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.contracts.backbone import Backbone
 from latent_edit_bench.contracts.instrument import Instrument, Output
 from latent_edit_bench.contracts.method import Editor, FitContext, as_strength
+from latent_edit_bench.pipeline.session import Session
 from latent_edit_bench.plugins import get_plugins
 from latent_edit_bench.pipeline.protocol import DEFAULT_TOL, matched_edit, native_edit
 from latent_edit_bench.methods.interfacegan import InterFaceGAN
+from conftest import run_bench, usable_probe
 
 TORCH_THREADS = 1
-BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
 K, ATTR = 4.0, "Pale_Skin"
 
 
@@ -149,15 +148,8 @@ def test_scan_finds_the_first_crossing_of_a_non_monotone_score():
             assert gone[5] and s[5] == -1.0 and abs(float(achieved[5]) - float(R(0.5))) < 1e-5
 
 
-def _probe():
-    plugins = get_plugins()
-    if "probe" not in plugins.instruments:
-        pytest.skip("probe not registered")
-    return plugins.instruments.create("probe")
-
-
 def test_matched_interfacegan_on_dcgan_probe():
-    ctx = FitContext(get_plugins().backbones.create("dcgan"), {"probe": _probe()}, attributes=("Male",))
+    ctx = FitContext(get_plugins().backbones.create("dcgan"), {"probe": usable_probe()}, attributes=("Male",))
     ed = InterFaceGAN(n_samples=96, ratio=0.1)
     ed.fit(ctx)
     lat = ctx.latents(8, seed=21)
@@ -177,10 +169,6 @@ def test_matched_interfacegan_on_dcgan_probe():
     assert (out[1.0][1].sum() + out[0.0][1].sum()) >= 1   # reach fractions are reported, not pinned
 
 
-def run(*args):
-    return subprocess.run(BENCH + list(args), capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.parametrize("args, needle", [
     (["--methods", "nope"], "valid methods: adatrans, baseline, ganspace"),
     (["--methods", "sefa", "--attrs", "Bogus"], "unknown attribute 'Bogus'; valid: 5_o_Clock_Shadow"),
@@ -196,17 +184,17 @@ def test_fit_usage_errors(args, needle, bench_cli):
 def test_fit_cli_stores_then_hits_cache(tmp_path):
     args = ["fit", "--methods", "sefa", "--attrs", "Male", "--fit-seeds", "1", "--cache", str(tmp_path), "--device",
             "cpu"]
-    first = run(*args)
+    first = run_bench(*args)
     assert first.returncode == 0, first.stderr
     assert "sefa: fitted, stored" in first.stdout
-    second = run(*args)
+    second = run_bench(*args)
     assert second.returncode == 0, second.stderr
     assert "sefa: cache hit, loaded" in second.stdout
     assert len(list((tmp_path / "sefa").glob("*.safetensors"))) == 1
     # what `bench fit` stored is what `bench run` loads (same per-attribute, per-seed key)
     from latent_edit_bench.pipeline.run import Run, make_config
 
-    r = Run(make_config("sefa", "Male", fit_seeds=1), tmp_path / "run", cache_dir=tmp_path,
+    r = Run(make_config("sefa", "Male", fit_seeds=1), tmp_path / "run", session=Session(get_plugins()), cache_dir=tmp_path,
             log=lambda s: None)
     r._load_models()
     assert r.fit("sefa", "Male", 0).cache_hit

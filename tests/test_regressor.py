@@ -24,7 +24,7 @@ REFERENCE = ROOT / "tests" / "data" / "resnet50_torchvision_reference.json"
 
 
 def _reference_tool():
-    spec = importlib.util.spec_from_file_location("reference_resnet50", ROOT / "tools" / "reference_resnet50.py")
+    spec = importlib.util.spec_from_file_location("reference_resnet50", ROOT / "tools" / "parity" / "reference_resnet50.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -19,21 +19,15 @@ from latent_edit_bench.contracts.method import Editor
 from latent_edit_bench.plugins import Plugins, make_plugin_manager
 from latent_edit_bench.pipeline.run import Run, make_config
 from latent_edit_bench.pipeline.session import Session
+from latent_edit_bench.plugins import get_plugins
+from conftest import BENCH, SMALL_FITS as SMALL, set_args
 
-BENCH = [sys.executable, "-m", "latent_edit_bench.cli"]
-# two fast fits (smaller than the quick preset: this tests the run, not the methods)
-SMALL = {"sefa": {"n_samples": 16, "top_k": 3}, "interfacegan": {"n_samples": 256}}
+# cache (a module's fit cache) is conftest.py's fixture
 # n = 16 samples, K = 2 fit seeds, two levels a side: the smallest run with equal-edit comparisons
 FAST = dict(methods="sefa,interfacegan", attrs="Male", n=16, reference="sefa", overrides=SMALL, fit_seeds=2,
             levels=(0.1, 0.2))
 CLI_FAST = ["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "-n", "16", "--reference", "sefa",
-            "--fit-seeds", "2", "--levels", "0.1,0.2",
-            "--set", "sefa.n_samples=16", "--set", "sefa.top_k=3", "--set", "interfacegan.n_samples=256"]
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
+            "--fit-seeds", "2", "--levels", "0.1,0.2", *set_args(SMALL)]
 
 
 def run_fast(out, cache, plugins=None, **kw):
@@ -41,7 +35,7 @@ def run_fast(out, cache, plugins=None, **kw):
     from latent_edit_bench.reports.html import render_report
 
     cfg = make_config(**{**FAST, **kw})
-    out = Run(cfg, out, session=Session(plugins), cache_dir=cache, log=lambda s: None).execute()
+    out = Run(cfg, out, session=Session(plugins or get_plugins()), cache_dir=cache, log=lambda s: None).execute()
     render_report([out], out / "report.html")
     return out
 
@@ -61,7 +55,9 @@ def test_run_writes_the_documented_folder(reference_run):
     m = json.loads((out / "manifest.json").read_text())
     assert m["config"]["methods"] == ["sefa", "interfacegan"] and m["config"]["n"] == 16
     assert m["config"]["fit_seeds"] == 2 and m["seeds"]["fit"] == [0, 1]
-    assert m["versions"]["torch"] == torch.__version__.split("+")[0] or m["versions"]["torch"]
+    # the versions the numbers came from: those of the packages this process runs (a local tag such as +cpu kept)
+    assert m["versions"]["torch"] == str(torch.__version__), m["versions"]
+    assert (m["versions"]["numpy"], m["versions"]["pandas"]) == (np.__version__, pd.__version__), m["versions"]
     assert m["platform"]["device"] == "cpu" and m["platform"]["dtype"] == "fp32"
     assert m["platform"]["processor"] or not sys.platform.startswith("linux")   # the CPU model: floats differ across them
     assert {a["name"] for a in m["assets"]} >= {"dcgan-digiface", "fer-mini-xception", "faceapi-landmark68"}
@@ -124,12 +120,13 @@ def test_every_number_recomputes_from_the_measurements(reference_run):
     assert np.array_equal(edits.reached.to_numpy(), np.abs(edits["R.Male"] - edits.target).to_numpy() <= cfg["tol"])
 
     summary = pd.read_csv(out / "summary.csv")
-    common = {}
+    common, checked = {}, []
     for (m, lv), g in edits.groupby(["method", "level"]):
         reached = g.pivot(index="sample", columns="seed", values="reached").all(axis=1)
         common[m, lv] = reached
         if not reached.any():
             continue
+        checked.append((m, lv))
         g = g[g["sample"].isin(reached[reached].index)]
         dist, disp = per_sample(g)
         row = summary[(summary.method == m) & np.isclose(summary.level, lv)].set_index(["metric", "quantity"])
@@ -139,9 +136,11 @@ def test_every_number_recomputes_from_the_measurements(reference_run):
         # the judge (J.Male, oarriaga's gender net): the fraction of reached edits it moved <= 0 towards the level
         j = g["J.Male"].to_numpy() - orig.loc[g["sample"].to_numpy(), "J.Male"].to_numpy()
         assert np.isclose(row.loc[("judge", "fooled"), "value"], (j * np.sign(lv) <= 0).mean(), atol=1e-9)
+    assert len(checked) >= len(cfg["methods"]), f"summary rows recomputed only for {checked}"
 
     ranking = pd.read_csv(out / "ranking.csv")
     methods = cfg["methods"]
+    ranked = []
     for d, g in ranking.groupby("direction"):
         sign = 1 if d == "+" else -1
         reaches = {(m, lv): edits[(edits.method == m) & (edits.level == lv)].groupby("seed").reached.mean().min()
@@ -152,12 +151,14 @@ def test_every_number_recomputes_from_the_measurements(reference_run):
         if not everyone:
             continue          # the fallback rule is covered in tests/test_analysis.py
         lv = max(everyone, key=abs)
+        ranked.append(d)
         assert np.allclose(g.level, lv)
         both = pd.concat([common[m, lv] for m in methods], axis=1).all(axis=1)
         for m in methods:
             rows = edits[(edits.method == m) & (edits.level == lv) & edits["sample"].isin(both[both].index)]
             assert np.isclose(g.set_index("method").loc[m, "value"], per_sample(rows)[0].mean(), atol=1e-9)
             assert g.set_index("method").loc[m, "n"] == both.sum()
+    assert ranked, "no direction had a level every method reached: the ranking's numbers went unchecked"
 
 
 def test_same_command_and_seed_give_identical_tables(reference_run, tmp_path, cache):
@@ -254,6 +255,7 @@ def test_kill_mid_run_then_rerun_resumes_without_redoing(reference_run, tmp_path
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.exists(), "the run never finished its first unit"
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed: there was nothing to resume"
     done = {p: p.stat().st_mtime_ns for p in (out / "units").rglob("*.safetensors")}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -299,7 +301,7 @@ def test_a_folder_of_another_config_is_refused_naming_the_setting(reference_run,
 def test_fits_are_cached_per_attribute_and_seed_so_other_attrs_reuse_them(reference_run, tmp_path, cache):
     """The reference run fitted Male (seeds 0, 1); a run of Male and Bald loads those fits from the cache
     and fits only Bald. Fit seeds differ: seed 1's artifact is not seed 0's."""
-    r = Run(make_config(**{**FAST, "attrs": "Male,Bald"}), tmp_path / "attrs", cache_dir=cache,
+    r = Run(make_config(**{**FAST, "attrs": "Male,Bald"}), tmp_path / "attrs", session=Session(get_plugins()), cache_dir=cache,
             log=lambda s: None)
     r._load_models()
     male = [r.fit("sefa", "Male", seed) for seed in (0, 1)]
@@ -318,9 +320,9 @@ def fit_units(out) -> dict:
 
 def test_a_joint_method_fits_one_T_per_seed_for_all_attributes_and_a_rerun_loads_it(tmp_path):
     from latent_edit_bench.contracts.method import load_artifact
-    from latent_edit_bench.pipeline.executors import Ledger, unit_states
+    from latent_edit_bench.pipeline.units import Ledger, unit_states
 
-    cache, session = tmp_path / "cache", Session()   # one session: the instruments load once for the four runs
+    cache, session = tmp_path / "cache", Session(get_plugins())   # one session: the instruments load once for the four runs
     out = Run(make_config(**JOINT), tmp_path / "joint", session=session, cache_dir=cache, log=lambda s: None).execute()
     artifacts = sorted((cache / "baseline").glob("*.safetensors"))
     assert len(artifacts) == 1                                  # one fit for (Male, Bald), not one per attribute
@@ -361,8 +363,8 @@ def test_a_joint_method_fits_one_T_per_seed_for_all_attributes_and_a_rerun_loads
     assert json.loads((per / "manifest.json").read_text())["joint_fits"] == []
     assert make_config(**JOINT).run_id != make_config(**JOINT, fit="per-attribute").run_id
 
-    # tools/joint_vs_per_attribute.py: one row per (method, attribute, signed level), each run's reach from its samples
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    # tools/measure/joint_vs_per_attribute.py: one row per (method, attribute, signed level), each run's reach from its samples
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "measure"))
     import joint_vs_per_attribute as jvp
 
     rows = jvp.table(out, per, metric="edit", quantity="change").splitlines()[2:]
@@ -377,18 +379,18 @@ def test_a_joint_method_fits_one_T_per_seed_for_all_attributes_and_a_rerun_loads
 def test_a_per_attribute_method_keeps_its_fit_units_under_a_joint_run(tmp_path):
     """sefa (closed form, ``joint_fit`` False) and latent-transformer+hfld (a network per attribute) fit per
     attribute even in a joint run; baseline+hfld fits jointly like baseline."""
-    from latent_edit_bench.pipeline.executors import Ledger
+    from latent_edit_bench.pipeline.units import Ledger
 
     cfg = make_config(**{**FAST, "methods": "sefa,baseline+hfld,latent-transformer+hfld", "attrs": "Male,Bald",
                          "fit_seeds": 1, "overrides": {}})
-    r = Run(cfg, tmp_path / "r", cache_dir=tmp_path / "c", log=lambda s: None)   # no models loaded: no work
+    r = Run(cfg, tmp_path / "r", session=Session(get_plugins()), cache_dir=tmp_path / "c", log=lambda s: None)   # no models loaded: no work
     r.ledger = Ledger(r.out)
     assert r.joint == ("baseline+hfld",)
     ids = [u.id for u in r.todo() if u.kind == "fit"]
     assert ids == ["fit/sefa/seed0/Male", "fit/sefa/seed0/Bald", "fit/baseline+hfld/seed0",
                    "fit/latent-transformer+hfld/seed0/Male", "fit/latent-transformer+hfld/seed0/Bald"]
     with pytest.raises(Exception, match="--fit must be one of joint, per-attribute"):
-        Run(make_config(**{**FAST, "fit": "both"}), tmp_path / "bad", cache_dir=tmp_path / "c")
+        Run(make_config(**{**FAST, "fit": "both"}), tmp_path / "bad", session=Session(get_plugins()), cache_dir=tmp_path / "c")
 
 
 # -- exit status, folder lock, emotion hint (no real work: Run built without __init__) ------------
@@ -428,14 +430,17 @@ def test_a_second_run_waits_on_the_folder_lock(tmp_path):
     assert r.execute() == tmp_path and r.logs == []      # free lock: no waiting, no message
 
 
-def test_missing_deepface_weights_hint_is_one_short_line_per_run(tmp_path):
-    from latent_edit_bench.errors import MissingAsset
-    from latent_edit_bench.instruments.deepface_emotion import weights_path
+def test_missing_deepface_weights_hint_is_one_short_line_per_run(tmp_path, monkeypatch):
+    """The instrument's own MissingAsset (weights looked for in an empty DEEPFACE_HOME) becomes one short
+    clause naming where the file goes, logged once per run however often the fallback is asked for."""
+    from latent_edit_bench.instruments.deepface_emotion import load_net, weights_path
+
+    monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path / "empty_home"))
 
     class Instruments:
         def create(self, name):
             if name == "deepface-emotion":
-                raise MissingAsset("deepface-emotion needs ... " + "a very long explanation " * 20)
+                load_net()
             return torch.nn.Identity()
 
     r = bare_run(tmp_path)
@@ -448,11 +453,11 @@ def test_missing_deepface_weights_hint_is_one_short_line_per_run(tmp_path):
 def test_only_the_instruments_the_metrics_need_are_loaded_once_each(tmp_path, cache):
     """Metric.needs decides: edit and topk read attributes only, so no emotion, landmark or descriptor net
     is loaded; with every metric each instrument is loaded exactly once (fits share the session's pool)."""
-    r = Run(make_config(**{**FAST, "metrics": ("edit", "topk")}), tmp_path / "needs", cache_dir=cache,
+    r = Run(make_config(**{**FAST, "metrics": ("edit", "topk")}), tmp_path / "needs", session=Session(get_plugins()), cache_dir=cache,
             log=lambda s: None)
     r._load_models()
     assert set(r.roles) == {"attributes"} and dict(r.session.loads) == {"probe": 1}
-    r = Run(make_config(**FAST), tmp_path / "all", cache_dir=cache, log=lambda s: None)
+    r = Run(make_config(**FAST), tmp_path / "all", session=Session(get_plugins()), cache_dir=cache, log=lambda s: None)
     r._load_models()
     r.ctx.instrument("faceapi-landmarks")          # what hfld's fit asks for: the measuring instance
     r.ctx.instrument("vgg16-stlpips")              # EYE's content net: loaded once, then shared
@@ -482,7 +487,7 @@ def test_batch_size_defaults_by_device_and_reaches_the_fit_context(tmp_path, cac
 FAULTS = """
 import resource, torch
 from latent_edit_bench.pipeline.session import Session
-net = Session(None).instrument("faceapi-age-gender")   # a Session sets the allocator, as every run does
+net = Session(get_plugins()).instrument("faceapi-age-gender")   # a Session sets the allocator, as every run does
 x = torch.rand(32, 3, 64, 64) * 2 - 1
 faults = []
 with torch.no_grad():

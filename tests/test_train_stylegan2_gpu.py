@@ -1,4 +1,4 @@
-"""The prepared GPU job that trains the embedded StyleGAN2 (tools/train_stylegan2_gpu.sh) and its pieces:
+"""The prepared GPU job that trains the embedded StyleGAN2 (tools/gpu/train_stylegan2_gpu.sh) and its pieces:
 the --smoke run of the same script, the checkout environment it imports through, the warm start, the
 deadline, the float16 / split export, and the quality bar's parts."""
 
@@ -49,7 +49,7 @@ def _rows(path):
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("sg2gpu") / "out"
-    res = subprocess.run(["bash", str(ROOT / "tools" / "train_stylegan2_gpu.sh"), str(out), "--smoke"],
+    res = subprocess.run(["bash", str(ROOT / "tools" / "gpu" / "train_stylegan2_gpu.sh"), str(out), "--smoke"],
                          cwd=out.parent, env={**ENV, "PYTHON": sys.executable}, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
@@ -126,11 +126,11 @@ def test_a_diverged_run_still_brings_back_its_last_checkpoint(tmp_path, monkeypa
 
 
 def _job():
-    sys.path.insert(0, str(ROOT / "tools"))
+    sys.path.insert(0, str(ROOT / "tools" / "gpu"))
     try:
         import train_stylegan2_gpu as job
     finally:
-        sys.path.remove(str(ROOT / "tools"))
+        sys.path.remove(str(ROOT / "tools" / "gpu"))
     return job
 
 
@@ -145,7 +145,7 @@ def test_plan_fills_the_budget_from_the_probes_later_rows():
     assert p["distil_steps"] * 0.1 + (p["steps"] - p["distil_steps"]) * 0.2 + 8 * 3 <= 300
 
 
-# the plain-checkout path (tools/checkout_env.sh) is tested in tests/test_checkout.py
+# the plain-checkout path (tools/gpu/checkout_env.sh) is tested in tests/test_checkout.py
 
 
 def test_docs_state_the_bar_and_the_command():
@@ -153,7 +153,7 @@ def test_docs_state_the_bar_and_the_command():
     bar = doc[doc.index("## The quality bar"):]
     assert f"{KID_FACTOR:g} ×" in bar and f"{LANDMARKS_FOUND_MIN:.0%}" in bar
     assert f"{EXPRESSION_TV_MAX:g}" in bar and f"{LANDMARK_QUANTILE:g}" in bar
-    assert re.search(r'run\(command="bash tools/train_stylegan2_gpu\.sh \$OUT", timeout_s=\d+\)', doc)
+    assert re.search(r'run\(command="bash tools/gpu/train_stylegan2_gpu\.sh \$OUT", timeout_s=\d+\)', doc)
 
 
 # -- warm start, deadline, export ------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def test_the_embedded_backbone_entry(tmp_path, monkeypatch, embedded_random):
     reg = get_plugins().backbones
     assert "stylegan2-64" in reg
     assert "stylegan2-64" not in assets.register()   # no weights yet: the default stays the DCGAN
-    with pytest.raises(MissingAsset, match="tools/train_stylegan2_gpu.sh"):
+    with pytest.raises(MissingAsset, match="tools/gpu/train_stylegan2_gpu.sh"):
         reg.create("stylegan2-64")
 
     g, d = embedded_random.generator, embedded_random.discriminator

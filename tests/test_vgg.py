@@ -21,7 +21,7 @@ def stlpips():
 
 
 def test_stlpips_trunk_matches_stlpips_code(stlpips):
-    """Reference: tools/stlpips_reference.py ran stlpips' models_lpf/vgg.py + downsample.py on the same
+    """Reference: tools/parity/stlpips_reference.py ran stlpips' models_lpf/vgg.py + downsample.py on the same
     photo crops (one odd, non-square) with the original weights file."""
     ref = np.load(FIXTURE)
     for n in (0, 1):

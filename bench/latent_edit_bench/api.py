@@ -27,7 +27,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from latent_edit_bench.version import __version__
 
 # public name -> module it lives in (the one definition; this module only re-exports)
 _WHERE = {
@@ -61,7 +61,7 @@ _WHERE = {
     "render_report": "latent_edit_bench.reports.html",
 }
 
-__all__ = ["__version__", "run", "failed_methods", *_WHERE]
+__all__ = ["__version__", "run", "augment", "failed_methods", *_WHERE]
 
 
 def run(cfg, out=None, *, cache_dir="cache", session=None, executor=None, report: bool = True, log=print) -> Path:
@@ -71,14 +71,33 @@ def run(cfg, out=None, *, cache_dir="cache", session=None, executor=None, report
     bars); ``executor``: where units run (default: this process)."""
     from latent_edit_bench.pipeline.run import Run
     from latent_edit_bench.pipeline.session import Session
+    from latent_edit_bench.plugins import get_plugins
 
     out = Path(out) if out is not None else Path("runs") / cfg.run_id
-    Run(cfg, out, session=session or Session(progress=True), cache_dir=cache_dir, log=log, executor=executor).execute()
+    Run(cfg, out, session=session or Session(get_plugins(), progress=True), cache_dir=cache_dir, log=log, executor=executor).execute()
     if report:
         from latent_edit_bench.reports.html import render_report
 
         log(f"report: {render_report([out], out / 'report.html')}")
     return out
+
+
+def augment(cfg, out, session, **options):
+    """``bench augment``: edit the sources along ``cfg``'s attributes, keep the edits whose expression stayed
+    put (``latent_edit_bench.augment.augment``: ``from_dir``, ``labels``, ``cache_dir``, ``log``), then render
+    the contact sheet (html + png) from the manifest. Returns the result with ``sheet`` set."""
+    import dataclasses
+
+    import pandas as pd
+
+    from latent_edit_bench.augment import augment as edit_and_keep
+    from latent_edit_bench.reports.contact_sheet import render_contact_png, render_contact_sheet
+
+    result = edit_and_keep(cfg, Path(out), session, **options)
+    manifest = pd.read_parquet(result.manifest)
+    sheet = render_contact_sheet(Path(out), manifest, title=f"{cfg.method}: {', '.join(cfg.attrs)}")
+    render_contact_png(Path(out), manifest)
+    return dataclasses.replace(result, sheet=sheet)
 
 
 def failed_methods(folder) -> list[str]:

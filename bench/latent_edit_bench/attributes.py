@@ -12,3 +12,7 @@ CELEBA_ATTRIBUTES = (
 
 # The paper's gesture features (Table IV): attributes an appearance edit should leave alone.
 GESTURE_ATTRIBUTES = ("Smiling", "Mouth_Slightly_Open", "Narrow_Eyes")
+
+# The 7 emotions every emotion instrument scores, in DeepFace's order (the `emotion` output's columns):
+# the one definition; fer, face-api and oarriaga are mapped to it by their ports.
+EMOTION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

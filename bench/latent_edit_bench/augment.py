@@ -42,6 +42,7 @@ import torch
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.contracts.instrument import supported_attributes
+from latent_edit_bench.faces import inter_ocular_68
 from latent_edit_bench.errors import BenchError
 
 DEFAULT_MAX_EMOTION_CHANGE = 0.22   # 90th percentile of the 1-px-shift null (docs/augment.md)
@@ -127,7 +128,7 @@ class Result:
     kept: int
     total: int
     manifest: Path
-    sheet: Path
+    sheet: Path | None = None   # contact_sheet.html, rendered from the manifest by the caller (api.augment)
 
 
 def _sources(cfg: AugmentConfig, ctx, backbone, from_dir: Path | None):
@@ -270,11 +271,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     with atomic(out / "manifest.csv") as tmp:
         manifest.to_csv(tmp, index=False, float_format="%.5f")
     yield_table(manifest).to_csv(out / "yield.csv", index=False, float_format="%.4f")
-    from latent_edit_bench.reports.contact_sheet import render_contact_png, render_contact_sheet
-
-    sheet = render_contact_sheet(out, manifest, title=f"{cfg.method}: {', '.join(cfg.attrs)}")
-    render_contact_png(out, manifest)
-    return Result(int(len(kept)), int(len(manifest)), out / "manifest.parquet", sheet)
+    return Result(int(len(kept)), int(len(manifest)), out / "manifest.parquet")
 
 
 def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame=None,
@@ -283,7 +280,7 @@ def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame
     ``reference``: descriptors [M, 128] of different faces of the backbone (default: the sources')."""
     from safetensors.torch import load_file
 
-    from latent_edit_bench.measure import DEEPFACE_EMOTIONS
+    from latent_edit_bench.attributes import EMOTION_LABELS as DEEPFACE_EMOTIONS
     # the identity metric's own reading, so a manifest's identity numbers mean what a run's do
     from latent_edit_bench.metrics.identity import pair_distances, verify
 
@@ -291,7 +288,7 @@ def judge(cfg: AugmentConfig, out: Path, names, sources, orig: dict, label_frame
     pct = f"P{cfg.identity_percentile:g}"
 
     lo = orig["landmarks"]
-    iod = (lo[:, 42:48].mean(1) - lo[:, 36:42].mean(1)).norm(dim=-1)
+    iod = inter_ocular_68(lo)
     frames = []
     for attr in cfg.attrs:
         unit = load_file(str(out / "units" / f"{attr}.safetensors"))

@@ -30,7 +30,7 @@ DTYPE_OPTION = click.option(
     "--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
     help="precision of rendering and measuring (autocast; stored numbers stay float32). "
          "fp16/bf16 need --device cuda (on a CPU they are refused: emulated on most CPUs, 20-280x slower); "
-         "bf16 moves scores more than fp16 (tools/precision.py)")
+         "bf16 moves scores more than fp16 (bench perf --precision)")
 
 
 def writable_output(path: Path) -> Path:
@@ -406,6 +406,7 @@ def make_executor_from_options(name: str, device: str, slurm_partition=None, gpu
                                max_attempts=None, dtype: str = "fp32"):
     """The executor of `bench run --executor NAME ...`; options the executor does not take are refused."""
     from latent_edit_bench.pipeline.executors import make_executor
+    from latent_edit_bench.worker import work
 
     given = {"--slurm-partition": slurm_partition, "--gpus-per-job": gpus_per_job, "--cpus-per-job": cpus_per_job,
              "--mem-per-job": mem_per_job, "--time-per-job": time_per_job,
@@ -433,7 +434,8 @@ def make_executor_from_options(name: str, device: str, slurm_partition=None, gpu
     gpus = (0 if on_cpu or name == "submitit-local" else 1) if gpus_per_job is None else gpus_per_job
     return make_executor(name, partition=slurm_partition, gpus_per_job=gpus, cpus_per_job=cpus_per_job or 1,
                          mem_gb=mem_per_job, time_min=time_per_job or 240, params=params,
-                         max_attempts=max_attempts or 3, device=device, setup=slurm_setup or (), dtype=dtype)
+                         max_attempts=max_attempts or 3, device=device, setup=slurm_setup or (), dtype=dtype,
+                         work=work)
 
 
 @cli.command()
@@ -443,7 +445,7 @@ def status(run_dir, as_json):
     """Per-unit state of run folder RUN (pending, running, done, failed with its error), also while it runs."""
     import json
 
-    from latent_edit_bench.pipeline.executors import driver_running, unit_states
+    from latent_edit_bench.pipeline.units import driver_running, unit_states
 
     rows = unit_states(run_dir)
     if as_json:
@@ -562,7 +564,7 @@ def validate(labels, backbone_name, weights, instrument, judge_specs, batch_size
     """How well the trainer and each judge see each labelled attribute: AUC [95% CI] against human labels."""
     from latent_edit_bench.fs import atomic
     from latent_edit_bench.pipeline.session import Session
-    from latent_edit_bench.validate import format_table, validate as run_validate
+    from latent_edit_bench.pipeline.validate import format_table, validate as run_validate
 
     if output is not None:
         writable_output(output)
@@ -580,25 +582,79 @@ def validate(labels, backbone_name, weights, instrument, judge_specs, batch_size
         click.echo(f"wrote {output}")
 
 
+PERF_MODES = {   # the options each form of `bench perf` reads; any other given on the command line is refused
+    "": {"device", "batch_size", "iters", "backbones", "out", "quick", "dtype"},
+    "--precision": {"precision", "device", "batch_size", "backbones", "out", "dtype", "n", "seed"},
+    "--estimate": {"estimate", "backbones", "n", "methods", "attrs", "preset", "fit_seeds", "levels", "fit_mode"},
+}
+
+
 @cli.command()
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="images per batch for (a) and (b) [default: as bench run, 16 on a CPU, 64 on a GPU; 8 with --quick]")
+              help="images per batch for (a) and (b) [default: as bench run, 16 on a CPU, 64 on a GPU; 8 with --quick; "
+                   "32 with --precision]")
 @click.option("--iters", type=click.IntRange(min=1), default=None,
               help="timed batches / steps per measurement, after a warm-up [default: 10; 2 with --quick]")
-@click.option("--backbones", default="dcgan,stylegan2-256", show_default=True,
-              help="comma-separated: dcgan, stylegan2-256 (random weights, the paper's size)")
+@click.option("--backbones", default=None,
+              help="comma-separated: dcgan, stylegan2-256 (random weights, the paper's size) [default: both; "
+                   "--precision: one, dcgan, or any backbone of `bench list`; --estimate: the one whose rates to "
+                   "read, stylegan2-256]")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="also write the table as CSV")
 @click.option("--quick", is_flag=True, help="few iterations, small batches (a smoke test, not a measurement)")
 @DTYPE_OPTION
-def perf(device, batch_size, iters, backbones, out, quick, dtype):
-    """Images/s of G alone and of render + instruments, and steps/s of an HFLD step vs the official loop."""
-    from latent_edit_bench.perf import run_perf
+@click.option("--precision", is_flag=True,
+              help="instead of timing: how far fp16 and bf16 autocast (only --dtype's, where it is one) move every "
+                   "output of the evaluation path from fp32, on -n seeded samples (docs/perf.md)")
+@click.option("--estimate", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="PERF_CSV",
+              help="instead of timing: the device-hours of the `bench run` that --methods, --attrs, --preset, -n, "
+                   "--fit-seeds, --levels and --fit describe, from the rates of a `bench perf --out PERF_CSV` "
+                   "(docs/cluster.md)")
+@click.option("-n", "n", type=click.IntRange(min=1), default=None,
+              help="--precision: samples [default: 256]; --estimate: the run's N [default: the preset's]")
+@click.option("--seed", type=int, default=None, help="--precision: the samples' seed [default: 5]")
+@click.option("--methods", default=None, help="--estimate: as bench run [default: baseline,hfld,sefa,ganspace,interfacegan]")
+@click.option("--attrs", default=None, help="--estimate: as bench run [default: Male,Bald,Black_Hair]")
+@click.option("--preset", type=click.Choice(["quick", "paper"]), default=None, help="--estimate: as bench run [default: paper]")
+@click.option("--fit-seeds", type=int, default=None, help="--estimate: as bench run [default: the preset's]")
+@click.option("--levels", default=None, metavar="L1,L2,...", help="--estimate: as bench run [default: 0.1,0.2,0.3]")
+@click.option("--fit", "fit_mode", type=click.Choice(["joint", "per-attribute"]), default="joint", show_default=True,
+              help="--estimate: as bench run")
+@click.pass_context
+def perf(ctx, device, batch_size, iters, backbones, out, quick, dtype, precision, estimate, n, seed, methods, attrs,
+         preset, fit_seeds, levels, fit_mode):
+    """Images/s of G alone and of render + instruments, and steps/s of an HFLD step vs the official loop.
 
+    With --precision: how far half precision moves each measured number. With --estimate PERF_CSV: the
+    device-hours of a bench run, from rates this command measured."""
+    from click.core import ParameterSource
+
+    from latent_edit_bench.perf import BACKBONES, run_estimate, run_perf, run_precision
+
+    if precision and estimate is not None:
+        raise BenchError("bench perf: --precision and --estimate are two different jobs; give one")
+    mode = "--precision" if precision else "--estimate" if estimate is not None else ""
+    for p in ctx.command.params:   # an option the chosen form does not read is an error, not ignored
+        if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE and p.name not in PERF_MODES[mode]:
+            forms = [m for m, names in PERF_MODES.items() if p.name in names]
+            where = " or ".join(f or "timing (without --precision and --estimate)" for f in forms)
+            raise BenchError(f"bench perf{' ' + mode if mode else ''}: {max(p.opts, key=len)} is only for {where}")
+    names = [b.strip() for b in backbones.split(",") if b.strip()] if backbones else None
+    if mode and names and len(names) != 1:
+        raise BenchError(f"bench perf {mode} takes one backbone; got --backbones {backbones}")
     if out is not None:
         writable_output(out)
-    run_perf(resolve_device(device), [b.strip() for b in backbones.split(",") if b.strip()], batch_size=batch_size,
-             iters=iters, quick=quick, out=out, log=click.echo, plugins=_plugins(), dtype=dtype)
+    if precision:
+        run_precision(resolve_device(device), names[0] if names else None, n=n, batch=batch_size,
+                      dtypes=None if dtype == "fp32" else (dtype,), seed=seed, out=out, log=click.echo,
+                      plugins=_plugins())
+    elif estimate is not None:
+        run_estimate(estimate, _plugins(), names[0] if names else None, methods=methods, attrs=attrs, preset=preset,
+                     n=n, fit_seeds=fit_seeds, levels=levels, fit=fit_mode, log=click.echo)
+    else:
+        run_perf(resolve_device(device), names or list(BACKBONES), batch_size=batch_size, iters=iters,
+                 quick=quick, out=out, log=click.echo, plugins=_plugins(), dtype=dtype)
 
 
 def _parse_box(box: str | None):
@@ -681,7 +737,8 @@ def augment(method, attrs, from_dir, n_sample, labels, out, levels, max_emotion_
             identity_percentile, require_identity, emotion, preset, backbone_name, weights, instrument, seed,
             cache_dir, sets, batch_size, device):
     """Edit faces along attributes at equal achieved changes; keep only expression-preserving edits (resumes)."""
-    from latent_edit_bench.augment import AugmentConfig, augment as run_augment
+    from latent_edit_bench import api
+    from latent_edit_bench.augment import AugmentConfig
     from latent_edit_bench.pipeline.run import parse_levels
     from latent_edit_bench.pipeline.session import Session
 
@@ -698,7 +755,7 @@ def augment(method, attrs, from_dir, n_sample, labels, out, levels, max_emotion_
         raise BenchError(f"--set names method(s) other than --method {method}: {', '.join(stray)}")
     cfg.overrides = overrides.get(method, {})
     session = Session(_plugins(), device=resolve_device(device), batch_size=batch_size, progress=True)
-    result = run_augment(cfg, out, session, from_dir=from_dir, labels=labels, cache_dir=cache_dir, log=click.echo)
+    result = api.augment(cfg, out, session, from_dir=from_dir, labels=labels, cache_dir=cache_dir, log=click.echo)
     click.echo(f"kept {result.kept} of {result.total} edits; manifest {result.manifest}; contact sheet {result.sheet}")
 
 

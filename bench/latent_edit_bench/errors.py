@@ -28,4 +28,9 @@ class UnknownName(BenchError):
 
 
 class MissingAsset(BenchError):
-    """A weights file the user must fetch themselves is not where we look for it."""
+    """A weights file the user must fetch themselves is not where we look for it. ``short``: one clause
+    for lists of what did not load (e.g. "x weights not found (put them at P to use it)")."""
+
+    def __init__(self, message: str, short: str | None = None):
+        super().__init__(message)
+        self.short = short

@@ -1,4 +1,4 @@
-"""Image grids and PNG I/O without torchvision."""
+"""Image grids, image files in and out, landmark overlays: without torchvision."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from latent_edit_bench.errors import BenchError
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -41,3 +43,35 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     img.save(path)
     return path
 
+
+def load_images(paths) -> list[tuple[Path, np.ndarray]]:
+    """Read every path as RGB uint8; one BenchError naming all missing or unreadable files."""
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise BenchError(f"image file(s) not found: {', '.join(missing)}")
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append((p, np.asarray(im.convert("RGB"))))
+        except (UnidentifiedImageError, OSError) as e:
+            raise BenchError(f"cannot read {str(p)!r} as an image: {e}") from None
+    return out
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+
+
+def draw_landmarks(rgb: np.ndarray, landmarks: np.ndarray, min_size: int = 512,
+                   color=(0, 255, 64)) -> Image.Image:
+    """The image upscaled (nearest) to at least ``min_size`` on its long side, landmarks as dots."""
+    h, w = rgb.shape[:2]
+    k = max(1, int(np.ceil(min_size / max(h, w))))
+    im = Image.fromarray(rgb).resize((w * k, h * k), Image.NEAREST) if k > 1 else Image.fromarray(rgb)
+    draw = ImageDraw.Draw(im)
+    r = max(2.0, max(im.size) / 200)
+    for x, y in landmarks * k:
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=color, outline=(0, 0, 0))
+    return im

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from latent_edit_bench.faces import inter_ocular_68
 from latent_edit_bench.errors import BenchError
 
 # landmark points used to fit the similarity transform: brows, nose, eyes, mouth (27 jaw points vary with
@@ -99,7 +100,7 @@ def alignment_template(backbone, landmarks_inst, n: int = 64, seed: int = 0, bat
 
 def _landmarks_px(landmarks_inst, rgb: np.ndarray) -> np.ndarray:
     from latent_edit_bench.instruments.faceapi import landmarks_to_pixels
-    from latent_edit_bench.measure import to_tensor
+    from latent_edit_bench.images import to_tensor
 
     h, w = rgb.shape[:2]
     lm = landmarks_inst.measure(to_tensor(rgb))["landmarks"][0].double()
@@ -366,7 +367,7 @@ def quality(session, roles: dict, vgg, photos: torch.Tensor, recon: torch.Tensor
     a = {r: session.instrument(n)(photos)[r].float() for r, n in roles.items()}
     b = {r: session.instrument(n)(recon)[r].float() for r, n in roles.items()}
     lo, le = a["landmarks"], b["landmarks"]
-    iod = (lo[:, 42:48].mean(1) - lo[:, 36:42].mean(1)).norm(dim=-1)
+    iod = inter_ocular_68(lo)
     out["landmark_error_iod"] = (lo - le).norm(dim=-1).mean(1) / iod
     out["identity_cos"] = F.cosine_similarity(a["descriptor"], b["descriptor"], dim=1)
     out["emotion_agreement"] = 1 - 0.5 * (a["emotion"] - b["emotion"]).abs().sum(1)
@@ -408,7 +409,7 @@ def invert_photos(paths, out: Path, session, backbone, cfg: InvertConfig, box=No
 
     from latent_edit_bench.fs import atomic, writable_dir
     from latent_edit_bench.images import to_uint8
-    from latent_edit_bench.measure import load_images, to_tensor
+    from latent_edit_bench.images import load_images, to_tensor
 
     cfg.check()
     paths = [Path(p) for p in paths]

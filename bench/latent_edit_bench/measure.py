@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
+from latent_edit_bench.attributes import EMOTION_LABELS
+from latent_edit_bench.images import draw_landmarks, load_images, to_tensor  # noqa: F401  (measure's own, and re-exported)
 from latent_edit_bench.errors import BenchError
 
-DEEPFACE_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+DEEPFACE_EMOTIONS = EMOTION_LABELS
 
 # Which instruments a set uses, by role. Emotion instruments must output "emotion" in DeepFace order.
 INSTRUMENT_SETS = {
@@ -54,26 +56,6 @@ class Measurement:
     corners: np.ndarray | None = None              # the crop's 4 corners in the photo's pixels
 
 
-def load_images(paths) -> list[tuple[Path, np.ndarray]]:
-    """Read every path as RGB uint8; one BenchError naming all missing or unreadable files."""
-    paths = [Path(p) for p in paths]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise BenchError(f"image file(s) not found: {', '.join(missing)}")
-    out = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                out.append((p, np.asarray(im.convert("RGB"))))
-        except (UnidentifiedImageError, OSError) as e:
-            raise BenchError(f"cannot read {str(p)!r} as an image: {e}") from None
-    return out
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
-
-
 def to_pixels(lm: torch.Tensor, width: int, height: int) -> np.ndarray:
     """Landmarks as fractions of the centred padded square -> pixel coordinates of the original image."""
     from latent_edit_bench.instruments.faceapi import landmarks_to_pixels   # the instrument owns its padding convention
@@ -88,9 +70,10 @@ class Instruments:
         if set_name not in INSTRUMENT_SETS:
             raise BenchError(f"unknown instrument set {set_name!r}; valid: {', '.join(INSTRUMENT_SETS)}")
         from latent_edit_bench.pipeline.session import Session
+        from latent_edit_bench.plugins import get_plugins
 
         spec = INSTRUMENT_SETS[set_name]
-        self.session = session if session is not None else Session(device=device)
+        self.session = session if session is not None else Session(get_plugins(), device=device)
         make = self.session.instrument
         self.spec, self.device = spec, self.session.device
         self.landmarks = make(spec["landmarks"])
@@ -119,20 +102,6 @@ class Instruments:
                            float(ag["male"][0]), {a: v for a, v in zip(CELEBA_ATTRIBUTES, attrs) if a in supported},
                            self.attributes.name,
                            male_judges={n: float(j(x)["male"][0]) for n, j in self.male_judges.items()})
-
-
-# -- overlays -----------------------------------------------------------------------------------
-def draw_landmarks(rgb: np.ndarray, landmarks: np.ndarray, min_size: int = 512,
-                   color=(0, 255, 64)) -> Image.Image:
-    """The image upscaled (nearest) to at least ``min_size`` on its long side, landmarks as dots."""
-    h, w = rgb.shape[:2]
-    k = max(1, int(np.ceil(min_size / max(h, w))))
-    im = Image.fromarray(rgb).resize((w * k, h * k), Image.NEAREST) if k > 1 else Image.fromarray(rgb)
-    draw = ImageDraw.Draw(im)
-    r = max(2.0, max(im.size) / 200)
-    for x, y in landmarks * k:
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=color, outline=(0, 0, 0))
-    return im
 
 
 # -- dlib reference (optional) ------------------------------------------------------------------
@@ -195,7 +164,7 @@ def format_measurement(m: Measurement) -> str:
 def align_crop(rgb: np.ndarray, box, inst: Instruments, rounds: int = 2, k: float = 1.3,
                up: float = 0.06) -> tuple[tuple[int, int, int, int], bool]:
     """A detector box -> the crop face-api's nets expect: re-centred ``rounds`` times on face-api's landmarks,
-    side k x their extent, shifted up by ``up`` x side (tools/make_instrument_docs.py measured k against dlib).
+    side k x their extent, shifted up by ``up`` x side (tools/docs/make_instrument_docs.py measured k against dlib).
     Returns (box, clamped): clamped when the landmarks wanted a box far from the detector's (a rolled or
     occluded face: face-api's landmark net is not rotation-invariant and no roll alignment is done)."""
     from latent_edit_bench.instruments.probe import pad_square

@@ -1,4 +1,5 @@
-"""`bench perf`: throughput of the benchmark's three hot paths, beside the GPU goals.
+"""`bench perf`: throughput of the benchmark's three hot paths, beside the GPU goals; with ``--precision``,
+how far half precision moves what a run measures; with ``--estimate``, the device-hours of a run.
 
 (a) G forward: ``backbone.synthesize`` on a batch of edit-space latents, no grad (images/s).
 (b) the evaluation path: render + every default instrument of ``bench run`` (probe, fer-emotion,
@@ -6,17 +7,35 @@
     outputs copied to the host as a run does (images/s); goal on a GPU: (b) >= 0.7 x (a), i.e. the
     instruments cost less than the generator.
 (c) one HFLD training step (methods/latent_edit_bench/methods/eye.py, timed inside a real ``fit``) against the official EYE
-    loop's structure on the same nets (tools/eye_reference.py) (steps/s); goal on a GPU: >= 10x.
+    loop's structure on the same nets (latent_edit_bench.perf_reference) (steps/s); goal on a GPU: >= 10x.
 
 Every number is the median of ``iters`` timed iterations after a warm-up, with the device synchronised
 around each timed region on CUDA. ``--dtype fp16|bf16`` (CUDA only) runs (a) and (b) under autocast, as
 ``bench run --dtype`` does; (c) trains in fp32, as the fits do.
+
+``--precision`` (:func:`run_precision`): renders n seeded samples once in fp32, then runs every instrument
+of the evaluation path (the roles (b) times) on the same images under each half dtype's autocast, as
+``bench run --dtype`` does, and prints per output the max, 95th percentile and mean absolute difference to
+fp32; the attribute scores per attribute, with the share of samples moved by more than the ladder's tol
+(an edit is "reached" when R_k is within tol of its target, so a score moved by more can flip that
+verdict). On a CPU autocast is allowed here although ``bench run`` refuses it (slow without bf16
+hardware): the differences are mostly the dtype's, but a GPU's own numbers come from running it there.
+
+``--estimate PERF_CSV`` (:func:`run_estimate`): device-hours of a ``bench run`` from the rates a
+``bench perf --out PERF_CSV`` measured on one device (docs/cluster.md). An EYE/HFLD fit is ``steps``
+training steps at (c)'s rate (an HFLD step; baseline's has no landmark term, so this bounds it from
+above), one fit per fit seed for all attributes (``--fit joint``, as ``bench run``; its step scores every
+attribute, so (c)'s one-attribute rate bounds it from below) or one per attribute; a closed-form fit
+renders and scores its probe samples (SeFa, GANSpace: 2 * top_k * n_samples; InterFaceGAN: n_samples);
+the originals are N renders + instruments; an edit unit is the ladder's search, at most
+(1 + 2 * grid + search_steps * L) * N renders scored by R (L = 2 * levels), then L * N renders +
+instruments. Renders scored by R alone cost between (a) (G only) and (b) (G + every instrument): the two
+bounds of the estimate. Model loading, job start and queue waits are not counted.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import logging
 import math
 import statistics
@@ -26,6 +45,7 @@ from pathlib import Path
 import torch
 
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.perf_reference import ReferenceEYE
 
 GOALS = {"b": 0.7, "c": 10.0}          # GPU goals: (b)/(a) in images/s, (c) ours/reference in steps/s
 EVAL_ROLES = {"attributes": "probe", "emotion": "fer-emotion", "landmarks": "faceapi-landmarks",
@@ -36,7 +56,6 @@ FIT_OPTIONS = {"lr": 3e-3}
 BACKBONES = ("dcgan", "stylegan2-256")
 COLUMNS = ("backbone", "device", "dtype", "part", "measure", "batch", "iters", "rate", "unit", "seconds",
            "baseline", "baseline_rate", "ratio", "goal", "meets_goal")
-REFERENCE = Path(__file__).resolve().parents[1] / "tools" / "eye_reference.py"
 
 
 # -- backbones ---------------------------------------------------------------------------------------
@@ -129,17 +148,8 @@ def time_ours(ctx, plugins, dev, warmup: int, iters: int):
     return statistics.median(steps[warmup:]), ed
 
 
-def load_reference():
-    if not REFERENCE.exists():
-        raise BenchError(f"bench perf needs a source checkout: {REFERENCE} is missing")
-    spec = importlib.util.spec_from_file_location("eye_reference", REFERENCE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def time_reference(editor, ctx, dev, warmup: int, iters: int) -> float:
-    with load_reference().ReferenceEYE.from_editor(editor, ctx) as ref:
+    with ReferenceEYE.from_editor(editor, ctx) as ref:
         return timed(ref.step, dev, warmup, iters)
 
 
@@ -240,3 +250,172 @@ def run_perf(device, backbones=BACKBONES, batch_size: int | None = None, iters: 
     if out is not None:
         log(f"wrote {write_csv(rows, Path(out))}")
     return rows
+
+
+# -- --precision: how far fp16 / bf16 autocast move the evaluation path's outputs ---------------------
+
+HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_DEFAULTS = {"backbone": "dcgan", "n": 256, "batch": 32, "seed": 5}
+
+
+def measure_all(session, images: torch.Tensor, dtype, batch: int) -> dict[str, torch.Tensor]:
+    """{role: [n, ...] float32 on the CPU} for every evaluation role, under ``dtype``'s autocast (None: fp32)."""
+    from latent_edit_bench.pipeline.session import autocast
+
+    names = load_eval_instruments(session)
+    parts: dict[str, list] = {}
+    with torch.no_grad(), autocast(session.device, dtype):
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch].to(session.device)
+            outs = {name: session.instrument(name)(x) for name in names}
+            for role, name in EVAL_ROLES.items():
+                parts.setdefault(role, []).append(outs[name][role].float().cpu())
+    return {role: torch.cat(v) for role, v in parts.items()}
+
+
+def differences(ref: dict, half: dict, dtype: str, attrs) -> list[dict]:
+    """|half - fp32| per output (per attribute for the attribute scores): max, p95, mean, share beyond tol."""
+    from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+    from latent_edit_bench.pipeline.protocol import LADDER_TOL
+
+    rows = []
+
+    def row(output, column, d):
+        d = d[torch.isfinite(d)].double()
+        if len(d):
+            rows.append({"dtype": dtype, "output": output, "column": column, "max": float(d.max()),
+                         "p95": float(d.quantile(0.95)), "mean": float(d.mean()),
+                         "beyond_tol": float((d > LADDER_TOL).double().mean()) if output == "attributes" else float("nan")})
+
+    for role in EVAL_ROLES:
+        d = (half[role] - ref[role]).abs()
+        if role == "attributes":
+            for a in attrs:
+                row(role, a, d[:, CELEBA_ATTRIBUTES.index(a)])
+        else:
+            row(role, "all", d.reshape(-1))
+    return rows
+
+
+def run_precision(device, backbone: str | None = None, n: int | None = None, batch: int | None = None,
+                  dtypes=tuple(HALF_DTYPES), seed: int | None = None, out: Path | None = None, log=print,
+                  plugins=None):
+    """``bench perf --precision``: the table of :func:`differences` for each of ``dtypes`` (a DataFrame)."""
+    import pandas as pd
+
+    from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+    from latent_edit_bench.contracts.instrument import supported_attributes
+    from latent_edit_bench.pipeline.protocol import LADDER_TOL
+    from latent_edit_bench.pipeline.session import Session
+
+    d = PRECISION_DEFAULTS
+    backbone, n, batch = backbone or d["backbone"], n or d["n"], batch or d["batch"]
+    seed = d["seed"] if seed is None else seed
+    unknown = [t for t in dtypes if t not in HALF_DTYPES]
+    if unknown:
+        raise BenchError(f"bench perf --precision compares half dtypes with fp32: {', '.join(unknown)} is not one "
+                         f"({', '.join(HALF_DTYPES)})")
+    session = Session(plugins, device=device)   # fp32: autocast is applied here, per dtype
+    bb = make_backbone(backbone, session.plugins) if backbone in BACKBONES else session.backbone(backbone)
+    bb = bb.to(session.device).eval()
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with torch.no_grad():
+            z = bb.to_edit(bb.sample_z(n, seed)).to(session.device)
+            images = torch.cat([bb.synthesize(z[i:i + batch]) for i in range(0, n, batch)]).float()
+        scored = supported_attributes(session.instrument(EVAL_ROLES["attributes"]))
+        attrs = [a for a in CELEBA_ATTRIBUTES if a in scored]
+        ref = measure_all(session, images, None, batch)
+        rows = []
+        for name in dtypes:
+            rows += differences(ref, measure_all(session, images, HALF_DTYPES[name], batch), name, attrs)
+    finally:
+        logging.disable(previous)
+    table = pd.DataFrame(rows)
+    log(f"{backbone}, {n} samples (seed {seed}), {session.device}, batch {batch}; "
+        f"|half - fp32|; beyond_tol: share of samples moved by more than the ladder's tol {LADDER_TOL}")
+    log(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if out is not None:
+        table.to_csv(out, index=False)
+        log(f"wrote {out}")
+    return table
+
+
+# -- --estimate: device-hours of a run from a perf CSV ------------------------------------------------
+
+EYE_METHODS = ("baseline", "hfld")
+ESTIMATE_DEFAULTS = {"backbone": "stylegan2-256", "methods": "baseline,hfld,sefa,ganspace,interfacegan",
+                     "attrs": "Male,Bald,Black_Hair", "preset": "paper"}
+
+
+def rates(perf_csv: Path, backbone: str) -> dict[str, float]:
+    """{"a": images/s, "b": images/s, "c": steps/s} of ``backbone`` in a `bench perf --out` CSV."""
+    with open(perf_csv, newline="") as f:
+        all_rows = list(csv.DictReader(f))
+    got = {r["part"]: float(r["rate"]) for r in all_rows if r.get("backbone") == backbone}
+    missing = [p for p in "abc" if p not in got]
+    if missing:
+        raise BenchError(f"{perf_csv}: no part(s) {', '.join(missing)} for backbone {backbone!r}; "
+                         f"backbones there: {', '.join(sorted({r.get('backbone') or '' for r in all_rows}))}")
+    return got
+
+
+def work(cfg, plugins) -> dict:
+    """Counts for a run of RunConfig ``cfg``: EYE steps, R-scored renders (search + closed-form fits),
+    renders + instruments."""
+    from latent_edit_bench.pipeline.protocol import LADDER_GRID
+    from latent_edit_bench.presets import method_config
+
+    L = len(cfg.signed_levels)
+    units = len(cfg.methods) * len(cfg.attrs) * cfg.fit_seeds
+    out = {"eye_steps": 0, "scored": 0, "measured": cfg.n, "fits": 0, "edit_units": units}
+    for m in cfg.methods:
+        editor = plugins.methods.create(m, **{**method_config(cfg.preset, m), **cfg.overrides.get(m, {})})
+        c = editor.config
+        fits = len(cfg.attrs) * cfg.fit_seeds
+        if m in EYE_METHODS:
+            if cfg.fit == "joint" and editor.joint_fit:   # one T per fit seed for all attrs, as `bench run --fit joint`
+                fits = cfg.fit_seeds
+            out["eye_steps"] += fits * int(c["steps"])
+            out["fits"] += fits
+        elif "top_k" in c:                                 # sefa, ganspace: central differences per component
+            out["scored"] += fits * 2 * int(c["top_k"]) * int(c["n_samples"])
+        elif "n_samples" in c:                             # interfacegan(-cond): one scored set
+            out["scored"] += fits * int(c["n_samples"])
+    out["scored"] += units * (1 + 2 * LADDER_GRID + cfg.search_steps * L) * cfg.n
+    out["measured"] += units * L * cfg.n
+    return out
+
+
+def hours(counts: dict, r: dict) -> dict:
+    """(low, high) device-hours per part: R-scored renders at rate (a) or (b)."""
+    fit = counts["eye_steps"] / r["c"]
+    low = fit + counts["scored"] / r["a"] + counts["measured"] / r["b"]
+    high = fit + counts["scored"] / r["b"] + counts["measured"] / r["b"]
+    return {"eye_fits": fit / 3600, "low": low / 3600, "high": high / 3600}
+
+
+def run_estimate(perf_csv: Path, plugins, backbone: str | None = None, methods: str | None = None,
+                 attrs: str | None = None, preset: str | None = None, n: int | None = None,
+                 fit_seeds: int | None = None, levels: str | None = None, fit: str = "joint", log=print) -> dict:
+    """``bench perf --estimate PERF_CSV``: the work of the run these options describe (as ``bench run``
+    reads them; unset ones as in ESTIMATE_DEFAULTS, then the preset's) and its device-hours."""
+    from latent_edit_bench.pipeline.run import make_config, validate
+
+    d = ESTIMATE_DEFAULTS
+    backbone = backbone or d["backbone"]
+    cfg = make_config(methods or d["methods"], attrs or d["attrs"], preset or d["preset"], n=n, fit_seeds=fit_seeds,
+                      levels=levels, fit=fit)
+    validate(cfg, plugins)
+    r = rates(perf_csv, backbone)
+    c = work(cfg, plugins)
+    h = hours(c, r)
+    with open(perf_csv, newline="") as f:
+        dev = next(row["device"] for row in csv.DictReader(f) if row.get("backbone") == backbone)
+    log(f"rates on {dev} ({backbone}): (a) {r['a']:.4g} images/s, (b) {r['b']:.4g} images/s, "
+        f"(c) {r['c']:.4g} steps/s")
+    log(f"work: {c['fits']} EYE/HFLD fits ({c['eye_steps']:,} steps), {c['edit_units']} edit units, "
+        f"{c['scored']:,} R-scored renders, {c['measured']:,} renders + instruments")
+    log(f"device-hours: EYE/HFLD fits {h['eye_fits']:,.1f}; whole run {h['low']:,.1f} to {h['high']:,.1f}")
+    return {"rates": r, "work": c, "hours": h}

@@ -12,6 +12,7 @@ from latent_edit_bench import hookspecs
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.hookspecs import hookimpl  # noqa: F401  (re-exported: plugins.hookimpl)
 from latent_edit_bench.registry import MethodRegistry, Registry
+from latent_edit_bench.version import __version__
 
 
 GROUP = "latent_edit_bench"
@@ -65,6 +66,9 @@ def plugin_versions(pm: pluggy.PluginManager) -> list[dict]:
     out = []
     for name, plugin in pm.list_name_plugin():
         d = dist.get(id(plugin))
+        if d is None and BUILTIN_PLUGINS.get(name) == getattr(plugin, "__name__", None):   # ours, registered directly
+            out.append({"plugin": name, "distribution": "latent-edit-bench", "version": __version__})
+            continue
         out.append({"plugin": name, "distribution": d.project_name if d else None,
                     "version": d.version if d else None})
     return sorted(out, key=lambda r: r["plugin"] or "")
@@ -88,6 +92,10 @@ class Plugins:
         self.regularisers = Registry("regulariser", _collect(pm, "register_regularisers"))
         self.methods = MethodRegistry(_collect(pm, "register_methods"), self.regularisers)
         self.metrics = Registry("metric", _collect(pm, "register_metrics"))
+
+    def versions(self) -> list[dict]:
+        """Every registered plugin with its distribution and version (the manifest's ``plugins``)."""
+        return plugin_versions(self.pm)
 
     def attributes(self) -> list[str]:
         names: list[str] = []

@@ -12,10 +12,15 @@ import copy
 
 from latent_edit_bench.errors import BenchError
 
+# The independent judge of each attribute (an instrument output no method trains against; --judge adds
+# or replaces), and of the emotion: run defaults, read by the judge instrument and the judge metric.
+DEFAULT_JUDGES = {"Male": "oarriaga-gender.male", "Smiling": "oarriaga-emotion.emotion[happy]"}
+DEFAULT_EMOTION_JUDGE = "oarriaga-emotion"
+
 _EYE_PAPER = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # = latent_edit_bench.methods.eye.PAPER_PRESET
 
 # quick: tuned so that the matched protocol reaches its targets on the embedded DCGAN with `probe`
-# (measured with tools/matched_reach.py, 32 held-out samples; numbers in docs/methods.md):
+# (measured with tools/measure/matched_reach.py, 32 held-out samples; numbers in docs/methods.md):
 # - EYE/HFLD: lr 1e-4 moves T by at most 1e-4 per coordinate and step, so 50 steps left T at its
 #   init and R_k flat (reach 0.00-0.28). At lr 3e-3, 400 steps (~75 s per method on 2 cores, 0.2 s
 #   per step) |T_k| grows 0.2 -> 1.5 and R_k responds monotonically; lr 1e-2 learns faster but its
@@ -24,7 +29,7 @@ _EYE_PAPER = {"steps": 50_000, "batch_size": 4, "lr": 1e-4}   # = latent_edit_be
 #   budget (#21) 100 steps at 1.2e-2: the same lr x steps, so T's reach in coordinate space is kept;
 #   on the demo (AVX2, same machine and sitting) the EYE fits took 144 s instead of 308 s, reach of
 #   Male within 0.05 at every level, Bald lower at -0.2/-0.3 (baseline 0.78 -> 0.60, 0.66 -> 0.42);
-#   docs/methods.md. tools/study.py keeps the 200-step schedule it ran with.
+#   docs/methods.md. tools/docs/study.py keeps the 200-step schedule it ran with.
 # - hfld: lambda4 1e2 instead of the method's 1e4. At T's init the 1e4 landmark term's gradient is
 #   ~25x the regression term's, and in 400 steps T never learns the attribute (Male change 0.13 vs
 #   baseline's 0.77, no target reached). At 1e2 the gradients are ~1:4 and the edit is learnt (Male

@@ -55,7 +55,7 @@ def stylegan2_64(truncation: float = 1.0, name: str = "stylegan2-64", weights: s
     if missing:
         raise MissingAsset(
             "backbone 'stylegan2-64' has no weights yet: bench/latent_edit_bench/assets/register.toml has no "
-            f"{' / '.join(repr(n) for n in missing)} entry. Train them on a GPU with tools/train_stylegan2_gpu.sh "
+            f"{' / '.join(repr(n) for n in missing)} entry. Train them on a GPU with tools/gpu/train_stylegan2_gpu.sh "
             "and register the two files it writes (docs/train-stylegan2.md), or use --backbone dcgan")
     g_path = asset_path(EMBEDDED_SG2[0])
     asset_path(EMBEDDED_SG2[1])   # D's file: its sha256 is checked against the register too

@@ -516,7 +516,7 @@ class Discriminator(nn.Module):
 
 # -- the embedded 64-px StyleGAN2 ---------------------------------------------------------------------
 
-# Trained here from the embedded DCGAN (tools/train_stylegan2_gpu.sh): 64 px, 10 W+ layers of 512,
+# Trained here from the embedded DCGAN (tools/gpu/train_stylegan2_gpu.sh): 64 px, 10 W+ layers of 512,
 # z the DCGAN's 100-D z (the warm start pairs G(z) with DCGAN(z)), widths wide where the face's
 # layout is made and narrow at 32-64 px, like the DCGAN's own 512-256-128-64.
 EMBEDDED_64 = dict(size=64, style_dim=512, n_mlp=8, z_dim=100, channels={4: 256, 8: 256, 16: 256, 32: 128, 64: 64})
@@ -531,6 +531,12 @@ class StyleGAN2Backbone(Backbone):
     """
 
     edit_space = "w+"
+
+    def random_discriminator(self, seed: int) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            d = Discriminator(self.resolution, channels=dict(self.generator.channels))
+        return d.eval().requires_grad_(False).to(self.device)
 
     def __init__(self, generator: Generator, discriminator: Discriminator | None = None, truncation: float = 1.0,
                  name: str = "stylegan2"):

@@ -19,7 +19,9 @@ import abc
 import torch
 from torch import nn
 
-from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.errors import BenchError
+
+from latent_edit_bench.batched import map_batches
 
 
 class Backbone(nn.Module, abc.ABC):
@@ -59,6 +61,13 @@ class Backbone(nn.Module, abc.ABC):
         """The backbone's discriminator when it has one. Subclasses assign ``self.discriminator = module``
         (nn.Module registers it as a submodule, so it follows ``.to()``); unassigned means None."""
         return self._modules.get("discriminator")
+
+    def random_discriminator(self, seed: int) -> nn.Module:
+        """A seeded, randomly initialised discriminator matching this generator's widths (what the official
+        EYE code's D effectively is: built, never loaded), frozen. Only architectures that define one have it."""
+        raise BenchError(f"random_d is only supported on StyleGAN2 backbones, not {self.name!r} "
+                         f"(a random discriminator for this architecture would be an invention, not the "
+                         f"official behaviour)")
 
     # -- conveniences -------------------------------------------------------------------------
     @property

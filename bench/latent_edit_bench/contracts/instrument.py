@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
-from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.batched import map_batches
 from latent_edit_bench.errors import BenchError
 
 

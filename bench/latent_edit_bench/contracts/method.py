@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
-from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.batched import map_batches
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.registry import configure
 

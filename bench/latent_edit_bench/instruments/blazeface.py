@@ -8,7 +8,7 @@ left ear, all in input pixels relative to the anchor centre).
 
 ``BlazeFace.forward`` returns the raw outputs in human's order (the 512 16x16 anchors first);
 ``detect`` letterboxes a photo to 256 px, decodes, runs NMS and maps boxes back to photo pixels.
-Parity with the original TF.js graph: tools/human_reference/, tests/test_human_nets.py.
+Parity with the original TF.js graph: tools/parity/human_reference/, tests/test_human_nets.py.
 """
 
 from __future__ import annotations

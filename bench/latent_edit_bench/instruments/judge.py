@@ -22,12 +22,11 @@ import re
 
 import torch
 
-from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, EMOTION_LABELS
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.instrument import Instrument, Output
 
-DEFAULT_JUDGES = {"Male": "oarriaga-gender.male", "Smiling": "oarriaga-emotion.emotion[happy]"}
-DEFAULT_EMOTION_JUDGE = "oarriaga-emotion"
+from latent_edit_bench.presets import DEFAULT_EMOTION_JUDGE, DEFAULT_JUDGES  # noqa: E402,F401  (re-exported)
 SPEC = re.compile(r"^(?P<inst>[^.\[\]]+)(?:\.(?P<out>[^.\[\]]+))?(?:\[(?P<label>[^\[\]]+)\])?$")
 
 
@@ -80,7 +79,7 @@ class Judge(Instrument):
         Output("judge", (40,), (0.0, 1.0), "probability (per judge)", labels=CELEBA_ATTRIBUTES,
                description="the attribute scored by its judge network; NaN where none is configured"),
         Output("judge_emotion", (7,), (0.0, 1.0), "probability",
-               labels=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
+               labels=EMOTION_LABELS,
                description="a second emotion network's probabilities (DeepFace order)"),
     )
 

@@ -13,7 +13,7 @@ Preprocessing is human's (src/gear/emotion.ts, ssrnet-gender.ts): the face crop 
 (0.2989, 0.5870, 0.1140) on [0, 1] RGB, then mapped to [-1, 1]. Batch norms are folded into the conv
 biases in the source graph. Each residual block: a 1x1 stride-2 conv shortcut; two separable 3x3 convs
 (ReLU between) and a 3x3 stride-2 'same' max-pool. Parity with the original TF.js graphs:
-tools/human_reference/, tests/test_human_nets.py.
+tools/parity/human_reference/, tests/test_human_nets.py.
 """
 
 from __future__ import annotations

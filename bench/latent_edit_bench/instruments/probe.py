@@ -9,7 +9,7 @@ against it like EYE's R. Exact definitions of every attribute: docs/attributes.m
 Each score is ``sigmoid((f - centre) / scale)`` of one feature f. For the network outputs the
 constants are fixed (Male, Smiling: f = logit of the net's probability, centre 0, scale 1, i.e. the
 net's probability itself; Young: f = age in years, centre 35, scale -5). For the landmark-geometry and
-colour features they were calibrated once by tools/calibrate_probe.py on DCGAN samples: centre =
+colour features they were calibrated once by tools/measure/calibrate_probe.py on DCGAN samples: centre =
 median, scale = IQR / 1.349 (a robust standard deviation), so each score is 0.5 on the median sample.
 Colours are measured on the image standardised per sample (zero mean, unit std over all pixels and
 channels), so no colour score moves when the whole image is darkened, brightened or changes contrast.
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.faces import LEFT_EYE_68, RIGHT_EYE_68
 from latent_edit_bench.contracts.instrument import Instrument, Output, supported_attributes
 
 # Instruments this one is built from (names in the plugin registry).
@@ -38,8 +39,8 @@ FIXED = {
     "Young": (35.0, -5.0),   # 0.5 at 35 years; 0.88 at 25, 0.12 at 45
 }
 
-# BEGIN CALIBRATION (written by tools/calibrate_probe.py; do not edit by hand)
-CALIBRATION_SOURCE = 'tools/calibrate_probe.py: dcgan, 2000 samples, seed 0'
+# BEGIN CALIBRATION (written by tools/measure/calibrate_probe.py; do not edit by hand)
+CALIBRATION_SOURCE = 'tools/measure/calibrate_probe.py: dcgan, 2000 samples, seed 0'
 CALIBRATION = {   # attribute: (centre, scale) of its feature
     'Bald': (-1.3435, 1.07908),
     'Big_Lips': (0.220576, 0.0292202),
@@ -67,7 +68,7 @@ COLOUR_ATTRIBUTES = ("Bald", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hai
 ATTRIBUTE_KINDS = {a: "network" if a in FIXED else "heuristic" for a in SUPPORTED}
 
 # iBUG 68-point indices (0-based).
-R_EYE, L_EYE = slice(36, 42), slice(42, 48)     # the subject's right eye is on the image's left
+R_EYE, L_EYE = RIGHT_EYE_68, LEFT_EYE_68     # the subject's right eye is on the image's left
 BROWS = slice(17, 27)
 # Lip body: midpoints of outer/inner contour pairs (upper 50-61, 51-62, 52-63; lower 58-67, 57-66, 56-65).
 LIP_OUTER, LIP_INNER = [50, 51, 52, 58, 57, 56], [61, 62, 63, 67, 66, 65]
@@ -267,7 +268,7 @@ class Probe(Instrument):
     def _check_calibrated(self) -> None:
         missing = [a for a in MEASURED if a not in CALIBRATION]
         if missing:
-            raise BenchError(f"probe is not calibrated for {', '.join(missing)}: run tools/calibrate_probe.py")
+            raise BenchError(f"probe is not calibrated for {', '.join(missing)}: run tools/measure/calibrate_probe.py")
 
     def score_attribute(self, images: torch.Tensor, attr: str) -> torch.Tensor:
         """R_k for one attribute [B]: equal to forward()'s column, computing only what it needs."""

@@ -1,4 +1,4 @@
-"""Loading TF.js graph-model weights (tools/convert_human.py: tensors keyed by Keras layer) into a port.
+"""Loading TF.js graph-model weights (tools/convert/convert_human.py: tensors keyed by Keras layer) into a port.
 
 Each port declares ``keras_names()``: its module path -> the Keras layer name in the graph. Every
 parameter must find its tensor with the right shape, and every tensor in the file must be used,

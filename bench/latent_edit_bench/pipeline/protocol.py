@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.batched import map_batches
 from latent_edit_bench.contracts.method import Editor, FitContext
 
 DEFAULT_TOL = 0.1

@@ -39,11 +39,10 @@ from latent_edit_bench.pipeline.analysis import analyse
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.errors import BenchError, MissingAsset, did_you_mean
 from latent_edit_bench.fs import atomic, writable_dir
-from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS   # the emotion columns, DeepFace order
+from latent_edit_bench.attributes import EMOTION_LABELS as DEEPFACE_LABELS   # the emotion columns, DeepFace order
 from latent_edit_bench.contracts.method import FitContext, canonical_json, fit_or_load, module_fingerprint
 from latent_edit_bench.contracts.metric import EditSet
 from latent_edit_bench.contracts.instrument import supported_attributes
-from latent_edit_bench.plugins import plugin_versions
 from latent_edit_bench.pipeline.protocol import LADDER_TOL, ladder_edit
 from latent_edit_bench.pipeline.validity import trainer_status
 from latent_edit_bench.pipeline.session import PRECISION_NOTES, Session
@@ -198,13 +197,15 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: Path, session: Session | None = None, cache_dir: Path | str = "cache",
                  log: Callable[[str], None] = print, executor=None):
-        from latent_edit_bench.pipeline.executors import LocalExecutor
+        from latent_edit_bench.pipeline.units import LocalExecutor
 
         self.cfg, self.out = cfg, Path(out)
-        self.session = session if session is not None else Session()
+        if session is None:
+            raise BenchError("Run needs a session: Session(get_plugins(), ...) (latent_edit_bench.api.run builds one)")
+        self.session = session
         self.plugins = self.session.plugins
         self.cache_dir, self.log = Path(cache_dir), log
-        self.executor = executor or LocalExecutor()   # where the units are done (bench/latent_edit_bench/pipeline/executors.py)
+        self.executor = executor or LocalExecutor()   # where the units are done (pipeline/units.py, pipeline/executors.py)
         self._editors: dict = {}                      # fitted in this process, for its edit unit
         validate(cfg, self.plugins)
         unknown = sorted(set(cfg.overrides) - set(cfg.methods))
@@ -401,7 +402,7 @@ class Run:
     def _execute(self) -> Path:
         from tqdm.auto import tqdm
 
-        from latent_edit_bench.pipeline.executors import Ledger
+        from latent_edit_bench.pipeline.units import Ledger
 
         t0 = time.perf_counter()
         if self.session.dtype_name in PRECISION_NOTES:
@@ -448,7 +449,7 @@ class Run:
         seed, attribute) and the fit it needs (a joint fit once, if any of its edit units is missing). A unit
         file whose sha256 differs from the one recorded when it was written is moved aside
         (``<name>.corrupt-<time>``) and redone."""
-        from latent_edit_bench.pipeline.executors import all_units
+        from latent_edit_bench.pipeline.units import all_units
         from latent_edit_bench.contracts.method import quarantine
 
         units = all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list, joint=self.joint)
@@ -507,7 +508,7 @@ class Run:
                 "sha256": sha256_file(path)}
 
     def spec(self, device: str | None = None, threads: int | None = None, dtype: str | None = None) -> dict:
-        """What a job needs to rebuild this run on a worker (:func:`latent_edit_bench.pipeline.executors.work`); paths absolute."""
+        """What a job needs to rebuild this run on a worker (:func:`latent_edit_bench.worker.work`); paths absolute."""
         s = self.session
         return {"config": self.cfg.to_dict(), "out": str(self.out.absolute()),
                 "cache_dir": str(self.cache_dir.absolute()), "device": device or str(s.device),
@@ -557,7 +558,7 @@ class Run:
     def validity(self) -> pd.DataFrame:
         """validity.csv: how well the trainer and the judge see each target on this backbone, against the
         built-in human labels of its weights if any (64 renders, once; a rerun reads the file back)."""
-        from latent_edit_bench.validate import run_validity
+        from latent_edit_bench.pipeline.validate import run_validity
 
         path = self.out / "validity.csv"
         if path.exists():
@@ -602,7 +603,7 @@ class Run:
             "judges": ({a: self.instruments["judge"].judge_of(a) for a in self.cfg.attrs}
                        if "judge" in self.instruments else {}),
             "metrics": {name: {"title": m.title or name, "needs": list(m.needs)} for name, m in self.metrics.items()},
-            "plugins": plugin_versions(self.plugins.pm),
+            "plugins": self.plugins.versions(),
             "seeds": {"fit": self.cfg.fit_seed_list, "samples": self.cfg.seed + SAMPLE_SEED_OFFSET,
                       "bootstrap": self.cfg.seed},
             "joint_fits": list(self.joint),   # methods fitted once per seed for all attrs (`bench status` reads it)
@@ -628,10 +629,8 @@ def _method_config(preset: str, method: str) -> dict:
 
 def _skip_reason(name: str, e: Exception) -> str:
     """One short clause on why ``name`` did not load: for missing weights, the path where the file goes."""
-    if name == "deepface-emotion" and isinstance(e, MissingAsset):
-        from latent_edit_bench.instruments.deepface_emotion import weights_path
-
-        return f"{name} weights not found (put them at {weights_path()} to use it)"
+    if isinstance(e, MissingAsset) and e.short:
+        return e.short
     return f"{name} not loadable ({str(e).split(': ')[0][:100]})"
 
 

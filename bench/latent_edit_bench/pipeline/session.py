@@ -3,7 +3,7 @@
 Everything below the CLI gets these from a :class:`Session` instead of choosing its own: a fit's
 extra nets (EYE's content net, HFLD's landmarks) and a run's measuring instruments come from one
 pool, each loaded once, on the session's device; every batched render -> measure uses the session's
-batch size and precision (:func:`latent_edit_bench.pipeline.batched.map_batches`). Only the CLI (the top of the house)
+batch size and precision (:func:`latent_edit_bench.batched.map_batches`). Only the CLI (the top of the house)
 builds the plugin manager; a session made without one uses the installed plugins.
 """
 
@@ -17,18 +17,18 @@ from collections import Counter
 
 import torch
 
-from latent_edit_bench.pipeline.batched import autocast, map_batches
+from latent_edit_bench.batched import autocast, map_batches
 from latent_edit_bench.errors import BenchError
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # What a half-precision run measures is not fp32's numbers: said once at the start of such a run.
-# tools/precision.py measures by how much, per instrument output, on any device (docs/perf.md).
+# `bench perf --precision` measures by how much, per instrument output, on any device (docs/perf.md).
 PRECISION_NOTES = {
     "fp16": "fp16 autocast: every score differs a little from fp32's; compare only with runs of the same --dtype "
-            "(python tools/precision.py --device cuda measures by how much)",
+            "(bench perf --precision --device cuda measures by how much)",
     "bf16": "bf16 autocast keeps 8 significant bits: attribute scores can move by more than the ladder's tol, so "
             "'reached' and the equal-edit comparison are coarser than in fp32/fp16; prefer --dtype fp16 "
-            "(python tools/precision.py --device cuda measures by how much)",
+            "(bench perf --precision --device cuda measures by how much)",
 }
 
 
@@ -41,7 +41,7 @@ def keep_freed_cpu_memory() -> bool:
     By default glibc serves blocks above a moving threshold with fresh mmaps and returns freed heap tops
     to the system, so every batch of activations is faulted in page by page again. A one-seed GANSpace
     `bench run` on the 2-core CPU: 24.3 s wall with sys 10.5 s by default, 18.4 s with sys 0.5 s with
-    the settings below (medians of 3, tools/malloc_cpu.py). Fixed thresholds instead:
+    the settings below (medians of 3, tools/measure/malloc_cpu.py). Fixed thresholds instead:
     blocks up to 32 MiB (glibc's most) come from the heap, and up to 1 GiB of free heap is kept. Numbers
     are unchanged; only allocation is. Skipped off glibc, where the user set any MALLOC_* variable, and
     with BENCH_MALLOC=default (to compare). Returns whether the settings were made."""
@@ -60,7 +60,7 @@ def keep_freed_cpu_memory() -> bool:
 def default_batch_size(device: torch.device) -> int:
     """Images per batch when ``--batch-size`` is not given: 16 on a CPU, 64 elsewhere. On the 2-core CPU
     larger batches fall out of cache: the probe takes 1.6x as long per image in batches of 64 as in
-    batches of 16 (tools/batch_size_cpu.py; 13.1 against 8.2 ms in its last run here)."""
+    batches of 16 (tools/measure/batch_size_cpu.py; 13.1 against 8.2 ms in its last run here)."""
     return 16 if torch.device(device).type == "cpu" else 64
 
 
@@ -80,7 +80,7 @@ def resolve_device(name: str) -> torch.device:
 def parse_dtype(name: str, device: torch.device) -> torch.dtype:
     """``--dtype`` -> torch dtype; half precision on a CPU is refused: emulated on CPUs without bf16 units
     (20-280x slower), and where it is fast (AMX) bf16 still moves scores by more than the ladder's tol
-    (tools/precision.py)."""
+    (bench perf --precision)."""
     if name not in DTYPES:
         raise BenchError(f"unknown --dtype {name!r}; valid: {', '.join(DTYPES)}")
     if name != "fp32" and torch.device(device).type == "cpu":
@@ -96,12 +96,10 @@ class Session:
     stored number is float32. ``loads`` counts instrument loads by name (each should be 1).
     """
 
-    def __init__(self, plugins=None, device: str | torch.device = "cpu", dtype: str = "fp32",
+    def __init__(self, plugins, device: str | torch.device = "cpu", dtype: str = "fp32",
                  batch_size: int | None = None, progress: bool = False):
-        if plugins is None:
-            from latent_edit_bench.plugins import get_plugins
-
-            plugins = get_plugins()
+        # ``plugins``: the registries (``latent_edit_bench.plugins.get_plugins()``), built by the entry points
+        # (cli, api, a job's worker), never here: the pipeline only uses what it is given
         self.plugins = plugins
         self.device = torch.device(device)
         keep_freed_cpu_memory()   # the CPU side of every device: inputs, outputs, and all the work on a CPU

@@ -183,7 +183,7 @@ def overlay_grid(images: torch.Tensor, landmarks: np.ndarray, found: np.ndarray,
                  scale: int = 4) -> np.ndarray:
     """Samples upscaled ``scale`` x with their landmarks as dots: green where found, red where not."""
     from latent_edit_bench.images import make_grid, to_uint8
-    from latent_edit_bench.measure import draw_landmarks
+    from latent_edit_bench.images import draw_landmarks
 
     tiles = []
     for rgb, lm, ok in zip(to_uint8(images), landmarks, found):

@@ -18,7 +18,7 @@ G_ema with StyleGAN2-ADA's half-life (``ema_kimg`` thousand images, ramped up ov
 
 Warm start (``distil_steps``): the first steps train G on pairs instead, G(z) = DCGAN(z) for the
 DCGAN's own z (the student's z is then the DCGAN's 100-D z), while D trains as usual; a short GPU
-budget (tools/train_stylegan2_gpu.sh) starts its adversarial steps from a G that already draws faces.
+budget (tools/gpu/train_stylegan2_gpu.sh) starts its adversarial steps from a G that already draws faces.
 ``deadline`` stops a call gracefully at a wall-clock time (outputs written; a later call resumes).
 
 Data: every step draws ``batch_size`` fresh DCGAN samples from seeds that are a function of

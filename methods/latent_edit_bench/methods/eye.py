@@ -54,17 +54,10 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 def random_discriminator(backbone, seed: int) -> torch.nn.Module:
-    """A seeded, randomly initialised StyleGAN2 discriminator matching the backbone's widths: what the
-    official EYE code's D effectively is (built, never loaded). Frozen and in eval mode."""
-    from latent_edit_bench.backbones.stylegan2 import Discriminator, StyleGAN2Backbone
-
-    if not isinstance(backbone, StyleGAN2Backbone):
-        raise BenchError(f"random_d is only supported on StyleGAN2 backbones, not {backbone.name!r} "
-                         f"(a random DCGAN discriminator would be an invention, not the official behaviour)")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        d = Discriminator(backbone.resolution, channels=dict(backbone.generator.channels))
-    return d.eval().requires_grad_(False).to(backbone.device)
+    """A seeded, randomly initialised discriminator matching the backbone's widths: what the official EYE
+    code's D effectively is (built, never loaded); frozen, in eval mode. The backbone builds it
+    (``Backbone.random_discriminator``; StyleGAN2 only: a random DCGAN critic would be an invention)."""
+    return backbone.random_discriminator(seed)
 
 
 def _to_device(t: torch.Tensor, dev: torch.device) -> torch.Tensor:

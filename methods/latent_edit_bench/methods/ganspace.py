@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from latent_edit_bench.pipeline.batched import map_batches
+from latent_edit_bench.batched import map_batches
 from latent_edit_bench.contracts.method import FitContext, PerAttributeEditor, add_direction, finite_difference, layer_mask
 
 

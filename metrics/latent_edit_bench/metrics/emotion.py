@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latent_edit_bench.measure import DEEPFACE_EMOTIONS
+from latent_edit_bench.attributes import EMOTION_LABELS as DEEPFACE_EMOTIONS
 from latent_edit_bench.contracts.metric import EditSet, Metric, Quantity, mean_of
 
 

@@ -16,7 +16,7 @@ N(N-1)/2 pairs of the run's own originals (every EditSet carries all N). Per edi
 
 The threshold is estimated from the run's originals and held fixed in the bootstrap (it is the same for
 every method, level and fit seed of a run, so comparisons are unaffected); how it moves with N is in
-docs/metrics.md (tools/identity_calibration.py).
+docs/metrics.md (tools/measure/identity_calibration.py).
 """
 
 from __future__ import annotations

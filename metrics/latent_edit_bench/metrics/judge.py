@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latent_edit_bench.instruments.judge import DEFAULT_EMOTION_JUDGE, DEFAULT_JUDGES
+from latent_edit_bench.presets import DEFAULT_EMOTION_JUDGE, DEFAULT_JUDGES
 from latent_edit_bench.contracts.metric import EditSet, Metric, Quantity, mean_of
 
 from .common import target_index

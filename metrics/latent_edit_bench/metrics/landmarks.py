@@ -6,14 +6,7 @@ iBUG 68-point scheme: 17-26 brows, 36-41 and 42-47 the eyes, 48-67 the mouth (ex
 from __future__ import annotations
 
 from latent_edit_bench.contracts.metric import EditSet, Metric, mean_of
-
-MOUTH = list(range(48, 68))
-EYES_BROWS = list(range(17, 27)) + list(range(36, 48))
-
-
-def displacement(a, b, iod, points=slice(None)):
-    """Mean over the points of the Euclidean distance, per sample, divided by iod [N]."""
-    return (a[:, points] - b[:, points]).norm(dim=-1).mean(1) / iod
+from latent_edit_bench.faces import EYES_BROWS_68 as EYES_BROWS, MOUTH_68 as MOUTH, displacement, inter_ocular_68
 
 
 class Landmarks(Metric):
@@ -23,7 +16,7 @@ class Landmarks(Metric):
 
     def measure(self, s: EditSet):
         o, e = s.original["landmarks"], s.edited["landmarks"]
-        iod = (o[:, 42:48].mean(1) - o[:, 36:42].mean(1)).norm(dim=-1)   # eye centre to eye centre
+        iod = inter_ocular_68(o)
         return {"displacement": displacement(o, e, iod), "mouth": displacement(o, e, iod, MOUTH),
                 "eyes_brows": displacement(o, e, iod, EYES_BROWS)}
 

@@ -1,17 +1,15 @@
 """``mesh``: how far MediaPipe's 468 face-mesh points move, in inter-ocular distances of the original face.
 
 The dense counterpart of ``landmarks`` (68 iBUG points): same unit, regions from the mesh topology
-(bench/latent_edit_bench/instruments/facemesh.py): lips (40 points), eyes (2 x 16) and brows (28). The inter-ocular
+(bench/latent_edit_bench/faces.py): lips (40 points), eyes (2 x 16) and brows (28). The inter-ocular
 distance is between the centres of the two eye rings. Opt-in (``--metrics ...,mesh``): it runs
 ``mediapipe-facemesh`` on every image.
 """
 
 from __future__ import annotations
 
-from latent_edit_bench.instruments.facemesh import BROWS, LEFT_EYE, LIPS, RIGHT_EYE
 from latent_edit_bench.contracts.metric import EditSet, Metric, mean_of
-
-from .landmarks import displacement
+from latent_edit_bench.faces import BROWS, LEFT_EYE, LIPS, RIGHT_EYE, displacement, eye_distance
 
 EYES_BROWS = list(RIGHT_EYE + LEFT_EYE + BROWS)
 
@@ -23,7 +21,7 @@ class Mesh(Metric):
 
     def measure(self, s: EditSet):
         o, e = s.original["mesh"], s.edited["mesh"]
-        iod = (o[:, list(LEFT_EYE)].mean(1) - o[:, list(RIGHT_EYE)].mean(1)).norm(dim=-1)
+        iod = eye_distance(o, list(RIGHT_EYE), list(LEFT_EYE))
         return {"displacement": displacement(o, e, iod), "mouth": displacement(o, e, iod, list(LIPS)),
                 "eyes_brows": displacement(o, e, iod, EYES_BROWS)}
 

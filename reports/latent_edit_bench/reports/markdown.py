@@ -1,5 +1,5 @@
-"""The first screen of a run folder as markdown tables, for docs written from runs (tools/demo_docs.py,
-tools/study.py). Reads only the run folder, like the HTML report; the same rules: a rank only where the
+"""The first screen of a run folder as markdown tables, for docs written from runs (tools/docs/demo_docs.py,
+tools/docs/study.py). Reads only the run folder, like the HTML report; the same rules: a rank only where the
 comparison is resolved, power and plans from power.csv."""
 
 from __future__ import annotations
