@@ -1,4 +1,5 @@
-"""Test-only writers of StyleGAN2 checkpoints in the two formats bench/latent_edit_bench/backbones/formats.py reads.
+"""Test-only writers of StyleGAN2 checkpoints in the two foreign formats the readers take
+(bench/latent_edit_bench/backbones/formats_rosinality.py and formats_ada.py).
 
 rosinality's ``.pt`` and NVIDIA stylegan2-ada's ``.pkl`` are written from our own modules, so the
 readers can be tested on files we made (tensor for tensor, and a pickle whose ``module_src`` would
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latent_edit_bench.backbones.formats import _fir
+from latent_edit_bench.backbones.stylegan2 import make_kernel
 
 def write_rosinality(path, g_ema, d=None, g=None, args: dict | None = None) -> None:
     """Save modules as rosinality does: state dicts under g_ema / g / d, ``latent_avg`` beside them,
@@ -38,7 +39,7 @@ def write_rosinality(path, g_ema, d=None, g=None, args: dict | None = None) -> N
 
 # What we put where NVIDIA stores its network source: our pickles hold weights, not code.
 PLACEHOLDER_MODULE_SRC = ("raise ImportError('written by latent-edit-bench: weights only; "
-                          "read with latent_edit_bench.backbones.formats.read_ada_pkl')\n")
+                          "read with latent_edit_bench.backbones.formats_ada.read_ada_pkl')\n")
 
 
 class _GlobalRef:
@@ -134,7 +135,7 @@ def _nv_generator(G, src):
         init_kwargs=dict(z_dim=z_dim, c_dim=0, w_dim=w_dim, num_ws=G.n_latent, num_layers=G.n_mlp, lr_multiplier=lr),
         z_dim=z_dim, c_dim=0, w_dim=w_dim, num_ws=G.n_latent, num_layers=G.n_mlp, w_avg_beta=0.995)
 
-    fir = _fir(G.blur_kernel)
+    fir = make_kernel(list(G.blur_kernel))
 
     def affine(ours, in_ch):
         return _nv_module("FullyConnectedLayer", src,
@@ -209,7 +210,7 @@ def _nv_discriminator(D, src):
     ch, size = D.channels, D.size
     clamp = D.conv_clamp
     gain2 = np.float64(np.sqrt(2))
-    fir = _fir(D.blur_kernel)
+    fir = make_kernel(list(D.blur_kernel))
 
     def conv(weight, bias=None, activation="lrelu", down=1, conv_clamp=clamp, res_fir=fir):
         out_ch, in_ch, k, _ = weight.shape

@@ -5,7 +5,6 @@ does a tiny run."""
 
 import os
 import subprocess
-import sys
 import sysconfig
 import venv
 from pathlib import Path

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from latent_edit_bench.errors import BenchError
-from latent_edit_bench.contracts.method import Checkpointer, FitContext, artifact_path, fit_or_load
+from latent_edit_bench.contracts.artifacts import Checkpointer, artifact_path, fit_or_load
+from latent_edit_bench.contracts.method import FitContext
 from latent_edit_bench.plugins import get_plugins
 from latent_edit_bench.methods.eye import EYE, HFLD, native_strength
 

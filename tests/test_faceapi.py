@@ -1,4 +1,5 @@
-"""Parity of the face-api ports (bench/latent_edit_bench/instruments/faceapi.py) with the original TF.js networks.
+"""Parity of the face-api ports (bench/latent_edit_bench/instruments/faceapi.py, faceapi_nets.py) with the original
+TF.js networks.
 
 The reference outputs in tests/fixtures/faceapi_reference.npz come from the original face-api 1.7.15
 models run by TF.js 4.22 (wasm backend) on the stored uint8 crops; regenerate them with
@@ -19,6 +20,7 @@ import torch
 
 from latent_edit_bench.assets import asset_path, record, sha256_file
 from latent_edit_bench.instruments import faceapi as fa
+from latent_edit_bench.instruments import faceapi_nets, tf_ops
 
 TORCH_THREADS = 1  # see conftest.py
 
@@ -235,7 +237,7 @@ def test_strict_loading_names_what_is_wrong():
     tensors = load_file(str(asset_path("faceapi-landmark68")))
     tensors["dense0/conv9/bias"] = tensors.pop("dense0/conv3/bias")
     with pytest.raises(BenchError, match="conv9"):
-        fa.load_tfjs(fa.FaceFeatureNet(136), tensors)
+        faceapi_nets.load_tfjs(faceapi_nets.FaceFeatureNet(136), tensors)
 
 
 def test_max_pool_same_equals_pooling_a_minus_inf_padded_copy():
@@ -246,7 +248,7 @@ def test_max_pool_same_equals_pooling_a_minus_inf_padded_copy():
     for n in range(3, 30):
         for k, s in ((3, 2), (2, 2), (3, 1), (5, 2), (3, 3)):
             x = torch.randn(2, 3, n, n + 1, dtype=torch.float64).requires_grad_()
-            ref = F.max_pool2d(F.pad(x, fa._same_pads(x, k, s), value=float("-inf")), k, s)
-            got = fa.max_pool_same(x, k, s)
+            ref = F.max_pool2d(F.pad(x, tf_ops.same_pads(x, k, s), value=float("-inf")), k, s)
+            got = tf_ops.max_pool_same(x, k, s)
             assert got.shape == ref.shape and torch.equal(got, ref), (n, k, s)
             assert torch.equal(*(torch.autograd.grad(y.sum(), x)[0] for y in (got, ref))), (n, k, s)

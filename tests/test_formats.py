@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latent_edit_bench.backbones import formats
+from latent_edit_bench.backbones import formats, formats_ada_pickle
 from latent_edit_bench.backbones.formats import load_stylegan2
 from stylegan2_writers import write_ada_pkl, write_rosinality
 from latent_edit_bench.backbones.stylegan2 import Discriminator, Generator, StyleGAN2Backbone
@@ -234,9 +234,9 @@ def _ref_discriminator(t, img, group_size=4, clamp=None):
 
 
 def _nv_tensors(path):
-    data = formats._unpickle(path)
-    return ({k: v.double() for k, v in formats._flatten(data["G_ema"])[0].items()},
-            {k: v.double() for k, v in formats._flatten(data["D"])[0].items()}, data)
+    data = formats_ada_pickle.unpickle(path)
+    return ({k: v.double() for k, v in formats_ada_pickle.flatten(data["G_ema"])[0].items()},
+            {k: v.double() for k, v in formats_ada_pickle.flatten(data["D"])[0].items()}, data)
 
 
 def test_pkl_matches_nvidia_forward_math(models, tmp_path):
@@ -405,7 +405,7 @@ def test_not_a_checkpoint(tmp_path):
 def test_numpy_scalars_in_pkl_state_are_read(models, tmp_path):
     g, d = models
     write_ada_pkl(tmp_path / "m.pkl", g, d)
-    data = formats._unpickle(tmp_path / "m.pkl")
+    data = formats_ada_pickle.unpickle(tmp_path / "m.pkl")
     fc0 = data["G_ema"].state["_modules"]["mapping"].state["_modules"]["fc0"].state
     assert fc0["weight_gain"] == pytest.approx(g.lr_mlp / np.sqrt(g.z_dim)) and isinstance(fc0["weight_gain"], float)
 

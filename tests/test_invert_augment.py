@@ -234,7 +234,7 @@ def test_uncropped_photos_are_detected_and_aligned():
         align_faces(rgb, template, lm, name="hopper")               # no detector: refused, not misaligned
     crops = align_faces(rgb, template, lm, name="hopper", detector=s.instrument("mediapipe-blazeface"))
     assert len(crops) == 1 and crops[0].shape == (template.resolution,) * 2 + (3,)
-    from latent_edit_bench.invert import _landmarks_px
+    from latent_edit_bench.invert.align import _landmarks_px
     assert check_aligned(_landmarks_px(lm, crops[0]) / template.resolution, template) is None
     blank = np.full((300, 400, 3), 128, np.uint8)
     with pytest.raises(NotAligned, match="no face found"):

@@ -35,6 +35,19 @@ def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
     diff = (overlay != src.repeat(k, 0).repeat(k, 1)).any(-1).mean()
     assert 0.001 < diff < 0.1
 
+    # every printed number is in measurements.csv too, landmarks included (68 points in pixels)
+    import re
+
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "measurements.csv")
+    assert len(table) == 1 and table.path[0] == str(face)
+    age, male = (float(v) for v in re.search(r"age ([\d.]+) years, male ([\d.]+)", out).groups())
+    assert abs(table.age[0] - age) <= 0.05 + 1e-9 and abs(table.male[0] - male) <= 5e-4 + 1e-12
+    fer = [float(v) for v in re.search(r"fer-emotion +([\d. ]+)", out).group(1).split()]
+    assert np.allclose(table.filter(like="emotion.fer-emotion.").to_numpy()[0], fer, atol=5e-4)
+    assert table.filter(regex=r"^landmark\.\d+\.[xy]$").shape[1] == 136
+
 
 def test_missing_file_exits_2_and_names_it(tmp_path):
     res = run_bench("measure", str(GRACE), str(tmp_path / "nope.jpg"), "-o", str(tmp_path))

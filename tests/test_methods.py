@@ -22,8 +22,9 @@ import torch
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, GESTURE_ATTRIBUTES
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.instrument import Instrument, Output
-from latent_edit_bench.contracts.method import (Checkpointer, FitContext, artifact_key, artifact_path, fit_or_load, load_artifact,
-                          sidecar)
+from latent_edit_bench.contracts.artifacts import (Checkpointer, artifact_key, artifact_path, fit_or_load, load_artifact,
+                                                  sidecar)
+from latent_edit_bench.contracts.method import FitContext
 from latent_edit_bench.plugins import get_plugins
 from latent_edit_bench.methods.ganspace import GANSpace
 from latent_edit_bench.methods.interfacegan import InterFaceGAN, InterFaceGANCond
@@ -357,7 +358,7 @@ def test_truncated_artifact_is_quarantined_and_refitted(backbone, tmp_path, capl
     path = first.artifact_path
     whole = path.read_bytes()
     path.write_bytes(whole[: len(whole) // 2])
-    with caplog.at_level(logging.WARNING, logger="latent_edit_bench.contracts.method"):
+    with caplog.at_level(logging.WARNING, logger="latent_edit_bench.contracts.artifacts"):
         again = fit_or_load(SeFa(n_samples=16, top_k=3), make_ctx(backbone, cache_dir=tmp_path))
     assert not again.cache_hit and again.artifact_path == path
     bad = list(path.parent.glob(f"{path.stem}.corrupt-*.safetensors"))
@@ -374,7 +375,7 @@ def test_artifact_sha256_is_recorded_checked_and_optional_for_old_artifacts(back
     import json
 
     from latent_edit_bench.assets import sha256_file
-    from latent_edit_bench.contracts.method import CorruptArtifact
+    from latent_edit_bench.contracts.artifacts import CorruptArtifact
 
     ed = fit_or_load(SeFa(n_samples=16, top_k=3), make_ctx(backbone, cache_dir=tmp_path))
     path, side = ed.artifact_path, sidecar(ed.artifact_path)

@@ -2,8 +2,9 @@
 
 The docs' expression-flip metric (docs/writing-a-metric.md) is the package
 tests/plugins/bench-expression-flip/. It is pip-installed into a private folder, found by `bench list`, run
-through `bench run --metrics ...` (report included), and its numbers in summary.csv and report.html are
-recomputed with numpy from measurements.parquet alone.
+onto a finished run that was made without it (`bench report RUN --metrics ...`: measure once, score any
+time), and its numbers in summary.csv and report.html are recomputed with numpy from measurements.parquet
+alone; `bench run --metrics ...` with the metric then finds the rescored run finished.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ TITLE = "Dominant emotion changed by the edit"
 LABEL = "fraction of samples whose dominant emotion changed"
 # two cheap closed-form methods, one level a side, one fit seed: the smallest run with a compared level
 RUN = ["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "-n", "16", "--reference", "sefa",
-       "--fit-seeds", "1", "--levels", "0.1", "--metrics", "edit,emotion,expression-flip",
-       *set_args(SMALL_FITS)]
+       "--fit-seeds", "1", "--levels", "0.1", *set_args(SMALL_FITS)]
+METRICS = "edit,emotion,expression-flip"
 
 
 class Tables(HTMLParser):
@@ -121,8 +122,22 @@ def test_third_party_metric_reaches_the_report(tmp_path):
     assert "dominant emotion changed" in line and line.endswith("[expression_flip]"), listing.stdout
 
     out = tmp_path / "run"
-    res = run_bench(*RUN, "--out", out, "--cache", tmp_path / "cache", env=env, timeout=600)
+    res = run_bench(*RUN, "--metrics", "edit,emotion", "--out", out, "--cache", tmp_path / "cache", env=env, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    units = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "units").rglob("*.safetensors")}
+    pictures = {p: p.stat().st_mtime_ns for p in (out / "trajectories").glob("*.png")}
+    assert units and pictures
+
+    # the metric added to the finished run from its stored measurements: nothing rendered or measured again
+    res = run_bench("report", out, "--metrics", METRICS, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "units").rglob("*.safetensors")} == units
+    assert {p: p.stat().st_mtime_ns for p in (out / "trajectories").glob("*.png")} == pictures
+    rescored = (out / "summary.csv").read_bytes()
+    # the rescored folder is the run of the command with the metric: that command finds it finished
+    res = run_bench(*RUN, "--metrics", METRICS, "--out", out, "--cache", tmp_path / "cache", env=env, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert "ladder edits" not in res.stdout + res.stderr and (out / "summary.csv").read_bytes() == rescored
 
     # summary.csv: the plugin's rows, as it declared them, equal to the numpy recomputation
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False)

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from latent_edit_bench.errors import BenchError
-from latent_edit_bench.contracts.method import Checkpointer, FitContext, artifact_path, fit_or_load
+from latent_edit_bench.contracts.artifacts import Checkpointer, artifact_path, fit_or_load
+from latent_edit_bench.contracts.method import FitContext
 from latent_edit_bench.plugins import get_plugins
-from latent_edit_bench.presets import method_config
 from latent_edit_bench.methods.adatrans import AdaTrans
 from latent_edit_bench.methods.eye import EYE, HFLD
 from latent_edit_bench.methods.latent_transformer import LatentTransformer
@@ -80,10 +80,12 @@ def test_run_validation_and_presets_know_regularised_names():
     validate(make_config("latent-transformer,latent-transformer+hfld", "Male"), plugins)
     with pytest.raises(BenchError, match="unknown regulariser"):
         validate(make_config("latent-transformer,latent-transformer+foo", "Male"), plugins)
-    assert method_config("quick", "latent-transformer+hfld") == {**method_config("quick", "latent-transformer"),
-                                                                 "landmark_weight": 1e2}
-    assert method_config("quick", "hfld") == method_config("quick", "baseline+hfld")
-    assert method_config("paper", "adatrans+hfld") == method_config("paper", "adatrans")
+    # each method owns its presets (Editor.presets); a regularised form adds the loss's own
+    config = plugins.methods.preset_config
+    assert config("latent-transformer+hfld", "quick") == {**config("latent-transformer", "quick"), "landmark_weight": 1e2}
+    assert config("hfld", "quick") == config("baseline+hfld", "quick") == {"steps": 100, "lr": 1.2e-2,
+                                                                         "max_strength": 3.0, "landmark_weight": 1e2}
+    assert config("adatrans+hfld", "paper") == config("adatrans", "paper") and config("sefa", "paper") == {}
 
 
 # -- one landmark loss, used by all ----------------------------------------------------------------
@@ -98,7 +100,7 @@ class PreRefactorHFLD(EYE):
         return [self.config["content_instrument"], self.config["landmark_instrument"]]
 
     def extra_losses(self, ctx, x, x2):
-        H = self._net(ctx, self.config["landmark_instrument"])
+        H = self.aux_net(ctx, self.config["landmark_instrument"])
         with torch.no_grad():
             h = H(x)["landmarks"]
         return {"landmarks": (H(x2)["landmarks"] - h).abs().mean()}

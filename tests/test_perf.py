@@ -19,7 +19,7 @@ from latent_edit_bench.contracts.method import FitContext
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.methods.eye import step_generator
 from latent_edit_bench.perf import hours, rates, work
-from latent_edit_bench.perf_reference import ReferenceEYE
+from latent_edit_bench.perf.reference import ReferenceEYE
 from latent_edit_bench.pipeline.run import make_config
 from latent_edit_bench.plugins import get_plugins
 

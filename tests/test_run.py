@@ -237,7 +237,7 @@ def test_a_failing_method_is_recorded_and_the_others_complete(tmp_path, cache):
     assert m["exploding"]["status"] == "failed" and "boom" in m["exploding"]["error"]
     assert m["nans"]["status"] == "failed" and "non-finite" in m["nans"]["error"]
     assert m["wrong-shape"]["status"] == "failed"    # named against the contract, not an IndexError deep inside
-    assert "wrong-shape.edit() returned (16, 100) for latents of shape (16, 1, 100)" in m["wrong-shape"]["error"]
+    assert "wrong-shape.edit() returned (16, 100) on cpu for latents of shape (16, 1, 100) on cpu" in m["wrong-shape"]["error"]
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary.method) == {"sefa"}
     html = (out / "report.html").read_text()
@@ -319,7 +319,7 @@ def fit_units(out) -> dict:
 
 
 def test_a_joint_method_fits_one_T_per_seed_for_all_attributes_and_a_rerun_loads_it(tmp_path):
-    from latent_edit_bench.contracts.method import load_artifact
+    from latent_edit_bench.contracts.artifacts import load_artifact
     from latent_edit_bench.pipeline.units import Ledger, unit_states
 
     cache, session = tmp_path / "cache", Session(get_plugins())   # one session: the instruments load once for the four runs
@@ -487,6 +487,7 @@ def test_batch_size_defaults_by_device_and_reaches_the_fit_context(tmp_path, cac
 FAULTS = """
 import resource, torch
 from latent_edit_bench.pipeline.session import Session
+from latent_edit_bench.plugins import get_plugins
 net = Session(get_plugins()).instrument("faceapi-age-gender")   # a Session sets the allocator, as every run does
 x = torch.rand(32, 3, 64, 64) * 2 - 1
 faults = []
@@ -517,3 +518,45 @@ def test_a_session_keeps_freed_cpu_memory_for_the_next_batch(monkeypatch):
         monkeypatch.setenv(var, "default" if var == "BENCH_MALLOC" else "2")
         assert keep_freed_cpu_memory() is False
         monkeypatch.delenv(var)
+
+
+def test_rescore_recomputes_the_tables_from_the_files_alone(reference_run, tmp_path):
+    """Rescoring a finished run with its own metrics rewrites byte-identical tables (the metrics are pure
+    functions of the stored measurements); a subset drops the others' rows; what cannot be scored is refused."""
+    import shutil
+
+    from latent_edit_bench.errors import BenchError
+    from latent_edit_bench.pipeline.summary import rescore
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference_run, out)
+    before = {n: (out / n).read_bytes() for n in ("summary.csv", "ranking.csv", "samples.parquet")}
+    metrics = json.loads((out / "manifest.json").read_text())["config"]["metrics"]
+    logs = []
+    rescore(out, metrics, get_plugins(), log=logs.append)
+    assert {n: (out / n).read_bytes() for n in before} == before and len(logs) == 1
+
+    rescore(out, ["edit", "emotion"], get_plugins(), log=lambda s: None)
+    assert set(pd.read_csv(out / "summary.csv").metric) == {"edit", "emotion"}
+    assert json.loads((out / "manifest.json").read_text())["config"]["metrics"] == ["edit", "emotion"]
+
+    with pytest.raises(BenchError, match="unknown metric|not a metric|valid"):
+        rescore(out, ["edit", "no-such-metric"], get_plugins(), log=lambda s: None)
+    with pytest.raises(BenchError, match="not a finished run folder"):
+        rescore(tmp_path, ["edit"], get_plugins(), log=lambda s: None)
+    unit = next((out / "units" / "sefa").rglob("*.safetensors"))
+    unit.write_bytes(unit.read_bytes()[:-8] + b"corrupt!")
+    with pytest.raises(BenchError, match="rerun the run's `bench run` command"):
+        rescore(out, ["edit"], get_plugins(), log=lambda s: None)
+
+
+def test_rescore_refuses_a_metric_whose_instrument_was_not_run(tmp_path, cache):
+    """A run that measured attributes only cannot be scored for emotion: refused, naming what it measured."""
+    from latent_edit_bench.errors import BenchError
+    from latent_edit_bench.pipeline.summary import rescore
+
+    out = tmp_path / "edit_only"
+    Run(make_config(**{**FAST, "fit_seeds": 1, "levels": (0.1,), "metrics": ("edit",)}), out,
+        session=Session(get_plugins()), cache_dir=cache, log=lambda s: None).execute()
+    with pytest.raises(BenchError, match=r"needs instrument output\(s\) emotion.*measured: attributes"):
+        rescore(out, ["edit", "emotion"], get_plugins(), log=lambda s: None)

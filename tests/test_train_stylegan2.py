@@ -16,9 +16,9 @@ from latent_edit_bench.backbones.plugin import dcgan_digiface
 from latent_edit_bench.backbones.stylegan2 import Generator
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.trainers.kid import QualityReference
-from latent_edit_bench.trainers.stylegan2 import (
-    ema_beta, export_stylegan2, load_safetensors_stylegan2, r1_penalty, train_stylegan2,
-)
+from latent_edit_bench.trainers.stylegan2 import train_stylegan2
+from latent_edit_bench.trainers.stylegan2_export import export_stylegan2, load_safetensors_stylegan2
+from latent_edit_bench.trainers.stylegan2_losses import ema_beta, r1_penalty
 
 # tiny but complete: every regulariser runs, style mixing on, EMA ramp-up in effect
 TINY = dict(batch_size=4, size=16, max_channels=32, style_dim=32, n_mlp=2, r1_every=2, pl_weight=2.0, pl_every=2,

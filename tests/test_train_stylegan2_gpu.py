@@ -24,7 +24,8 @@ from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.instrument import Output
 from latent_edit_bench.trainers.quality_bar import (EXPRESSION_TV_MAX, KID_FACTOR, LANDMARK_QUANTILE, LANDMARKS_FOUND_MIN, LandmarkGate,
                                floor_noise, label_shares, total_variation)
-from latent_edit_bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
+from latent_edit_bench.trainers.stylegan2 import train_stylegan2
+from latent_edit_bench.trainers.stylegan2_export import export_stylegan2
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_THREADS = 1

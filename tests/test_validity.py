@@ -163,7 +163,7 @@ def test_labels_of_other_weights_are_refused(tmp_path):
 # ---------------------------------------------------------------- the ranking and the report
 
 def test_an_unvalidated_attribute_is_listed_without_a_rank():
-    from latent_edit_bench.reports.tables import ranking_table
+    from latent_edit_bench.reports.first_screen import ranking_table
     from test_analysis import run   # the synthetic per-sample frames of tests/test_analysis.py
 
     spec = {"ref": (0.5, 0.3, 1.0), "strong": (0.25, 0.3, 1.0), "weak": (0.3, 0.1, 1.0)}
@@ -183,11 +183,11 @@ def test_an_unvalidated_attribute_is_listed_without_a_rank():
 
 
 def test_an_unvalidated_judge_gives_no_verdict():
-    from latent_edit_bench.reports.html import _no_verdict
+    from latent_edit_bench.reports.caveats import no_verdict
 
     frame = pd.DataFrame({"metric": ["judge", "judge", "emotion"], "quantity": ["fooled", "trainer.change", "fooled"],
                           "label": ["fooled the trainer", "achieved change", "x"], "better": ["lower", "", "lower"]})
-    out = _no_verdict(frame, "not validated: the judge (j) is not shown to see Male on this backbone")
+    out = no_verdict(frame, "not validated: the judge (j) is not shown to see Male on this backbone")
     assert out.label[0].endswith("(not validated: the judge is not shown to see it)") and out.better[0] == ""
     assert out.label[1:].tolist() == ["achieved change", "x"] and out.better[2] == "lower"
-    assert _no_verdict(frame, "") is frame
+    assert no_verdict(frame, "") is frame

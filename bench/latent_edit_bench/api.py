@@ -40,13 +40,14 @@ _WHERE = {
     "Output": "latent_edit_bench.contracts.instrument",
     "supported_attributes": "latent_edit_bench.contracts.instrument",
     "Editor": "latent_edit_bench.contracts.method",
+    "TrainableEditor": "latent_edit_bench.contracts.method",
     "PerAttributeEditor": "latent_edit_bench.contracts.method",
     "DirectionEditor": "latent_edit_bench.contracts.method",
     "FitContext": "latent_edit_bench.contracts.method",
     "add_direction": "latent_edit_bench.contracts.method",
     "layer_mask": "latent_edit_bench.contracts.method",
     "finite_difference": "latent_edit_bench.contracts.method",
-    "fit_or_load": "latent_edit_bench.contracts.method",
+    "fit_or_load": "latent_edit_bench.contracts.artifacts",
     "Metric": "latent_edit_bench.contracts.metric",
     "Quantity": "latent_edit_bench.contracts.metric",
     "EditSet": "latent_edit_bench.contracts.metric",
@@ -54,14 +55,15 @@ _WHERE = {
     "CELEBA_ATTRIBUTES": "latent_edit_bench.attributes",
     # using the bench from Python
     "get_plugins": "latent_edit_bench.plugins",
-    "RunConfig": "latent_edit_bench.pipeline.run",
-    "make_config": "latent_edit_bench.pipeline.run",
+    "RunConfig": "latent_edit_bench.pipeline.config",
+    "make_config": "latent_edit_bench.pipeline.config",
     "Session": "latent_edit_bench.pipeline.session",
     "load_run": "latent_edit_bench.pipeline.tables",
     "render_report": "latent_edit_bench.reports.html",
+    "failed_methods": "latent_edit_bench.pipeline.manifest",
 }
 
-__all__ = ["__version__", "run", "augment", "failed_methods", *_WHERE]
+__all__ = ["__version__", "run", "rescore", "augment", *_WHERE]
 
 
 def run(cfg, out=None, *, cache_dir="cache", session=None, executor=None, report: bool = True, log=print) -> Path:
@@ -82,6 +84,22 @@ def run(cfg, out=None, *, cache_dir="cache", session=None, executor=None, report
     return out
 
 
+def rescore(folder, metrics, *, report: bool = True, log=print) -> Path:
+    """Add or recompute ``metrics`` (names, or "a,b") on finished run ``folder`` from its stored measurements,
+    rendering and measuring nothing again; ``report``: re-render its report.html. This is
+    ``bench report RUN --metrics ...``."""
+    from latent_edit_bench.pipeline.summary import rescore as rescore_folder
+    from latent_edit_bench.plugins import get_plugins
+
+    names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    folder = rescore_folder(folder, names, get_plugins(), log=log)
+    if report:
+        from latent_edit_bench.reports.html import render_report
+
+        log(f"report: {render_report([folder], folder / 'report.html')}")
+    return folder
+
+
 def augment(cfg, out, session, **options):
     """``bench augment``: edit the sources along ``cfg``'s attributes, keep the edits whose expression stayed
     put (``latent_edit_bench.augment.augment``: ``from_dir``, ``labels``, ``cache_dir``, ``log``), then render
@@ -100,15 +118,6 @@ def augment(cfg, out, session, **options):
     return dataclasses.replace(result, sheet=sheet)
 
 
-def failed_methods(folder) -> list[str]:
-    """The methods a run folder's manifest records as failed (their errors are in the report)."""
-    import json
-
-    path = Path(folder) / "manifest.json"
-    methods = json.loads(path.read_text()).get("methods", {}) if path.is_file() else {}
-    return [m for m, s in methods.items() if s.get("status") == "failed"]
-
-
 def __getattr__(name: str):
     if name in _WHERE:
         value = getattr(importlib.import_module(_WHERE[name]), name)
@@ -121,16 +130,19 @@ def __dir__():
     return sorted(__all__)
 
 
-if TYPE_CHECKING:   # the same names, for IDEs and type checkers
+if TYPE_CHECKING:   # the same names, for IDEs and type checkers (re-exports: unused here by design)
+    # ruff: noqa: F401
     from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
     from latent_edit_bench.contracts.backbone import Backbone
     from latent_edit_bench.contracts.instrument import Instrument, Output, supported_attributes
+    from latent_edit_bench.contracts.artifacts import fit_or_load
     from latent_edit_bench.contracts.method import (DirectionEditor, Editor, FitContext, PerAttributeEditor,
-                                                    add_direction, finite_difference, fit_or_load, layer_mask)
+                                                    TrainableEditor, add_direction, finite_difference, layer_mask)
     from latent_edit_bench.contracts.metric import EditSet, Metric, Quantity, mean_of
     from latent_edit_bench.errors import BenchError
     from latent_edit_bench.hookspecs import hookimpl
-    from latent_edit_bench.pipeline.run import RunConfig, make_config
+    from latent_edit_bench.pipeline.config import RunConfig, make_config
+    from latent_edit_bench.pipeline.manifest import failed_methods
     from latent_edit_bench.pipeline.session import Session
     from latent_edit_bench.pipeline.tables import load_run
     from latent_edit_bench.plugins import get_plugins

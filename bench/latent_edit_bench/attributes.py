@@ -16,3 +16,16 @@ GESTURE_ATTRIBUTES = ("Smiling", "Mouth_Slightly_Open", "Narrow_Eyes")
 # The 7 emotions every emotion instrument scores, in DeepFace's order (the `emotion` output's columns):
 # the one definition; fer, face-api and oarriaga are mapped to it by their ports.
 EMOTION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def check_attributes(names, known=CELEBA_ATTRIBUTES, what: str = "--attrs") -> None:
+    """The one attribute check: BenchError (exit 2) for a name not in ``known`` (with "did you mean"
+    and the valid names) or one named twice in ``what``."""
+    from latent_edit_bench.errors import BenchError, did_you_mean
+
+    known = list(known)
+    for a in names:
+        if a not in known:
+            raise BenchError(f"unknown attribute {a!r}{did_you_mean(a, known)}; valid: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise BenchError(f"an attribute is named twice in {what}: {', '.join(names)}")

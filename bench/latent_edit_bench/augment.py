@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
-from latent_edit_bench.contracts.instrument import supported_attributes
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, check_attributes
+from latent_edit_bench.contracts.instrument import require_supported
 from latent_edit_bench.faces import inter_ocular_68
 from latent_edit_bench.errors import BenchError
 
@@ -73,9 +73,7 @@ class AugmentConfig:
     overrides: dict = dataclasses.field(default_factory=dict)   # method options over the preset's (--set)
 
     def editor(self, plugins):
-        from latent_edit_bench.presets import method_config
-
-        return plugins.methods.create(self.method, **{**method_config(self.preset, self.method), **self.overrides})
+        return plugins.methods.create(self.method, **{**plugins.methods.preset_config(self.method, self.preset), **self.overrides})
 
     @classmethod
     def make(cls, attrs, levels=(0.1, 0.2, 0.3), max_emotion_change=None, max_landmark_shift=None,
@@ -106,12 +104,7 @@ class AugmentConfig:
         plugins.methods.get(self.method)
         if not self.attrs:
             raise BenchError("--attrs needs at least one attribute")
-        known = plugins.attributes()
-        for a in self.attrs:
-            if a not in known:
-                raise BenchError(f"unknown attribute {a!r}; valid: {', '.join(known)}")
-        if len(set(self.attrs)) != len(self.attrs):
-            raise BenchError(f"an attribute is named twice in --attrs: {', '.join(self.attrs)}")
+        check_attributes(self.attrs, plugins.attributes())
         if not self.levels or any(not 0 < v < 1 for v in self.levels) or len(set(self.levels)) != len(self.levels):
             raise BenchError(f"--levels must be distinct numbers in (0, 1), got {', '.join(map(str, self.levels))}")
         if not 0 < self.identity_percentile < 50:
@@ -183,7 +176,8 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     from latent_edit_bench.fs import atomic, writable_dir
     from latent_edit_bench.images import to_uint8
     from latent_edit_bench.invert import emotion_instrument
-    from latent_edit_bench.contracts.method import FitContext, fit_or_load
+    from latent_edit_bench.contracts.artifacts import fit_or_load
+    from latent_edit_bench.contracts.method import FitContext
     from latent_edit_bench.pipeline.protocol import ladder_edit
 
     plugins = session.plugins
@@ -207,11 +201,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     for name in roles.values():
         session.instrument(name)
     R = session.pool[cfg.instrument]
-    supported = supported_attributes(R)
-    bad = [a for a in cfg.attrs if a not in supported]
-    if bad:
-        raise BenchError(f"instrument {cfg.instrument!r} does not support {', '.join(bad)}; supported: "
-                         f"{', '.join(supported)}")
+    require_supported(R, cfg.attrs, cfg.instrument)
     ctx = FitContext(backbone, session.pool, attributes=cfg.attrs, seed=cfg.seed, device=session.device,
                      cache_dir=cache_dir, progress=session.progress, attribute_instrument=cfg.instrument,
                      load_instrument=session.instrument, batch_size=session.batch_size, dtype=session.dtype)

@@ -34,3 +34,11 @@ class MissingAsset(BenchError):
     def __init__(self, message: str, short: str | None = None):
         super().__init__(message)
         self.short = short
+
+
+def short_reason(name: str, e: Exception) -> str:
+    """One short clause on why ``name`` did not load, for lists: a MissingAsset's own (where the file goes),
+    else the error's first clause."""
+    if isinstance(e, MissingAsset) and e.short:
+        return e.short
+    return f"{name} not loadable ({str(e).split(': ')[0][:100]})"

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
 from latent_edit_bench.attributes import EMOTION_LABELS
 from latent_edit_bench.images import draw_landmarks, load_images, to_tensor  # noqa: F401  (measure's own, and re-exported)
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import atomic
 
 DEEPFACE_EMOTIONS = EMOTION_LABELS
 
@@ -160,6 +162,34 @@ def format_measurement(m: Measurement) -> str:
     return "\n".join(lines)
 
 
+def measurement_table(results: list[Measurement]) -> pd.DataFrame:
+    """One row per measured face with every value ``bench measure`` prints (and the 68 landmarks in pixels),
+    for scripts: ``measurements.csv`` beside the overlays."""
+    rows = []
+    for m in results:
+        row = {"path": str(m.path), "face": m.face, "width": m.size[0], "height": m.size[1],
+               "detector_score": m.detector_score,
+               **{f"box.{k}": (m.box[i] if m.box is not None else None) for i, k in enumerate(("x0", "y0", "x1", "y1"))},
+               "age": m.age, "male": m.male, "attribute_instrument": m.attribute_instrument}
+        row.update({f"emotion.{name}.{e}": probs[e] for name, probs in m.emotions.items() for e in DEEPFACE_EMOTIONS})
+        row.update({f"male.{name}": v for name, v in m.male_judges.items()})
+        row.update({f"attribute.{a}": v for a, v in m.attributes.items()})
+        row.update({f"landmark.{k}.{c}": float(m.landmarks[k, j]) for k in range(len(m.landmarks))
+                    for j, c in enumerate("xy")})
+        row["dlib_error_iod_pct"] = m.dlib_error
+        row["overlay"] = str(m.overlay) if m.overlay else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _write_table(results: list[Measurement], out_dir: Path | None, echo) -> None:
+    if out_dir is not None and results:
+        path = out_dir / "measurements.csv"
+        with atomic(path) as tmp:
+            measurement_table(results).to_csv(tmp, index=False)
+        echo(f"table: {path}")
+
+
 # -- faces in photos ------------------------------------------------------------------------------
 def align_crop(rgb: np.ndarray, box, inst: Instruments, rounds: int = 2, k: float = 1.3,
                up: float = 0.06) -> tuple[tuple[int, int, int, int], bool]:
@@ -237,6 +267,7 @@ def measure_files(paths, instrument_set: str = "default", out_dir: Path | None =
             draw_landmarks(rgb, m.landmarks).save(m.overlay)
         echo(format_measurement(m))
         results.append(m)
+    _write_table(results, out_dir, echo)
     return results
 
 
@@ -311,6 +342,7 @@ def _measure_photos(images, inst: Instruments, out_dir, ref, echo, min_score: fl
         for m in faces:
             echo(format_measurement(m))
         results += faces
+    _write_table(results, out_dir, echo)   # before refusing the faceless: what was measured is kept
     if faceless:
         raise BenchError(f"no face found in {', '.join(faceless)} (BlazeFace, score >= {min_score}); "
                          "if an image is already a face crop, pass --no-detect")

@@ -34,30 +34,46 @@ def make_plugin_manager(extra_plugins=()) -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     for name, module in BUILTIN_PLUGINS.items():
         pm.register(importlib.import_module(module), name=name)
-    try:
-        pm.load_setuptools_entrypoints(GROUP)
-    except Exception as e:   # a third-party plugin that does not import: one line naming it, not pluggy's traceback
-        raise broken_plugin(e) from None
+    pm.broken = load_entry_points(pm)   # type: ignore[attr-defined]  # {entry point: why it did not load}
     for plugin in extra_plugins:  # for tests and notebooks: register a module or object directly
         pm.register(plugin)
     pm.check_pending()            # a hookimpl without a hookspec (a misspelt register_*) fails here, loudly
     return pm
 
 
-def broken_plugin(error: Exception) -> BenchError:
-    """A BenchError naming the entry point of the ``latent_edit_bench`` group that fails to load (found by
-    loading each in turn), its distribution and the error, and what to do."""
+def load_entry_points(pm: pluggy.PluginManager) -> dict[str, str]:
+    """Register the third-party plugins of the entry-point group. One whose module fails to import does
+    not take the others down: it is blocked and described in one line ({entry point name: line}), so
+    commands that do not need it go on, and naming what it would have provided is refused (exit 2)."""
+    broken: dict[str, str] = {}
+    while True:
+        try:
+            pm.load_setuptools_entrypoints(GROUP)
+            return broken
+        except Exception as e:
+            name, line = describe_broken(pm, e)
+            if name is None or name in broken:   # not attributable to one entry point: refuse, in one line
+                raise BenchError(line) from None
+            broken[name] = line
+            pm.set_blocked(name)                 # pluggy skips blocked names on the next pass
+
+
+def describe_broken(pm: pluggy.PluginManager, error: Exception) -> tuple[str | None, str]:
+    """(name, one line) of the entry point that fails to load (found by loading each not yet registered in
+    turn): its distribution, the error, and what to do."""
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
         try:
             ep.load()
         except Exception as e:
             dist = getattr(ep, "dist", None)
             where = f" (distribution {dist.name} {dist.version})" if dist is not None else ""
-            return BenchError(f"plugin {ep.name!r} = {ep.value}{where} failed to load: {type(e).__name__}: {e}; "
-                              f"fix it or uninstall it (pip uninstall {dist.name if dist is not None else '<its package>'})")
-    return BenchError(f"a plugin of the {GROUP!r} entry-point group failed to load: {type(error).__name__}: {error}")
+            return ep.name, (f"plugin {ep.name!r} = {ep.value}{where} failed to load: {type(e).__name__}: {e}; "
+                             f"fix it or uninstall it (pip uninstall {dist.name if dist is not None else '<its package>'})")
+    return None, f"a plugin of the {GROUP!r} entry-point group failed to load: {type(error).__name__}: {error}"
 
 
 def plugin_versions(pm: pluggy.PluginManager) -> list[dict]:
@@ -65,6 +81,8 @@ def plugin_versions(pm: pluggy.PluginManager) -> list[dict]:
     dist = {id(plugin): d for plugin, d in pm.list_plugin_distinfo()}
     out = []
     for name, plugin in pm.list_name_plugin():
+        if plugin is None:   # blocked: a plugin that failed to load (Plugins.broken)
+            continue
         d = dist.get(id(plugin))
         if d is None and BUILTIN_PLUGINS.get(name) == getattr(plugin, "__name__", None):   # ours, registered directly
             out.append({"plugin": name, "distribution": "latent-edit-bench", "version": __version__})
@@ -92,6 +110,11 @@ class Plugins:
         self.regularisers = Registry("regulariser", _collect(pm, "register_regularisers"))
         self.methods = MethodRegistry(_collect(pm, "register_methods"), self.regularisers)
         self.metrics = Registry("metric", _collect(pm, "register_metrics"))
+        # third-party plugins that failed to load: {entry point: one line}; a name none of the registries
+        # knows is refused with these lines, since the broken plugin may be what provides it
+        self.broken: dict[str, str] = dict(getattr(pm, "broken", {}))
+        for registry in (self.backbones, self.instruments, self.regularisers, self.methods, self.metrics):
+            registry.broken = list(self.broken.values())
 
     def versions(self) -> list[dict]:
         """Every registered plugin with its distribution and version (the manifest's ``plugins``)."""

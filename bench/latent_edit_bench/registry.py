@@ -35,6 +35,7 @@ class Registry:
 
     def __init__(self, kind: str, entries_by_plugin: list[tuple[str, list[Entry]]]):
         self.kind = kind
+        self.broken: list[str] = []   # lines of plugins that failed to load (set by Plugins)
         self._entries: dict[str, Entry] = {}
         self._origin: dict[str, str] = {}
         for plugin, entries in entries_by_plugin:
@@ -64,7 +65,10 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownName(self.kind, name, self._entries) from None
+            error = UnknownName(self.kind, name, self._entries)
+            if self.broken:   # it may come from a plugin that did not load
+                error.args = (f"{error}; it may come from a plugin that failed to load: {'; '.join(self.broken)}",)
+            raise error from None
 
     def create(self, name: str, **options) -> Any:
         return self.get(name).load()(**options)
@@ -85,6 +89,11 @@ class MethodRegistry(Registry):
         except BenchError:
             return False
         return True
+
+    def preset_config(self, name: str, preset: str) -> dict:
+        """The options method ``name`` takes under run preset ``preset``: its class's ``presets[preset]``
+        (the method owns them; a factory-registered method or an unlisted preset: {} = its defaults)."""
+        return dict(getattr(self.get(name).load(), "presets", {}).get(preset, {}))
 
     def get(self, name: str) -> Entry:
         if name in self._entries or "+" not in name:

@@ -8,7 +8,7 @@ Without --package it runs ``npm pack @vladmandic/face-api@1.7.15`` in a temporar
 TF.js weight format: one group per model, tensors back to back in manifest order, no padding. A
 tensor is raw little-endian float32, or uint8 with ``{scale, min}``: value = q * scale + min,
 computed in float64 and rounded to float32 (what tfjs does). Tensors keep their manifest names and
-TF layouts (conv HWIO, depthwise [kh, kw, C, 1], fc [in, out]); bench/latent_edit_bench/instruments/faceapi.py
+TF layouts (conv HWIO, depthwise [kh, kw, C, 1], fc [in, out]); bench/latent_edit_bench/instruments/faceapi_nets.py
 transposes them on load. Prints one register table per file for bench/latent_edit_bench/assets/register.toml.
 """
 

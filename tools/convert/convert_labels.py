@@ -28,7 +28,7 @@ COLUMNS = {"gender": ("Male", {"M": "1", "F": "0", "unsure": "unsure"}),
 
 def main() -> None:
     from latent_edit_bench.assets import sha256_file
-    from latent_edit_bench.contracts.method import module_fingerprint
+    from latent_edit_bench.contracts.artifacts import module_fingerprint
     from latent_edit_bench.fs import atomic
     from latent_edit_bench.pipeline.validity import read_labels
     from latent_edit_bench.plugins import get_plugins

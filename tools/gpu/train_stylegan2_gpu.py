@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     from latent_edit_bench.errors import BenchError
     from latent_edit_bench.images import save_png
     from latent_edit_bench.trainers.quality_bar import BarReference, overlay_grid
-    from latent_edit_bench.trainers.stylegan2 import export_stylegan2, train_stylegan2
+    from latent_edit_bench.trainers.stylegan2 import train_stylegan2
+    from latent_edit_bench.trainers.stylegan2_export import export_stylegan2
 
     cfg = settings(args.smoke)
     cfg["channels"] = cfg["channels"] or SG2_64["channels"]   # None: the embedded architecture's widths

@@ -6,7 +6,7 @@ targets rendered by the backbone itself, and prints seconds per photo for the fu
     OMP_NUM_THREADS=2 .venv/bin/python tools/measure/invert_cost.py --backbones dcgan --steps 20 --batch 1,8
     .venv/bin/python tools/measure/invert_cost.py --device cuda --backbones dcgan,stylegan2-256 --steps 50 --batch 1,8
 
-stylegan2-256 is a random-weight StyleGAN2 of the paper's size (bench/latent_edit_bench/perf.py::random_stylegan2): the
+stylegan2-256 is a random-weight StyleGAN2 of the paper's size (bench/latent_edit_bench/perf/backbones.py::random_stylegan2): the
 cost does not depend on the weights. The DCGAN's default 3 starts make its batch 3x the photos. The per-photo time of a full ``--steps 300`` run is extrapolated
 linearly from the measured steps (initialisation counted once) and says so.
 """

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from latent_edit_bench.contracts.method import FitContext, fit_or_load
+from latent_edit_bench.contracts.artifacts import fit_or_load
+from latent_edit_bench.contracts.method import FitContext
 from latent_edit_bench.plugins import get_plugins
-from latent_edit_bench.presets import method_config
 from latent_edit_bench.pipeline.protocol import matched_edit
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     print("| method | attribute | reached R_k=0 | reached R_k=1 | mean R_k(X1) - R_k(X0) |")
     print("|---|---|---|---|---|")
     for name in args.methods.split(","):
-        editor = fit_or_load(plugins.methods.create(name, **method_config("quick", name)), ctx)
+        editor = fit_or_load(plugins.methods.create(name, **plugins.methods.preset_config(name, "quick")), ctx)
         for attr in attrs:
             _, a0, r0, _ = matched_edit(editor, ctx, latents, attr, 0.0)
             _, a1, r1, _ = matched_edit(editor, ctx, latents, attr, 1.0)

@@ -26,6 +26,16 @@ def supported_attributes(instrument, default=CELEBA_ATTRIBUTES) -> tuple:
     return tuple(getattr(instrument, "supported_attributes", default))
 
 
+def require_supported(instrument, attrs, name: str | None = None) -> None:
+    """Raise BenchError unless ``instrument`` scores every attribute in ``attrs`` (never a silent NaN/zero);
+    ``name``: how to call it in the message (default: its ``name``)."""
+    supported = supported_attributes(instrument)
+    bad = [a for a in ([attrs] if isinstance(attrs, str) else attrs) if a not in supported]
+    if bad:
+        raise BenchError(f"instrument {name or getattr(instrument, 'name', '?')!r} does not support "
+                         f"{', '.join(bad)}; supported: {', '.join(supported)}")
+
+
 @dataclass(frozen=True)
 class Output:
     name: str              # key in the returned dict

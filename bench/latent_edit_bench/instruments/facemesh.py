@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latent_edit_bench.contracts.instrument import Instrument, Output
-from latent_edit_bench.instruments.faceapi import conv_same
+from latent_edit_bench.instruments.tf_ops import conv_same
 from latent_edit_bench.instruments.tfjs_graph import Conv, load_keras
 
 INPUT_SIZE = 192

@@ -28,7 +28,8 @@ from torch import nn
 
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.instrument import Instrument, Output
-from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS, max_pool_same
+from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS
+from latent_edit_bench.instruments.tf_ops import max_pool_same
 
 FER_LABELS = EMOTION_LABELS   # fer/fer.py _get_labels: the same order
 DEEPFACE_FROM_FER = tuple(FER_LABELS.index(name) for name in DEEPFACE_LABELS)  # identity today

@@ -22,7 +22,7 @@ import re
 
 import torch
 
-from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, EMOTION_LABELS
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, EMOTION_LABELS, check_attributes
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.contracts.instrument import Instrument, Output
 
@@ -41,8 +41,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
 def check_judges(judges: dict, registry) -> None:
     """Fail early (before any work) on an unknown attribute or instrument."""
     for attr, spec in judges.items():
-        if attr not in CELEBA_ATTRIBUTES:
-            raise BenchError(f"--judge {attr}=...: unknown attribute {attr!r}; valid: {', '.join(CELEBA_ATTRIBUTES)}")
+        check_attributes([attr], what="--judge")
         registry.get(parse_spec(spec)[0])   # UnknownName lists the valid instruments
 
 

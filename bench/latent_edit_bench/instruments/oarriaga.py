@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from latent_edit_bench.contracts.instrument import Instrument, Output
-from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS, conv_same, max_pool_same, resize_bilinear_tf
+from latent_edit_bench.instruments.faceapi import DEEPFACE_LABELS
+from latent_edit_bench.instruments.tf_ops import conv_same, max_pool_same, resize_bilinear_tf
 from latent_edit_bench.instruments.tfjs_graph import Conv, load_keras
 
 GREY = (0.2989, 0.5870, 0.1140)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.faces import LEFT_EYE_68, RIGHT_EYE_68
-from latent_edit_bench.contracts.instrument import Instrument, Output, supported_attributes
+from latent_edit_bench.contracts.instrument import Instrument, Output, require_supported
 
 # Instruments this one is built from (names in the plugin registry).
 LANDMARKS, EXPRESSION, AGE_GENDER = "faceapi-landmarks", "faceapi-expression", "faceapi-age-gender"
@@ -286,15 +286,6 @@ class Probe(Instrument):
         raw = raw.index_copy(1, self.supported_columns, torch.stack([f[a] for a in SUPPORTED], 1))
         attrs = torch.sigmoid((raw - self.centre.to(raw)) / self.scale.to(raw))
         return {"attributes": attrs, "landmarks": f["landmarks"]}
-
-
-def require_supported(instrument, attrs) -> None:
-    """Raise BenchError unless ``instrument`` scores every attribute in ``attrs`` (never a silent NaN/zero)."""
-    supported = supported_attributes(instrument)
-    for a in ([attrs] if isinstance(attrs, str) else attrs):
-        if a not in supported:
-            raise BenchError(f"instrument {instrument.name!r} does not support attribute {a!r}; "
-                             f"supported: {', '.join(supported)}")
 
 
 def attribute_kind(instrument, attr: str) -> str:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latent_edit_bench.errors import BenchError
-from latent_edit_bench.instruments.faceapi import conv_same
+from latent_edit_bench.instruments.tf_ops import conv_same
 
 
 def keras_source(names: dict[str, str], key: str) -> str:

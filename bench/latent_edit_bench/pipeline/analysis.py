@@ -27,7 +27,7 @@ SUMMARY_COLUMNS = ["attr", "level", "method", "metric", "quantity", "label", "va
 SEEDS_COLUMNS = ["attr", "level", "method", "seed", "metric", "quantity", "value", "n", "reach"]
 COMPARISON_COLUMNS = ["attr", "level", "method", "reference", "metric", "quantity", "label", "value", "ref_value",
                       "diff", "diff_lo", "diff_hi", "diff_lo_samples", "diff_hi_samples", "rel", "rel_lo", "rel_hi",
-                      "p_value", "n", "better", "test"]
+                      "p_value", "n", "better", "test", "p_holm"]
 RANKING_COLUMNS = ["attr", "direction", "level", "method", "status", "rank", "value", "lo", "hi", "n", "reach", "rel",
                    "rel_lo", "rel_hi", "p_value", "kind", "p_holm", "verdict", "mde_rel",
                    "trainer_validity"]   # validity.csv's status of the attribute's trainer: sees / not shown / no labels
@@ -139,9 +139,11 @@ def analyse(samples: pd.DataFrame, metrics: dict, *, methods, attrs, reference: 
                                            **c, "n": int(both.sum()), "better": q.better or ""})
     ranking, power_rows = rank(bl, metrics, methods=methods, attrs=attrs, reference=reference,
                                min_reach=min_reach, boot=boot, sw=sw, kinds=kinds or {}, validity=validity)
+    comparison = pd.DataFrame(comparison, columns=COMPARISON_COLUMNS)
+    comparison["p_holm"] = comparison_p_holm(comparison)   # each level's table one family (the report reads it)
     return {"summary": pd.DataFrame(summary, columns=SUMMARY_COLUMNS),
             "seeds": pd.DataFrame(per_seed, columns=SEEDS_COLUMNS),
-            "comparison": pd.DataFrame(comparison, columns=COMPARISON_COLUMNS),
+            "comparison": comparison,
             "ranking": pd.DataFrame(ranking, columns=RANKING_COLUMNS),
             "power": pd.DataFrame(power_rows, columns=power.POWER_COLUMNS)}
 

@@ -12,7 +12,7 @@ by the caller: ``latent_edit_bench.worker.work``, an entry point that builds the
 
 from __future__ import annotations
 
-import json
+import datetime as _dt
 import os
 import shutil
 import time
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from latent_edit_bench.errors import BenchError
-from latent_edit_bench.pipeline.units import LocalExecutor, OnEvent, Unit, unit_file, verify
+from latent_edit_bench.pipeline.units import LocalExecutor, OnEvent, Unit, verify
 
 ENGINES = ("local", "slurm", "submitit-local")
 _LIVE_SLURM_STATES = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")

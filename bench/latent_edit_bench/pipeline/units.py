@@ -160,7 +160,7 @@ def verify(run, unit: Unit, record: dict) -> str | None:
     """None if the file ``record`` reports exists with the sha256 the job computed (and, for a fit, the
     one its sidecar recorded); else what is wrong. Run by the driver before the unit is used."""
     from latent_edit_bench.assets import sha256_file
-    from latent_edit_bench.contracts.method import sidecar
+    from latent_edit_bench.contracts.artifacts import sidecar
 
     path = unit_file(run, unit, record)
     if not path.exists():

@@ -25,7 +25,7 @@ def measure_labelled(session, labels: V.Labels, roles: dict[str, str], backbone=
     """{role: [faces of ``labels``, ...]} on the CPU: the labelled samples rendered by ``backbone`` (its
     weights must be the ones the file names), or the labelled image files, measured by each role's instrument."""
     if labels.key == "sample":
-        from latent_edit_bench.contracts.method import module_fingerprint
+        from latent_edit_bench.contracts.artifacts import module_fingerprint
 
         if backbone is None:
             raise BenchError(f"{labels.path}: faces given by sample index need a backbone (--backbone)")
@@ -96,7 +96,7 @@ def validate(session, labels_path: Path | None, backbone_name: str | None, weigh
              judges: dict) -> pd.DataFrame:
     """``bench validate``: every attribute of the label file (the built-in file of the backbone without
     ``labels_path``), scored by the trainer and each judge."""
-    from latent_edit_bench.contracts.method import module_fingerprint
+    from latent_edit_bench.contracts.artifacts import module_fingerprint
     from latent_edit_bench.instruments.judge import DEFAULT_JUDGES, check_judges
 
     plugins = session.plugins

@@ -247,7 +247,7 @@ def builtin_label_files() -> list[Path]:
 
 
 def builtin_labels(fingerprint: str) -> Labels | None:
-    """The built-in label file of the backbone whose weights fingerprint (contracts.method.module_fingerprint,
+    """The built-in label file of the backbone whose weights fingerprint (contracts.artifacts.module_fingerprint,
     manifest.json's weights_sha256.backbone.sha256) is ``fingerprint``; None where there is none."""
     for p in builtin_label_files():
         labels = read_labels(p)

@@ -37,7 +37,8 @@ from latent_edit_bench.contracts.method import as_strength
 
 from .netedit import NetworkEditor, Packing, dense, xavier
 
-PAPER_PRESET = {"steps": 10_000, "batch_size": 16, "lr": 1e-4, "hidden": 512, "n_steps": 10}   # AdaTrans: up to 10 steps
+PAPER_PRESET = {"steps": 10_000, "batch_size": 16, "lr": 1e-4, "hidden": 512, "n_steps": 10,   # AdaTrans: up to 10 steps
+                "max_strength": 10.0}
 
 
 def gaussian(latents: torch.Tensor, eps: float = 1e-4) -> dict:
@@ -64,6 +65,10 @@ def density_loss(density: dict, path: list[torch.Tensor]) -> torch.Tensor:
 
 class AdaTrans(NetworkEditor):
     name = "adatrans"
+    # quick: as latent-transformer's (docs/methods.md), 4 steps of the recurrence, strengths up to 6
+    presets = {"quick": {"steps": 150, "batch_size": 4, "lr": 1e-2, "n_steps": 4, "preserve_attrs": [],
+                         "max_strength": 6.0},
+               "paper": PAPER_PRESET}
     config = {
         "steps": 200,
         "batch_size": 4,

@@ -38,6 +38,11 @@ PAPER_PRESET = {"steps": 10_000, "batch_size": 32, "lr": 1e-3}
 
 class LatentTransformer(NetworkEditor):
     name = "latent-transformer"
+    # quick (docs/methods.md: fit time and reach on the DCGAN with probe): batch 4 and lr 1e-2 (the official
+    # 1e-3 barely moves R_k in 200 steps); preserve_attrs [] since the preservation term scores every
+    # other attribute with R (~1 s per step on CPU with probe)
+    presets = {"quick": {"steps": 200, "batch_size": 4, "lr": 1e-2, "preserve_attrs": [], "max_strength": 3.0},
+               "paper": PAPER_PRESET}
     config = {
         "steps": 300,
         "batch_size": 8,

@@ -5,7 +5,7 @@ seeded per-step draws, Adam, checkpoints of step + parameters + Adam moments, ex
 loop trains one tensor, so a network's parameters live packed in one flat vector per attribute
 (``T`` [A, P]; Adam is elementwise, so this is the same optimiser as one per parameter) and the
 forward passes read named views of it (:class:`Packing`). The loss terms are the small functions
-below; a regulariser (``+hfld``) adds its own through EYE's ``extra_losses`` hook.
+below; a regulariser (``+hfld``) adds its own through the ``extra_losses`` hook (a TrainableEditor's).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class NetworkEditor(EYE):
         """The unweighted terms of one step, averaged over the fitted attributes (``attr_losses`` each)."""
         bb, dev = ctx.backbone, ctx.dev
         z, u, v = self.draw(ctx, T, step)
-        content = self._net(ctx, self.config["content_instrument"])
+        content = self.aux_net(ctx, self.config["content_instrument"])
         out: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             w = bb.to_edit(z)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
+from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, check_attributes
 from latent_edit_bench.errors import BenchError
 
 
 def attr_index(attr: str) -> int:
-    try:
-        return CELEBA_ATTRIBUTES.index(attr)
-    except ValueError:
-        raise BenchError(f"unknown attribute {attr!r}; valid: {', '.join(CELEBA_ATTRIBUTES)}") from None
+    check_attributes([attr])
+    return CELEBA_ATTRIBUTES.index(attr)
 
 
 def scored(attributes: torch.Tensor) -> list[str]:

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 
 from latent_edit_bench.pipeline import power
-from latent_edit_bench.pipeline.analysis import ranking_p_holm
 
-from .tables import block_verdicts, rank_label
-
-DIRECTION = {"+": "towards presence", "-": "towards absence"}
+from .first_screen import block_verdicts, rank_label
+from .run_folder import holm_for_older_ranking
+from .tables import DIRECTIONS
 
 
 def _f(v, nd=2) -> str:
@@ -28,15 +27,13 @@ def _pct(v) -> str:
 
 def first_screen(run: Path) -> str:
     """ranking.csv as a table: rank only for resolved comparisons (and the reference beside one)."""
-    rk = pd.read_csv(Path(run) / "ranking.csv")
-    if "p_holm" not in rk:
-        rk["p_holm"] = ranking_p_holm(rk)   # a folder from before p_holm was written
+    rk = holm_for_older_ranking(pd.read_csv(Path(run) / "ranking.csv"))
     lines = ["| attribute | direction | compared at ΔR_k | rank | method | emotion disturbance, pp [95% CI] "
              "| vs reference [95% CI], p (Holm over the screen) | n | reach |", "|---|---|---|---|---|---|---|---|---|"]
     for _, g in rk.groupby(["attr", "direction"], sort=False):
         judged, any_resolved = block_verdicts(g[g.status == "ranked"])
         for r in g.itertuples(index=False):
-            where = DIRECTION.get(r.direction, r.direction)
+            where = DIRECTIONS.get(r.direction, r.direction)
             if r.status == "no common level":
                 lines.append(f"| {r.attr} | {where} | no common level | | | | | | |")
                 continue
@@ -64,7 +61,7 @@ def power_table(run: Path, effect: float = 0.10) -> str:
              f"| power for the observed | resolves the observed | resolves {100 * effect:g}% |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['attr']} | {DIRECTION.get(r['direction'], r['direction'])} | {r['method']} vs "
+        lines.append(f"| {r['attr']} | {DIRECTIONS.get(r['direction'], r['direction'])} | {r['method']} vs "
                      f"{r['reference']} | {_pct(r['rel'])} | {100 * r['mde_rel']:.0f}% at N = {r['n']}, K = {r['k']} "
                      f"| {100 * r['power_observed']:.0f}% | {power.describe_plan(r['observed'])} "
                      f"| {power.describe_plan(r['effect'])} |")
