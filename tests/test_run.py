@@ -560,3 +560,17 @@ def test_rescore_refuses_a_metric_whose_instrument_was_not_run(tmp_path, cache):
         session=Session(get_plugins()), cache_dir=cache, log=lambda s: None).execute()
     with pytest.raises(BenchError, match=r"needs instrument output\(s\) emotion.*measured: attributes"):
         rescore(out, ["edit", "emotion"], get_plugins(), log=lambda s: None)
+
+
+def test_a_third_party_role_reaches_measurements_parquet():
+    """A role no built-in table lists keeps its own name as the column prefix: points [N, P, 2] as
+    <role>.<i>.x/y, anything else as <role>.<i>; the built-in roles keep theirs."""
+    from latent_edit_bench.pipeline.summary import measurement_rows
+
+    m = {"attributes": torch.rand(3, 40), "pupils": torch.rand(3, 2, 2), "gaze": torch.rand(3, 3),
+         "blink": torch.rand(3)}
+    rows = measurement_rows("sefa", "Male", 0, 0.1, m, None, None, None)
+    assert {"R.Male", "pupils.0.x", "pupils.1.y", "gaze.0", "gaze.2", "blink.0"} <= set(rows.columns)
+    assert np.allclose(rows["pupils.1.y"], m["pupils"][:, 1, 1].double().numpy())
+    assert np.allclose(rows["gaze.2"], m["gaze"][:, 2].double().numpy())
+    assert list(rows.columns).index("R.Male") < list(rows.columns).index("blink.0")   # built-ins first
