@@ -17,6 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("bench", "methods", "metrics", "reports")
 
 
+def source_files() -> list[str]:
+    """The four folders' files as a checkout has them: git's list (tracked and not ignored) in a clone,
+    else (an exported copy without .git) every file less build products."""
+    res = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *FOLDERS],
+                         cwd=ROOT, capture_output=True)
+    if res.returncode == 0:
+        return [f.decode() for f in res.stdout.split(b"\0") if f]
+    skip = ("__pycache__", "build", ".egg-info")
+    return [str(p.relative_to(ROOT)) for f in FOLDERS for p in (ROOT / f).rglob("*")
+            if p.is_file() and not any(s in part for part in p.relative_to(ROOT).parts for s in skip)]
+
+
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
     """(python, checkout, env): a venv without the package, a `git archive` copy of the working tree's
@@ -35,10 +47,8 @@ def plain(tmp_path_factory):
     (site / "deps.pth").write_text(f"{deps}\n")
     checkout = tmp / "checkout"
     checkout.mkdir()
-    files = subprocess.check_output(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *FOLDERS],
-                                    cwd=ROOT).split(b"\0")
-    for rel in filter(None, files):
-        src, dst = ROOT / rel.decode(), checkout / rel.decode()
+    for rel in source_files():
+        src, dst = ROOT / rel, checkout / rel
         if src.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_bytes(src.read_bytes())

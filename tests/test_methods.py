@@ -371,7 +371,9 @@ def test_truncated_artifact_is_quarantined_and_refitted(backbone, tmp_path, capl
     assert third.cache_hit and _same_state(third.state_dict(), first.state_dict())
 
 
-def test_artifact_sha256_is_recorded_checked_and_optional_for_old_artifacts(backbone, tmp_path):
+def test_artifact_sha256_is_recorded_checked_and_required(backbone, tmp_path):
+    """A flipped byte, a sidecar without a sha256 and a missing sidecar all mean "not verified": refused
+    (the run refits), never loaded as a cache hit."""
     import json
 
     from latent_edit_bench.assets import sha256_file
@@ -386,9 +388,12 @@ def test_artifact_sha256_is_recorded_checked_and_optional_for_old_artifacts(back
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptArtifact, match="sha256"):
         load_artifact(path)
-    # written before sha256s were recorded: accepted because it parses
     side.write_text(json.dumps({k: v for k, v in doc.items() if k != "sha256"}))
-    load_artifact(path)
+    with pytest.raises(CorruptArtifact, match="records no sha256"):
+        load_artifact(path)
+    side.unlink()
+    with pytest.raises(CorruptArtifact, match="sidecar .* is missing"):
+        load_artifact(path)
     side.write_text("{not json")
     with pytest.raises(CorruptArtifact, match="sidecar"):
         load_artifact(path)

@@ -243,7 +243,7 @@ def test_bad_options_and_inputs():
         metrics.create("topk", k=0)
     with pytest.raises(BenchError, match="unknown metric 'nope'; valid metrics: edit, emotion"):
         metrics.create("nope")
-    with pytest.raises(BenchError, match=r"unknown attribute 'Beard'; valid: 5_o_Clock_Shadow"):
+    with pytest.raises(BenchError, match=r"unknown attribute 'Beard' \(did you mean 'No_Beard'\?\); valid: 5_o_Clock_Shadow"):
         metrics.create("edit").measure(edit_set("Beard"))
     with pytest.raises(BenchError, match=r"'Wavy_Hair' is not scored .*scored: Bald, Black_Hair"):
         metrics.create("topk").measure(edit_set("Wavy_Hair"))

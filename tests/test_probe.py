@@ -57,7 +57,7 @@ def test_shape_range_and_nan_for_unsupported(probe, dcgan_images):
 
 def test_require_supported_names_the_attribute_and_the_valid_ones(probe):
     require_supported(probe, ["Male", "Smiling"])
-    with pytest.raises(BenchError, match=r"instrument 'probe' does not support attribute 'Eyeglasses'; "
+    with pytest.raises(BenchError, match=r"instrument 'probe' does not support 'Eyeglasses'; "
                                          r"supported: Bald, Big_Lips, .*Young"):
         require_supported(probe, ["Male", "Eyeglasses"])
 

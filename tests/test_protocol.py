@@ -173,7 +173,7 @@ def test_matched_interfacegan_on_dcgan_probe():
     (["--methods", "nope"], "valid methods: adatrans, baseline, ganspace"),
     (["--methods", "sefa", "--attrs", "Bogus"], "unknown attribute 'Bogus'; valid: 5_o_Clock_Shadow"),
     (["--methods", "sefa", "--instrument", "nope"], "valid instruments"),
-    (["--methods", "sefa", "--attrs", "Male,Eyeglasses"], "does not support Eyeglasses; supported: Bald"),
+    (["--methods", "sefa", "--attrs", "Male,Eyeglasses"], "does not support 'Eyeglasses'; supported: Bald"),
     (["--methods", "sefa", "--fit-seeds", "0"], "--fit-seeds must be at least 1"),
 ])
 def test_fit_usage_errors(args, needle, bench_cli):

@@ -161,14 +161,6 @@ def test_every_number_recomputes_from_the_measurements(reference_run):
     assert ranked, "no direction had a level every method reached: the ranking's numbers went unchecked"
 
 
-def test_same_command_and_seed_give_identical_tables(reference_run, tmp_path, cache):
-    again = run_fast(tmp_path / "b", cache)
-    for name in ("summary.csv", "seeds.csv", "comparison.csv", "ranking.csv"):
-        assert (again / name).read_bytes() == (reference_run / name).read_bytes(), name
-    pd.testing.assert_frame_equal(pd.read_parquet(again / "samples.parquet"),
-                                  pd.read_parquet(reference_run / "samples.parquet"))
-
-
 def test_a_rerun_adds_its_time_to_the_runs_seconds(reference_run, tmp_path, cache):
     """manifest["seconds"] (the report's "took") is the time of every invocation: a rerun that only
     re-summarises a finished run adds its seconds instead of replacing the run's with them."""
@@ -245,6 +237,8 @@ def test_a_failing_method_is_recorded_and_the_others_complete(tmp_path, cache):
 
 
 def test_kill_mid_run_then_rerun_resumes_without_redoing(reference_run, tmp_path, cache):
+    """Killed after its first unit, the same command resumes without redoing it, and its tables are
+    byte-identical to the reference run's: the same command and seed give the same numbers, resumed or not."""
     out = tmp_path / "k"
     cmd = BENCH + CLI_FAST + ["--out", str(out), "--cache", str(cache)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -261,13 +255,16 @@ def test_kill_mid_run_then_rerun_resumes_without_redoing(reference_run, tmp_path
     assert res.returncode == 0, res.stderr[-2000:]
     assert "sefa: ladder edits of Male, fit seed 0" not in res.stdout                     # the finished unit was not redone
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())
-    assert (out / "summary.csv").read_bytes() == (reference_run / "summary.csv").read_bytes()
+    for name in ("summary.csv", "seeds.csv", "comparison.csv", "ranking.csv"):
+        assert (out / name).read_bytes() == (reference_run / name).read_bytes(), name
+    for name in ("samples.parquet", "measurements.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / name), pd.read_parquet(reference_run / name))
 
 
 @pytest.mark.parametrize("args, needle", [
     (["run", "--methods", "nope", "--attrs", "Male"], "valid methods:"),
     (["run", "--methods", "sefa", "--attrs", "Mle"], "unknown attribute 'Mle'"),
-    (["run", "--methods", "sefa", "--attrs", "Eyeglasses"], "does not support Eyeglasses"),
+    (["run", "--methods", "sefa", "--attrs", "Eyeglasses"], "does not support 'Eyeglasses'"),
     (["run", "--methods", "sefa", "--attrs", "Male", "-n", "0"], "-n must be a positive"),
     (["run", "--methods", "sefa", "--attrs", "Male", "--metrics", "topk,nope"], "valid metrics:"),
     (["run", "--methods", "sefa", "--attrs", "Male", "--out", "/proc/forbidden/run"], "cannot write"),
@@ -574,3 +571,22 @@ def test_a_third_party_role_reaches_measurements_parquet():
     assert np.allclose(rows["pupils.1.y"], m["pupils"][:, 1, 1].double().numpy())
     assert np.allclose(rows["gaze.2"], m["gaze"][:, 2].double().numpy())
     assert list(rows.columns).index("R.Male") < list(rows.columns).index("blink.0")   # built-ins first
+
+
+def test_units_without_a_record_are_redone_not_trusted(reference_run, tmp_path, cache):
+    """A run folder whose units.json is gone has unit files nothing vouches for (one may be byte-flipped):
+    the rerun moves them aside and redoes every unit instead of summarising whatever is there."""
+    import shutil
+
+    from latent_edit_bench.pipeline.units import Ledger
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference_run, out)
+    (out / "units.json").unlink()
+    r = Run(make_config(**FAST), out, session=Session(get_plugins()), cache_dir=cache, log=lambda s: None)
+    r.ledger = Ledger(out)
+    todo = [u for u in r.todo() if u.kind != "fit"]
+    edits = len(r.cfg.methods) * len(r.cfg.fit_seed_list) * len(r.cfg.attrs)
+    assert len(todo) == 1 + edits                                      # the originals and every edit unit
+    files = [p.name for p in (out / "units").rglob("*.safetensors")]
+    assert len(files) == 1 + edits and all(".corrupt-" in f for f in files)   # moved aside, none read as done

@@ -118,7 +118,8 @@ def save_artifact(path: Path, state: dict, meta: dict | None = None) -> None:
 def load_artifact(path: Path) -> tuple[dict, dict]:
     """(state, meta) from an artifact written by :func:`save_artifact`; safetensors and JSON only, no code.
 
-    Raises :class:`CorruptArtifact` if the file does not parse or its sha256 differs from the sidecar's.
+    Raises :class:`CorruptArtifact` if the file does not parse, or its sha256 differs from the sidecar's,
+    or there is no sidecar sha256 to check it against (not verified: the caller refits, never trusts).
     """
     from safetensors import safe_open
 
@@ -126,14 +127,16 @@ def load_artifact(path: Path) -> tuple[dict, dict]:
 
     path = Path(path)
     side = sidecar(path)
-    if side.exists():
-        try:
-            recorded = json.loads(side.read_text()).get("sha256")
-        except (OSError, ValueError, AttributeError) as e:
-            raise CorruptArtifact(f"{side}: unreadable sidecar ({e})") from None
-        # artifacts written before sha256s were recorded have none: they are accepted if they parse
-        if recorded is not None and sha256_file(path) != recorded:
-            raise CorruptArtifact(f"{path}: sha256 differs from the one recorded in {side.name}")
+    try:
+        recorded = json.loads(side.read_text()).get("sha256")
+    except FileNotFoundError:
+        raise CorruptArtifact(f"{path}: not verified (its sidecar {side.name} is missing)") from None
+    except (OSError, ValueError, AttributeError) as e:
+        raise CorruptArtifact(f"{side}: unreadable sidecar ({e})") from None
+    if recorded is None:
+        raise CorruptArtifact(f"{path}: not verified ({side.name} records no sha256)")
+    if sha256_file(path) != recorded:
+        raise CorruptArtifact(f"{path}: sha256 differs from the one recorded in {side.name}")
     try:
         with safe_open(str(path), framework="pt") as f:
             doc = json.loads(f.metadata()["bench"])

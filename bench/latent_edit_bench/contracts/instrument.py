@@ -33,7 +33,7 @@ def require_supported(instrument, attrs, name: str | None = None) -> None:
     bad = [a for a in ([attrs] if isinstance(attrs, str) else attrs) if a not in supported]
     if bad:
         raise BenchError(f"instrument {name or getattr(instrument, 'name', '?')!r} does not support "
-                         f"{', '.join(bad)}; supported: {', '.join(supported)}")
+                         f"{', '.join(repr(a) for a in bad)}; supported: {', '.join(supported)}")
 
 
 @dataclass(frozen=True)

@@ -142,11 +142,12 @@ class Ledger:
                 self.save()
 
     def intact(self, uid: str, path: Path) -> bool:
-        """Whether ``path`` has the sha256 recorded for ``uid`` (a unit without a record passes)."""
+        """Whether ``path`` has the sha256 recorded for ``uid``. A unit without a record (units.json lost,
+        or a file it never wrote) is not verified: False, so the run redoes it rather than trust it."""
         from latent_edit_bench.assets import sha256_file
 
         want = self.get(uid).get("sha256")
-        return want is None or sha256_file(path) == want
+        return want is not None and sha256_file(path) == want
 
 
 def unit_file(run, unit: Unit, record: dict) -> Path:
