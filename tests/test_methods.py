@@ -168,6 +168,7 @@ def test_w_space_paths_on_a_small_stylegan2():
     assert abs(abs(d @ ref[:, sf.per_attr[PALE]["component"]]) - 1) < 1e-6
 
 
+@pytest.mark.slow
 def test_interfacegan_separates_and_edits(backbone):
     ctx = make_ctx(backbone, attrs=(PALE, ROSY))
     ed = InterFaceGAN(n_samples=512)
@@ -318,6 +319,7 @@ def test_probe_interfacegan(backbone):
         assert ctx.score_latents(ed.edit(held, "Male", 2.0), "Male").mean() > base
 
 
+@pytest.mark.slow
 def test_external_method_package_through_the_cli(tmp_path):
     """pip-install the docs' random-direction plugin into a private folder; `bench list` and `bench fit` use it."""
     import os

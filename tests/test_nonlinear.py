@@ -121,6 +121,7 @@ def test_hfld_is_eye_plus_the_regulariser_bit_for_bit(backbone, instruments):
     assert HFLD.config == PreRefactorHFLD.config      # the same cache key as before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["baseline", "latent-transformer", "adatrans"])
 def test_weight_zero_is_the_plain_method_bit_for_bit(backbone, instruments, base):
     methods = get_plugins().methods

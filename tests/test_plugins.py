@@ -43,6 +43,7 @@ def test_string_factories_import_lazily():
     assert reg.create("od", a=1) == {"a": 1}
 
 
+@pytest.mark.slow
 def test_external_plugin_package_is_listed_and_usable(tmp_path):
     """pip-install the throwaway package in tests/plugins into a private folder; `bench` must find it."""
     target = tmp_path / "site"

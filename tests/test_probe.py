@@ -131,6 +131,7 @@ def test_brightening_the_hair_region_raises_blond_hair(probe, grace):
     assert b[i] > a[i] + 0.2 and b[k] < a[k]
 
 
+@pytest.mark.slow
 def test_one_attribute_scoring_equals_the_full_forward(probe, dcgan_images):
     """score_attribute (the matched search's fast path) computes only one attribute's nets: same numbers."""
     from latent_edit_bench.errors import BenchError

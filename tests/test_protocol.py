@@ -181,6 +181,7 @@ def test_fit_usage_errors(args, needle, bench_cli):
     assert res.exit_code == 2 and needle in res.stderr, res.stderr
 
 
+@pytest.mark.slow
 def test_fit_cli_stores_then_hits_cache(tmp_path):
     args = ["fit", "--methods", "sefa", "--attrs", "Male", "--fit-seeds", "1", "--cache", str(tmp_path), "--device",
             "cpu"]

@@ -224,6 +224,7 @@ def test_folder_is_validated(tmp_path):
         read_celeba(root)
 
 
+@pytest.mark.slow
 def test_cli_trains_the_same_model(trained, celeba, tmp_path):
     """`bench zoo train-regressor` end to end on the generated folder: same weights as the function call."""
     import subprocess

@@ -667,6 +667,7 @@ def _bench(*args, cwd=None):
                           text=True, timeout=300, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow
 def test_cli(tmp_path, bench_cli):
     run = make_run(tmp_path / "r")
     res = _bench(run)                                # the entry point itself, once

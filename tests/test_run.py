@@ -45,6 +45,7 @@ def reference_run(tmp_path_factory, cache):
     return run_fast(tmp_path_factory.mktemp("run") / "a", cache)
 
 
+@pytest.mark.slow
 def test_run_writes_the_documented_folder(reference_run):
     out = reference_run
     for name in ("manifest.json", "measurements.parquet", "samples.parquet", "summary.csv", "seeds.csv",
@@ -96,6 +97,7 @@ def test_run_writes_the_documented_folder(reference_run):
     assert (validity.n_pos + validity.n_neg == 25).all() and set(ranking.trainer_validity) == {validity.status[0]}
 
 
+@pytest.mark.slow
 def test_every_number_recomputes_from_the_measurements(reference_run):
     """Independent arithmetic: from measurements.parquet alone (plain numpy), the reached flags, the
     disturbance and landmark curves, the compared level and the ranking's numbers."""
@@ -161,6 +163,7 @@ def test_every_number_recomputes_from_the_measurements(reference_run):
     assert ranked, "no direction had a level every method reached: the ranking's numbers went unchecked"
 
 
+@pytest.mark.slow
 def test_a_rerun_adds_its_time_to_the_runs_seconds(reference_run, tmp_path, cache):
     """manifest["seconds"] (the report's "took") is the time of every invocation: a rerun that only
     re-summarises a finished run adds its seconds instead of replacing the run's with them."""
@@ -221,6 +224,7 @@ def failing_plugins():
     return Plugins(make_plugin_manager(extra_plugins=[mod]))
 
 
+@pytest.mark.slow
 def test_a_failing_method_is_recorded_and_the_others_complete(tmp_path, cache):
     out = run_fast(tmp_path / "f", cache, plugins=failing_plugins(), methods="sefa,exploding,nans,wrong-shape",
                    overrides={"sefa": SMALL["sefa"]})
@@ -236,6 +240,7 @@ def test_a_failing_method_is_recorded_and_the_others_complete(tmp_path, cache):
     assert "exploding" in html and "boom &lt;b&gt;" in html and "boom <b>" not in html
 
 
+@pytest.mark.slow
 def test_kill_mid_run_then_rerun_resumes_without_redoing(reference_run, tmp_path, cache):
     """Killed after its first unit, the same command resumes without redoing it, and its tables are
     byte-identical to the reference run's: the same command and seed give the same numbers, resumed or not."""
@@ -290,11 +295,13 @@ def test_bad_input_exits_2_with_a_clear_message(args, needle, tmp_path, bench_cl
     assert needle in res.stderr
 
 
+@pytest.mark.slow
 def test_a_folder_of_another_config_is_refused_naming_the_setting(reference_run, cache):
     with pytest.raises(Exception, match=r"different config \(n: 16 there, 9 now\)"):
         run_fast(reference_run, cache, n=9)
 
 
+@pytest.mark.slow
 def test_fits_are_cached_per_attribute_and_seed_so_other_attrs_reuse_them(reference_run, tmp_path, cache):
     """The reference run fitted Male (seeds 0, 1); a run of Male and Bald loads those fits from the cache
     and fits only Bald. Fit seeds differ: seed 1's artifact is not seed 0's."""
@@ -315,6 +322,7 @@ def fit_units(out) -> dict:
     return {u: r for u, r in json.loads((out / "units.json").read_text()).items() if u.startswith("fit/")}
 
 
+@pytest.mark.slow
 def test_a_joint_method_fits_one_T_per_seed_for_all_attributes_and_a_rerun_loads_it(tmp_path):
     from latent_edit_bench.contracts.artifacts import load_artifact
     from latent_edit_bench.pipeline.units import Ledger, unit_states
@@ -517,6 +525,7 @@ def test_a_session_keeps_freed_cpu_memory_for_the_next_batch(monkeypatch):
         monkeypatch.delenv(var)
 
 
+@pytest.mark.slow
 def test_rescore_recomputes_the_tables_from_the_files_alone(reference_run, tmp_path):
     """Rescoring a finished run with its own metrics rewrites byte-identical tables (the metrics are pure
     functions of the stored measurements); a subset drops the others' rows; what cannot be scored is refused."""
@@ -547,6 +556,7 @@ def test_rescore_recomputes_the_tables_from_the_files_alone(reference_run, tmp_p
         rescore(out, ["edit"], get_plugins(), log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_rescore_refuses_a_metric_whose_instrument_was_not_run(tmp_path, cache):
     """A run that measured attributes only cannot be scored for emotion: refused, naming what it measured."""
     from latent_edit_bench.errors import BenchError
@@ -573,6 +583,7 @@ def test_a_third_party_role_reaches_measurements_parquet():
     assert list(rows.columns).index("R.Male") < list(rows.columns).index("blink.0")   # built-ins first
 
 
+@pytest.mark.slow
 def test_units_without_a_record_are_redone_not_trusted(reference_run, tmp_path, cache):
     """A run folder whose units.json is gone has unit files nothing vouches for (one may be byte-flipped):
     the rerun moves them aside and redoes every unit instead of summarising whatever is there."""

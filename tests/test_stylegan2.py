@@ -150,6 +150,7 @@ def test_gradients_reach_every_w_plus_layer(gen):
     assert all(p.grad is None for p in bb.parameters())      # the backbone stays frozen
 
 
+@pytest.mark.slow
 def test_double_backward_for_r1_and_path_length():
     # the in-place leaky ReLU must stay twice differentiable (R1 and path-length regularisers)
     torch.manual_seed(0)

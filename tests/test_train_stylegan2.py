@@ -72,6 +72,7 @@ def test_run_writes_checkpoint_log_and_samples(straight):
     assert ckpt.g_kwargs["size"] == 16 and ckpt.d_kwargs["size"] == 16
 
 
+@pytest.mark.slow
 def test_resume_is_exact_even_after_a_kill(straight, tmp_path, dcgan):
     # (the straight run also evaluated quality: that must not disturb training either)
     out_a, _ = straight

@@ -127,6 +127,7 @@ def test_bench_validate_on_the_builtin_labels(builtin):
         assert word in printed
 
 
+@pytest.mark.slow
 def test_faces_given_as_image_files_read_like_the_samples(tmp_path, builtin):
     """The clear Male faces of the built-in labels, saved as PNGs and labelled by file: the same AUC as by
     sample index, up to the PNG's 8-bit rounding (a pair or two of 154 may swap)."""
