@@ -1,5 +1,7 @@
 """CelebA's 40 attribute names, in the dataset's column order (the order of R's 40 outputs)."""
 
+from latent_edit_bench.errors import BenchError, did_you_mean
+
 CELEBA_ATTRIBUTES = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
     "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows",
@@ -21,8 +23,6 @@ EMOTION_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutr
 def check_attributes(names, known=CELEBA_ATTRIBUTES, what: str = "--attrs") -> None:
     """The one attribute check: BenchError (exit 2) for a name not in ``known`` (with "did you mean"
     and the valid names) or one named twice in ``what``."""
-    from latent_edit_bench.errors import BenchError, did_you_mean
-
     known = list(known)
     for a in names:
         if a not in known:

@@ -20,10 +20,10 @@ def did_you_mean(name: str, valid) -> str:
 
 
 class UnknownName(BenchError):
-    def __init__(self, kind: str, name: str, valid):
+    def __init__(self, kind: str, name: str, valid, note: str = ""):
         valid = sorted(valid)
         listing = ", ".join(valid) if valid else "(none registered)"
-        super().__init__(f"unknown {kind} {name!r}{did_you_mean(name, valid)}; valid {kind}s: {listing}")
+        super().__init__(f"unknown {kind} {name!r}{did_you_mean(name, valid)}; valid {kind}s: {listing}{note}")
         self.kind, self.name, self.valid = kind, name, valid
 
 

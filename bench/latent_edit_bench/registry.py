@@ -65,10 +65,9 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            error = UnknownName(self.kind, name, self._entries)
-            if self.broken:   # it may come from a plugin that did not load
-                error.args = (f"{error}; it may come from a plugin that failed to load: {'; '.join(self.broken)}",)
-            raise error from None
+            # it may come from a plugin that did not load: say which
+            note = f"; it may come from a plugin that failed to load: {'; '.join(self.broken)}" if self.broken else ""
+            raise UnknownName(self.kind, name, self._entries, note) from None
 
     def create(self, name: str, **options) -> Any:
         return self.get(name).load()(**options)

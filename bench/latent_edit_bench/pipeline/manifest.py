@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from latent_edit_bench.contracts.artifacts import module_fingerprint
+from latent_edit_bench.fs import atomic
 from latent_edit_bench.pipeline.config import SAMPLE_SEED_OFFSET
 
 PACKAGES = ("latent-edit-bench", "torch", "numpy", "pandas", "scipy", "pluggy", "safetensors", "seaborn",
@@ -93,6 +94,12 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             out[p] = None
     return out
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """manifest.json (and any JSON record of the run), written atomically."""
+    with atomic(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
 
 
 def failed_methods(folder) -> list[str]:

@@ -39,10 +39,10 @@ from latent_edit_bench.fs import atomic, writable_dir
 from latent_edit_bench.pipeline.config import (DEFAULT_INSTRUMENTS, DEFAULT_LEVELS, DEFAULT_METRICS,  # noqa: F401
                                                EMOTION_BACKENDS, FIT_MODES, SAMPLE_SEED_OFFSET, RunConfig,
                                                config_from_dict, make_config, make_metrics, parse_levels, validate)
-from latent_edit_bench.pipeline.manifest import build_manifest, failed_methods
+from latent_edit_bench.pipeline.manifest import build_manifest, failed_methods, write_json
 from latent_edit_bench.pipeline.protocol import ladder_edit
 from latent_edit_bench.pipeline.session import PRECISION_NOTES, Session
-from latent_edit_bench.pipeline.summary import summarise, unit_path, unprefix, write_json
+from latent_edit_bench.pipeline.summary import summarise, unit_path, unprefix
 
 # -- the run ----------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from latent_edit_bench.errors import BenchError
 from latent_edit_bench.fs import atomic
 from latent_edit_bench.pipeline.analysis import analyse
 from latent_edit_bench.pipeline.config import RunConfig, config_from_dict, make_metrics
+from latent_edit_bench.pipeline.manifest import write_json
 from latent_edit_bench.pipeline.validity import trainer_status
 
 # role -> (column prefix, labels): names, "xy" for points [N, P, 2], None for plain indices. A role not
@@ -156,11 +157,6 @@ def rescore(folder, metric_names, plugins, log: Callable[[str], None] = print) -
     manifest["figures"] = {"trajectories": figures}
     write_json(path, manifest)
     return out
-
-
-def write_json(path: Path, obj: dict) -> None:
-    with atomic(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=str))
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
