@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, check_attributes
 from latent_edit_bench.contracts.instrument import require_supported
 from latent_edit_bench.faces import inter_ocular_68
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import copy_file, save_csv, save_image, save_tensors
 
 DEFAULT_MAX_EMOTION_CHANGE = 0.22   # 90th percentile of the 1-px-shift null (docs/augment.md)
 DEFAULT_MAX_LANDMARK_SHIFT = 0.10   # same null, rounded
@@ -220,8 +220,8 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
             _png(im, out / "sources" / f"{name}.png")
             photo = Path(from_dir) / "aligned" / f"{name}.png" if from_dir is not None else None
             if photo is not None and photo.exists():      # the photo beside its reconstruction, in the sheet
-                shutil.copyfile(photo, out / "sources" / f"{name}.photo.png")
-        _save(orig_path, {f"orig.{k}": v for k, v in orig.items()} | {"latents": lat.contiguous()})
+                copy_file(photo, out / "sources" / f"{name}.photo.png")
+        save_tensors(orig_path, {f"orig.{k}": v for k, v in orig.items()} | {"latents": lat.contiguous()})
     stored = load_file(str(orig_path))
     if not torch.equal(stored["latents"], lat):
         raise BenchError(f"{out}: the sources changed since this folder was started; choose another -o")
@@ -231,7 +231,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
         log(f"augment: measuring {REFERENCE_FACES} reference samples (different faces, for identity)")
         ref_lat = ctx.latents(REFERENCE_FACES, seed=cfg.seed + REFERENCE_SEED_OFFSET)
         ref = session.measure(backbone, ref_lat, {"descriptor": ROLES["descriptor"]})["descriptor"].cpu()
-        _save(ref_path, {"descriptor": ref})
+        save_tensors(ref_path, {"descriptor": ref})
     reference = load_file(str(ref_path))["descriptor"]
 
     for attr in cfg.attrs:
@@ -251,16 +251,15 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
                 _png(imgs[i * n + j], out / "edits" / attr / f"{name}__{attr}_{level:+.2f}.png")
         unit = {f"x.{k}": v.reshape(n_lv, n, *v.shape[1:]).contiguous() for k, v in m.items()}
         unit.update(strength=lad.strength, target=lad.target, levels=lad.levels)
-        _save(path, unit)                           # last: marks the attribute done
+        save_tensors(path, unit)                         # last: marks the attribute done
 
     manifest = judge(cfg, out, names, sources, orig, label_frame, reference=reference)
     kept = manifest[manifest["kept"]]
     _sync_kept(out, kept)
     with atomic(out / "manifest.parquet") as tmp:
         manifest.to_parquet(tmp, index=False)
-    with atomic(out / "manifest.csv") as tmp:
-        manifest.to_csv(tmp, index=False, float_format="%.5f")
-    yield_table(manifest).to_csv(out / "yield.csv", index=False, float_format="%.4f")
+    save_csv(manifest, out / "manifest.csv", float_format="%.5f")
+    save_csv(yield_table(manifest), out / "yield.csv", float_format="%.4f")
     return Result(int(len(kept)), int(len(manifest)), out / "manifest.parquet")
 
 
@@ -351,23 +350,10 @@ def _sync_kept(out: Path, kept: pd.DataFrame) -> None:
         dst = out / "kept" / Path(p).relative_to("edits")
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(out / p, dst)
+            copy_file(out / p, dst)
 
 
 def _png(arr: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    from latent_edit_bench.fs import atomic
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
-
-
-def _save(path: Path, tensors: dict) -> None:
-    from safetensors.torch import save_file
-
-    from latent_edit_bench.fs import atomic
-
-    with atomic(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    save_image(Image.fromarray(arr), path)

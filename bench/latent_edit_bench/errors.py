@@ -42,3 +42,49 @@ def short_reason(name: str, e: Exception) -> str:
     if isinstance(e, MissingAsset) and e.short:
         return e.short
     return f"{name} not loadable ({str(e).split(': ')[0][:100]})"
+
+
+class CorruptFile(BenchError):
+    """A file this project wrote that does not read back (truncated, overwritten): names it. Where the
+    file is the tool's own (a run's index, a cache entry) the caller quarantines it and redoes the work;
+    where it cannot, the user sees this line (exit 2)."""
+
+    def __init__(self, path, why: str, fix: str = ""):
+        super().__init__(f"{path}: {why}" + (f"; {fix}" if fix else ""))
+        self.path, self.why = path, why
+
+
+# The machine's faults, not the method's nor the input's: one line naming the file and the fix, exit 2.
+_ENV_ERRNOS = {
+    "ENOSPC": ("the disk is full", "free some space (or point --out/--cache at another disk)"),
+    "EDQUOT": ("the disk quota is used up", "free some space (or point --out/--cache at another disk)"),
+    "EROFS": ("the file system is read-only", "choose a writable --out/--cache"),
+    "EACCES": ("permission denied", "choose a folder you may write (--out/--cache) or fix its permissions"),
+    "EPERM": ("operation not permitted", "choose a folder you may write (--out/--cache) or fix its permissions"),
+    "EMFILE": ("too many open files", "raise the limit (ulimit -n)"),
+}
+
+
+class EnvironmentFault(BenchError):
+    """The disk or the file system failed a read or write (full, read-only, no permission)."""
+
+
+def environment_fault(e: BaseException) -> EnvironmentFault | None:
+    """The one-line :class:`EnvironmentFault` for an error the machine caused, else None (then the error
+    belongs to whatever raised it: a method, an instrument, the input). An OSError is read by its errno;
+    libraries that wrap the OS error in their own type (safetensors, pyarrow) by its text."""
+    import errno
+    import os
+
+    names = [n for n in _ENV_ERRNOS if hasattr(errno, n)]
+    name = errno.errorcode.get(getattr(e, "errno", None) or -1) if isinstance(e, OSError) else None
+    if name not in _ENV_ERRNOS:
+        text = str(e)
+        name = next((n for n in names if os.strerror(getattr(errno, n)) in text
+                     or f"os error {getattr(errno, n)})" in text), None)
+        if name is None or name in ("EPERM", "EACCES") and not isinstance(e, OSError):
+            return None   # a library's "permission" wording is too loose to blame the machine on
+    what, fix = _ENV_ERRNOS[name]
+    where = getattr(e, "filename", None)
+    return EnvironmentFault(f"{'cannot use ' + repr(str(where)) if where else 'file system error'}: {what} "
+                            f"({name}); {fix}. Finished work is kept: the same command resumes.")

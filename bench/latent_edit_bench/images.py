@@ -9,6 +9,7 @@ import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import save_image
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -35,13 +36,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")   # what save_png writes, by
 
 
 def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(array)
     if scale != 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    img.save(path)
-    return path
+    return save_image(img, path)
 
 
 def load_images(paths) -> list[tuple[Path, np.ndarray]]:

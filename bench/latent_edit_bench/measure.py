@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from latent_edit_bench.attributes import EMOTION_LABELS
 from latent_edit_bench.images import draw_landmarks, load_images, to_tensor  # noqa: F401  (measure's own, and re-exported)
 from latent_edit_bench.errors import BenchError
-from latent_edit_bench.fs import atomic
+from latent_edit_bench.fs import atomic, save_image
 
 DEEPFACE_EMOTIONS = EMOTION_LABELS
 
@@ -264,7 +264,7 @@ def measure_files(paths, instrument_set: str = "default", out_dir: Path | None =
             stem = path.stem if path.stem not in used else f"{path.stem}_{len(results)}"
             used.add(stem)
             m.overlay = out_dir / f"{stem}_landmarks.png"
-            draw_landmarks(rgb, m.landmarks).save(m.overlay)
+            save_image(draw_landmarks(rgb, m.landmarks), m.overlay)
         echo(format_measurement(m))
         results.append(m)
     _write_table(results, out_dir, echo)
@@ -336,7 +336,7 @@ def _measure_photos(images, inst: Instruments, out_dir, ref, echo, min_score: fl
             stem = path.stem if path.stem not in used else f"{path.stem}_{len(used)}"
             used.add(stem)
             overlay = out_dir / f"{stem}_faces.png"
-            draw_faces(rgb, faces).save(overlay)
+            save_image(draw_faces(rgb, faces), overlay)
             for m in faces:
                 m.overlay = overlay
         for m in faces:

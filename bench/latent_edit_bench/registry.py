@@ -124,10 +124,13 @@ class MethodRegistry(Registry):
         return super().origin(name if name in self._entries else name.split("+")[0])
 
 
-def configure(kind: str, name: str, defaults: dict, overrides: dict) -> dict:
+def configure(kind: str, name: str, defaults: dict, overrides: dict, limits: dict | None = None) -> dict:
     """A plugin object's config: a deep copy of its class defaults updated by ``overrides``; an option
-    the class does not declare is a BenchError listing the ones it has."""
+    the class does not declare, a value of the wrong kind, or one outside its ``limits``
+    (:mod:`latent_edit_bench.options`) is a BenchError naming the option and what is valid."""
     import copy
+
+    from latent_edit_bench.options import check_options
 
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
@@ -138,7 +141,9 @@ def configure(kind: str, name: str, defaults: dict, overrides: dict) -> dict:
         if want is not None and not _is_kind(value, want):
             raise BenchError(f"{kind} {name!r}: option {key} must be {want} (default {defaults[key]!r}), "
                              f"got {value!r}")
-    return {**copy.deepcopy(defaults), **overrides}
+    config = {**copy.deepcopy(defaults), **overrides}
+    check_options(kind, name, config, limits or {})
+    return config
 
 
 def _kind_of(default) -> str | None:

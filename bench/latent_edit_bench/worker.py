@@ -10,6 +10,7 @@ import time
 import traceback
 from pathlib import Path
 
+from latent_edit_bench.errors import environment_fault
 from latent_edit_bench.pipeline.units import Unit
 
 
@@ -33,5 +34,7 @@ def work(spec: dict, unit: Unit) -> dict:
         run = Run(config_from_dict(spec["config"]), Path(spec["out"]), session=session, cache_dir=spec["cache_dir"])
         record = run.run_unit(unit)
     except Exception as e:
-        return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=8), **where}
+        fault = environment_fault(e)   # the node's disk, not the method: the driver stops the run
+        return {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=8),
+                "environment": None if fault is None else str(fault), **where}
     return {"ok": True, **record, **where, "seconds": round(time.perf_counter() - t0, 2)}

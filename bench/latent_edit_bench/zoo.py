@@ -9,13 +9,13 @@ The cache is ``$BENCH_HOME/zoo`` (default ``~/.cache/latent-edit-bench/zoo``).
 from __future__ import annotations
 
 import os
-import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from latent_edit_bench.assets import sha256_file
-from latent_edit_bench.errors import BenchError, MissingAsset, UnknownName
+from latent_edit_bench.errors import BenchError, MissingAsset, UnknownName, environment_fault
+from latent_edit_bench.fs import atomic, folder_lock
 
 
 @dataclass(frozen=True)
@@ -107,18 +107,22 @@ def fetch(name: str, progress: bool = True) -> Path:
     from tqdm.auto import tqdm
 
     entry.path.parent.mkdir(parents=True, exist_ok=True)
-    partial = entry.path.with_suffix(entry.path.suffix + ".partial")
-    try:
-        with urllib.request.urlopen(entry.url, timeout=60) as r, open(partial, "wb") as f, \
-                tqdm(total=int(r.headers.get("content-length") or 0), unit="B", unit_scale=True,
-                     desc=entry.filename, disable=not progress) as bar:
-            for chunk in iter(lambda: r.read(1 << 20), b""):
-                f.write(chunk)
-                bar.update(len(chunk))
-    except OSError as e:
-        raise BenchError(f"could not download {entry.url}: {e}. Put the file at {entry.path} by hand.") from None
-    if entry.sha256 and (got := sha256_file(partial)) != entry.sha256:
-        partial.unlink()
-        raise BenchError(f"{entry.filename}: sha256 {got} does not match the zoo's {entry.sha256}")
-    shutil.move(partial, entry.path)
+    # one download per file: a second process waits for the first, then finds the file there
+    with folder_lock(entry.path.with_name(entry.path.name + ".lock")):
+        if entry.path.exists():
+            return entry.path
+        with atomic(entry.path) as partial:
+            try:
+                with urllib.request.urlopen(entry.url, timeout=60) as r, open(partial, "wb") as f, \
+                        tqdm(total=int(r.headers.get("content-length") or 0), unit="B", unit_scale=True,
+                             desc=entry.filename, disable=not progress) as bar:
+                    for chunk in iter(lambda: r.read(1 << 20), b""):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+            except OSError as e:
+                if environment_fault(e) is not None:   # our disk, not the network
+                    raise
+                raise BenchError(f"could not download {entry.url}: {e}. Put the file at {entry.path} by hand.") from None
+            if entry.sha256 and (got := sha256_file(partial)) != entry.sha256:
+                raise BenchError(f"{entry.filename}: sha256 {got} does not match the zoo's {entry.sha256}")
     return entry.path

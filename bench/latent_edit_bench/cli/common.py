@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from latent_edit_bench.errors import BenchError
+from latent_edit_bench.errors import BenchError, environment_fault
 
 
 class BenchGroup(click.Group):
-    """A command group whose user errors (BenchError) exit with their code and one line, not a traceback."""
+    """A command group whose user errors (BenchError) and the machine's faults (disk full, read-only,
+    no permission) exit with their code and one line, not a traceback."""
 
     def invoke(self, ctx):
         try:
@@ -19,6 +20,12 @@ class BenchGroup(click.Group):
         except BenchError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except Exception as e:
+            fault = environment_fault(e)
+            if fault is None:
+                raise
+            click.echo(f"Error: {fault}", err=True)
+            ctx.exit(fault.exit_code)
 
 
 def load_plugins():
@@ -45,6 +52,8 @@ def writable_output(path: Path) -> Path:
     blocker = file_in_the_way(path.parent)
     if blocker is not None:   # e.g. -o /dev/null/x.png: name the parent, not mkdir's "File exists"
         raise BenchError(f"cannot write {str(path)!r}: its parent {str(blocker)!r} is not a directory")
+    if path.exists() and not path.is_file():   # a folder, or a device such as /dev/full: never replaced
+        raise BenchError(f"cannot write {str(path)!r}: it exists and is not a regular file; name a file to write")
     writable_dir(path.parent)
     return path
 

@@ -22,7 +22,9 @@ from typing import Any, Callable
 
 import torch
 
-from latent_edit_bench.errors import BenchError
+from latent_edit_bench.errors import BenchError, CorruptFile
+from latent_edit_bench.fs import atomic, folder_lock, read_json, write_text
+from latent_edit_bench.fs import quarantine as fs_quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -100,19 +102,14 @@ def save_artifact(path: Path, state: dict, meta: dict | None = None) -> None:
     from latent_edit_bench.assets import sha256_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict = {}
     doc = {"format": ARTIFACT_FORMAT, "state": _split(state, "", tensors), "meta": meta or {}}
     text = json.dumps(doc, sort_keys=True, indent=1, default=_json_default)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"bench": text})
-    digest = sha256_file(tmp)
-    os.replace(tmp, path)
-    side = sidecar(path)
-    tmp = side.with_name(side.name + f".tmp{os.getpid()}")
+    with atomic(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"bench": text})
+        digest = sha256_file(tmp)
     # the sha256 cannot live in the file it hashes: the sidecar carries it
-    tmp.write_text(json.dumps({**doc, "sha256": digest}, sort_keys=True, indent=1, default=_json_default) + "\n")
-    os.replace(tmp, side)
+    write_text(sidecar(path), json.dumps({**doc, "sha256": digest}, sort_keys=True, indent=1, default=_json_default) + "\n")
 
 
 def load_artifact(path: Path) -> tuple[dict, dict]:
@@ -128,10 +125,10 @@ def load_artifact(path: Path) -> tuple[dict, dict]:
     path = Path(path)
     side = sidecar(path)
     try:
-        recorded = json.loads(side.read_text()).get("sha256")
+        recorded = read_json(side).get("sha256")
     except FileNotFoundError:
         raise CorruptArtifact(f"{path}: not verified (its sidecar {side.name} is missing)") from None
-    except (OSError, ValueError, AttributeError) as e:
+    except (OSError, CorruptFile, AttributeError) as e:
         raise CorruptArtifact(f"{side}: unreadable sidecar ({e})") from None
     if recorded is None:
         raise CorruptArtifact(f"{path}: not verified ({side.name} records no sha256)")
@@ -152,16 +149,10 @@ def load_artifact(path: Path) -> tuple[dict, dict]:
 def quarantine(path: Path, why: str) -> Path:
     """Move a corrupt artifact and its sidecar aside (``<key>.corrupt-<UTC time>.safetensors``), kept for
     inspection rather than deleted, and warn naming it; returns the new path."""
-    import datetime as _dt
-
     path = Path(path)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    bad = path.with_name(f"{path.stem}.corrupt-{stamp}{path.suffix}")
-    for src, dst in ((path, bad), (sidecar(path), sidecar(bad))):
-        try:
-            os.replace(src, dst)
-        except FileNotFoundError:   # another process quarantined it first, or there was no sidecar
-            pass
+    bad = fs_quarantine(path, warn=False)
+    if sidecar(path).exists():
+        os.replace(sidecar(path), sidecar(bad))
     logger.warning("corrupt artifact %s (%s); moved to %s, refitting", path, why, bad)
     return bad
 
@@ -253,21 +244,25 @@ def fit_or_load(editor, ctx, refit: bool = False, checkpoint_every: int = 1):
         editor.fit(ctx)
         return editor
     path = artifact_path(editor, ctx)
-    if path.exists() and not refit:
-        try:
-            state, _ = load_artifact(path)
-        except CorruptArtifact as e:   # a damaged cache entry must cost a refit, not the method's results
-            quarantine(path, str(e))
-        else:
-            editor.load_state_dict(state)
-            editor.artifact_path, editor.cache_hit = path, True
-            return editor
-    partial = path.with_name(path.stem + ".partial.safetensors")
-    ck = Checkpointer(partial, every=checkpoint_every, on_save=ctx.on_checkpoint)
-    if refit:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # one lock per artifact: a second run on a shared cache waits for the first's fit, then loads it
+    with folder_lock(path.with_suffix(".lock"), on_wait=lambda: logger.warning(
+            "%s: another process is fitting this artifact; waiting for it, then loading it", path)):
+        if path.exists() and not refit:
+            try:
+                state, _ = load_artifact(path)
+            except CorruptArtifact as e:   # a damaged cache entry must cost a refit, not the method's results
+                quarantine(path, str(e))
+            else:
+                editor.load_state_dict(state)
+                editor.artifact_path, editor.cache_hit = path, True
+                return editor
+        partial = path.with_name(path.stem + ".partial.safetensors")
+        ck = Checkpointer(partial, every=checkpoint_every, on_save=ctx.on_checkpoint)
+        if refit:
+            ck.clear()
+        editor.fit(dataclasses.replace(ctx, checkpointer=ck))
+        save_artifact(path, editor.state_dict(), {"key_inputs": key_inputs(editor, ctx)})
         ck.clear()
-    editor.fit(dataclasses.replace(ctx, checkpointer=ck))
-    save_artifact(path, editor.state_dict(), {"key_inputs": key_inputs(editor, ctx)})
-    ck.clear()
     editor.artifact_path, editor.cache_hit = path, False
     return editor

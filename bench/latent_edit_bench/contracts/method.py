@@ -184,6 +184,10 @@ class Editor(abc.ABC):
     per-attribute`` still fits it per attribute). False (the default): the run fits each attribute alone,
     as a method whose attributes are independent (directions, per-attribute networks) needs.
 
+    ``limits``: what each option may hold, ``{option: check}`` with the checks of
+    :mod:`latent_edit_bench.options` (``at_least(1)``, ``positive``, ...), run when the editor is built:
+    ``bench run`` builds every editor first, so an out-of-range ``--set`` exits 2 before any work.
+
     ``presets``: the method's own settings under each run preset, ``{"quick": {option: value}, "paper":
     {...}}`` over ``config`` (``bench run --preset``; ``--set`` overrides both). A preset the method does
     not list runs it with its defaults.
@@ -191,14 +195,20 @@ class Editor(abc.ABC):
 
     name: str = "editor"
     config: dict = {}
+    limits: dict = {}   # {option: check} (latent_edit_bench.options); every class's in the MRO applies
     presets: dict = {}
     joint_fit: bool = False
     takes_regularisers: bool = False   # True on a TrainableEditor: the registry then allows <method>+<regulariser>
 
     def __init__(self, **overrides):
-        self.config = configure("method", self.name, type(self).config, overrides)
+        limits = {k: c for cls in reversed(type(self).__mro__) for k, c in vars(cls).get("limits", {}).items()}
+        self.config = configure("method", self.name, type(self).config, overrides, limits)
         self.artifact_path: Path | None = None   # where fit_or_load stored/loaded the artifact
         self.cache_hit = False
+
+    def check_backbone(self, backbone) -> None:
+        """Raise BenchError if the config cannot work on ``backbone`` (e.g. a layer range past its
+        ``n_layers``). The run calls it once the backbone is loaded, before any fit."""
 
     def instruments_used(self, ctx: FitContext) -> list[str]:
         """Names of the instruments whose weights the fit depends on (they enter the cache key).
@@ -341,6 +351,9 @@ class DirectionEditor(PerAttributeEditor):
     ``sigma``, the sample spread along the direction; strength is in latent units, its range is
     ``max_sigmas`` sigmas either way. Subclasses only decide how the direction is found."""
 
+    def check_backbone(self, backbone) -> None:
+        layer_mask(backbone.n_layers, self.config.get("layers"))
+
     def edit(self, latents, attr, strength):
         self.check_attr(attr)
         a = self.per_attr[attr]
@@ -357,7 +370,8 @@ def layer_mask(n_layers: int, layers=None) -> torch.Tensor:
     m = torch.zeros(n_layers)
     lo, hi = (0, n_layers) if layers is None else (int(layers[0]), int(layers[1]))
     if not 0 <= lo < hi <= n_layers:
-        raise BenchError(f"layer range {[lo, hi]} is outside the backbone's {n_layers} layers")
+        raise BenchError(f"layer range {[lo, hi]} is outside the backbone's {n_layers} layers; "
+                         f"give a [lo, hi) pair with 0 <= lo < hi <= {n_layers}")
     m[lo:hi] = 1.0
     return m
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from latent_edit_bench.errors import BenchError
-from latent_edit_bench.fs import atomic
+from latent_edit_bench.fs import save_csv, save_image, save_tensors
 
 QUALITY_COLUMNS = ("perceptual", "pixel_mse", "landmark_error_iod", "identity_cos", "emotion_agreement",
                    "same_top_emotion", "loss")
@@ -31,13 +31,9 @@ def output_names(paths: list[Path]) -> list[str]:
 
 def write_inverted(out: Path, name: str, crop: np.ndarray, recon: np.ndarray, tensors: dict, meta: dict) -> None:
     """One photo's files: its aligned crop, its reconstruction, then its latents file."""
-    from safetensors.torch import save_file
-
     for folder, image in (("aligned", crop), ("recon", recon)):
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(out / folder / f"{name}.png")
-    with atomic(latents_file(out, name)) as tmp:   # written last: marks the photo done
-        save_file(tensors, str(tmp), metadata=meta)
+        save_image(Image.fromarray(image), out / folder / f"{name}.png")
+    save_tensors(latents_file(out, name), tensors, metadata=meta)   # written last: marks the photo done
 
 
 def read_inverted(folder: Path) -> list[dict]:
@@ -66,7 +62,4 @@ def write_quality_table(out: Path) -> Path:
 
     rows = [{"name": r["name"], "source": r["source"], **{k: float(r[k]) for k in QUALITY_COLUMNS if k in r}}
             for r in read_inverted(out)]
-    path = out / "quality.csv"
-    with atomic(path) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
-    return path
+    return save_csv(pd.DataFrame(rows), out / "quality.csv", float_format="%.4f")

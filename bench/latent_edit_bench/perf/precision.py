@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import save_csv
 from latent_edit_bench.perf.backbones import BACKBONES, make_backbone
 from latent_edit_bench.perf.throughput import EVAL_ROLES, load_eval_instruments
 
@@ -103,6 +104,6 @@ def run_precision(device, backbone: str | None = None, n: int | None = None, bat
         f"|half - fp32|; beyond_tol: share of samples moved by more than the ladder's tol {LADDER_TOL}")
     log(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if out is not None:
-        table.to_csv(out, index=False)
+        save_csv(table, out)
         log(f"wrote {out}")
     return table

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import atomic
 from latent_edit_bench.perf.backbones import BACKBONES, check_backbone, make_backbone
 from latent_edit_bench.perf.reference import ReferenceEYE
 
@@ -164,8 +165,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         w.writerows(rows)

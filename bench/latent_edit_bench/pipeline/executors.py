@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from latent_edit_bench.errors import BenchError
+from latent_edit_bench.errors import BenchError, EnvironmentFault
 from latent_edit_bench.pipeline.units import LocalExecutor, OnEvent, Unit, verify
 
 ENGINES = ("local", "slurm", "submitit-local")
@@ -191,6 +191,8 @@ class SubmititExecutor:
                         lost(u, f"job {job.job_id} ended without a result (state {job.state})")
                         continue
                     if not record.get("ok"):
+                        if record.get("environment"):   # a full or read-only disk: no method to blame
+                            raise EnvironmentFault(f"{u.id} on {record.get('host')}: {record['environment']}")
                         failed(u, {k: record.get(k) for k in ("error", "traceback", "host")})
                         continue
                     why = verify(run, u, record)

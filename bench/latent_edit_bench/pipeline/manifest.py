@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from latent_edit_bench.contracts.artifacts import module_fingerprint
-from latent_edit_bench.fs import atomic
+from latent_edit_bench.errors import CorruptFile
+from latent_edit_bench.fs import read_json, write_text
 from latent_edit_bench.pipeline.config import SAMPLE_SEED_OFFSET
 
 PACKAGES = ("latent-edit-bench", "torch", "numpy", "pandas", "scipy", "pluggy", "safetensors", "seaborn",
@@ -34,7 +35,10 @@ def build_manifest(run) -> dict:
     weights = {"backbone": {"name": run.cfg.backbone, "sha256": module_fingerprint(run.backbone)}}
     weights.update({name: module_fingerprint(inst) for name, inst in run.instruments.items()})
     path = run.out / "manifest.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
+    try:   # a corrupt one only loses the times it carried (Run._check_folder moved it aside already)
+        old = read_json(path) if path.exists() else {}
+    except CorruptFile:
+        old = {}
     session = run.session
     return {
         "id": run.out.name,
@@ -98,12 +102,11 @@ def versions() -> dict:
 
 def write_json(path: Path, obj: dict) -> None:
     """manifest.json (and any JSON record of the run), written atomically."""
-    with atomic(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=str))
+    write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def failed_methods(folder) -> list[str]:
     """The methods a run folder's manifest records as failed (their errors are in the manifest and report)."""
     path = Path(folder) / "manifest.json"
-    methods = json.loads(path.read_text()).get("methods", {}) if path.is_file() else {}
+    methods = read_json(path).get("methods", {}) if path.is_file() else {}
     return [m for m, s in methods.items() if s.get("status") == "failed"]

@@ -27,13 +27,15 @@ Pure numpy (no torch): the report and ``bench plan`` import it.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import norm
+
+from latent_edit_bench.fs import read_json
+from latent_edit_bench.pipeline.units import read_ledger
 
 ALPHA = 0.05
 POWER = 0.8
@@ -210,8 +212,8 @@ def plan(c: Comparison, effect: float, costs: Costs | None = None, power: float 
 def unit_costs(run_dir: Path) -> Costs:
     """Per-fit and per-sample edit seconds measured by a run (units.json), and the CPU or GPU it ran on."""
     run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    units = json.loads((run_dir / "units.json").read_text()) if (run_dir / "units.json").exists() else {}
+    manifest = read_json(run_dir / "manifest.json")
+    units = read_ledger(run_dir / "units.json") if (run_dir / "units.json").exists() else {}
     n = int(manifest["config"]["n"])
     fit, edit = {}, {}
     for uid, rec in units.items():

@@ -21,28 +21,27 @@ rules: docs/run-format.md.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.contracts.instrument import require_supported
 from latent_edit_bench.contracts.artifacts import fit_or_load, module_fingerprint
 from latent_edit_bench.contracts.method import FitContext
-from latent_edit_bench.errors import BenchError, short_reason
-from latent_edit_bench.fs import atomic, writable_dir
+from latent_edit_bench.errors import BenchError, CorruptFile, short_reason
+from latent_edit_bench.fs import atomic, quarantine, read_json, save_tensors, writable_dir
 from latent_edit_bench.pipeline.config import (DEFAULT_INSTRUMENTS, DEFAULT_LEVELS, DEFAULT_METRICS,  # noqa: F401
                                                EMOTION_BACKENDS, FIT_MODES, SAMPLE_SEED_OFFSET, RunConfig,
                                                config_from_dict, make_config, make_metrics, parse_levels, validate)
 from latent_edit_bench.pipeline.manifest import build_manifest, failed_methods, write_json
 from latent_edit_bench.pipeline.protocol import ladder_edit
 from latent_edit_bench.pipeline.session import PRECISION_NOTES, Session
-from latent_edit_bench.pipeline.summary import summarise, unit_path, unprefix
+from latent_edit_bench.pipeline.summary import VALIDITY_RECORD, summarise, unit_path, unprefix
 
 # -- the run ----------------------------------------------------------------------------------------
 
@@ -83,7 +82,15 @@ class Run:
     def _check_folder(self) -> None:
         path = self.out / "manifest.json"
         if path.exists():
-            old = json.loads(path.read_text()).get("config")
+            try:
+                old = read_json(path).get("config")
+            except (CorruptFile, AttributeError) as e:
+                # what config made the unit files is unknown now: none is trusted (without units.json,
+                # each is moved aside and redone); fits are reloaded from the cache, which verifies itself
+                quarantine(path, getattr(e, "why", "not a manifest"))
+                if (self.out / "units.json").exists():
+                    quarantine(self.out / "units.json", "its run's manifest.json was corrupt")
+                return
             new = self.cfg.to_dict()
             if old is not None and old != new:
                 diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
@@ -117,6 +124,11 @@ class Run:
             opts = {"judges": dict(self.cfg.judges), "create": s.instrument} if name == "judge" else {}
             s.instrument(name, **opts)
             self.roles[role] = name
+        for m in self.cfg.methods:   # what only the loaded backbone can tell (layer counts), before any fit
+            try:
+                self.editor(m).check_backbone(self.backbone)
+            except BenchError as e:
+                raise BenchError(f"method {m!r} on backbone {self.cfg.backbone!r}: {e}") from None
         R = self.instruments[self.roles["attributes"]]
         require_supported(R, self.cfg.attrs, self.roles["attributes"])
         kinds = getattr(R, "attribute_kinds", None) or {}
@@ -163,7 +175,7 @@ class Run:
         else:
             self.log(f"originals: rendering and measuring {self.cfg.n} samples")
             m = {k: v.cpu() for k, v in self.measure(self.latents()).items()}
-            _save_atomic({f"orig.{k}": v for k, v in m.items()}, path)
+            save_tensors(path, {f"orig.{k}": v for k, v in m.items()})
         self.ctx.memo["originals"] = m
         return m
 
@@ -299,7 +311,6 @@ class Run:
         file whose sha256 differs from the one recorded when it was written is moved aside
         (``<name>.corrupt-<time>``) and redone."""
         from latent_edit_bench.pipeline.units import all_units
-        from latent_edit_bench.contracts.artifacts import quarantine
 
         units = all_units(self.cfg.methods, self.cfg.attrs, self.cfg.fit_seed_list, joint=self.joint)
         for u in units:
@@ -336,7 +347,7 @@ class Run:
                 editor = self.fit(unit.method, unit.attr, unit.seed)
             self.log(f"{unit.method}: ladder edits of {unit.attr}, fit seed {unit.seed}")
             path = self.unit_path(unit.method, unit.attr, unit.seed)
-            _save_atomic(self.edit_unit(unit.method, editor, unit.attr, unit.seed, self.originals()), path)
+            save_tensors(path, self.edit_unit(unit.method, editor, unit.attr, unit.seed, self.originals()))
         return {"sha256": sha256_file(path)}
 
     def cached_fit(self, unit) -> dict | None:
@@ -374,19 +385,20 @@ class Run:
         built-in human labels of its weights if any (64 renders, once; a rerun reads the file back)."""
         from latent_edit_bench.pipeline.validate import run_validity
 
+        from latent_edit_bench.assets import sha256_file
+
         path = self.out / "validity.csv"
         if path.exists():
-            return pd.read_csv(path, keep_default_na=False, na_values=[""])
+            if self.ledger.intact(VALIDITY_RECORD, path):
+                return pd.read_csv(path, keep_default_na=False, na_values=[""])
+            quarantine(path, "not the file units.json recorded (sha256)")
         frame = run_validity(self.session, self.backbone, self.roles, self.cfg.attrs, module_fingerprint(self.backbone))
         with atomic(path) as tmp:
             frame.to_csv(tmp, index=False)
+        self.ledger.update(VALIDITY_RECORD, state="done", sha256=sha256_file(path))
         return frame
 
     # -- provenance --------------------------------------------------------------------------------
     def _manifest(self) -> dict:
         return build_manifest(self)
 
-
-def _save_atomic(tensors: dict, path: Path) -> None:
-    with atomic(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))

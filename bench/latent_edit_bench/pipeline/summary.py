@@ -8,7 +8,6 @@ adds or recomputes metrics on a finished run from its files alone.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -18,8 +17,8 @@ from safetensors.torch import load_file
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, EMOTION_LABELS
 from latent_edit_bench.contracts.metric import EditSet
-from latent_edit_bench.errors import BenchError
-from latent_edit_bench.fs import atomic
+from latent_edit_bench.errors import BenchError, CorruptFile
+from latent_edit_bench.fs import atomic, read_json
 from latent_edit_bench.pipeline.analysis import analyse
 from latent_edit_bench.pipeline.config import RunConfig, config_from_dict, make_metrics
 from latent_edit_bench.pipeline.manifest import write_json
@@ -110,6 +109,9 @@ def summarise(out: Path, cfg: RunConfig, orig: dict, methods: list, metrics: dic
     return trajectories
 
 
+VALIDITY_RECORD = "validity"   # units.json's record of validity.csv (its sha256): a rerun reads it back
+
+
 def rescore(folder, metric_names, plugins, log: Callable[[str], None] = print) -> Path:
     """Add or recompute metrics on finished run ``folder`` from its unit files: nothing is rendered or
     measured again. ``metric_names``: the metrics the run's tables should hold from now on (the manifest's
@@ -119,11 +121,11 @@ def rescore(folder, metric_names, plugins, log: Callable[[str], None] = print) -
     out = Path(folder)
     path = out / "manifest.json"
     try:
-        manifest = json.loads(path.read_text())
+        manifest = read_json(path)
         cfg = config_from_dict(manifest["config"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise BenchError(f"{out} is not a finished run folder ({path}: {type(e).__name__}); "
-                         f"`bench run` makes one") from None
+    except (OSError, CorruptFile, KeyError, TypeError) as e:
+        raise BenchError(f"{out} is not a finished run folder ({path}: {getattr(e, 'why', type(e).__name__)}); "
+                         f"`bench run` makes one (or, with the run's options, resumes it)") from None
     names = tuple(dict.fromkeys(n.strip() for n in metric_names if n.strip()))
     if not names:
         raise BenchError("--metrics needs at least one metric; valid metrics: " + ", ".join(plugins.metrics.names()))
@@ -136,7 +138,7 @@ def rescore(folder, metric_names, plugins, log: Callable[[str], None] = print) -
                              f"did not measure (it measured: {', '.join(sorted(roles))}); run `bench run` with "
                              f"--metrics {','.join(names)} into a new --out")
     ok = [m for m in cfg.methods if manifest.get("methods", {}).get(m, {}).get("status") == "ok"]
-    ledger = Ledger(out)
+    ledger = Ledger(out, repair=False)
     joint = tuple(manifest.get("joint_fits", ()))
     for u in all_units(ok, cfg.attrs, cfg.fit_seed_list, joint=joint):
         if u.kind == "fit":
@@ -148,7 +150,12 @@ def rescore(folder, metric_names, plugins, log: Callable[[str], None] = print) -
                              f"then rescore")
     orig = unprefix(load_file(unit_path(out, None)), "orig.")
     validity_csv = out / "validity.csv"
-    validity = pd.read_csv(validity_csv, keep_default_na=False, na_values=[""]) if validity_csv.exists() else None
+    validity = None
+    if validity_csv.exists():
+        if not ledger.intact(VALIDITY_RECORD, validity_csv):
+            raise BenchError(f"{validity_csv} is not the file units.json recorded (sha256); rerun the run's "
+                             f"`bench run` command (it redoes it), then rescore")
+        validity = pd.read_csv(validity_csv, keep_default_na=False, na_values=[""])
     log(f"rescoring {out} with {', '.join(names)} from its stored measurements")
     figures = summarise(out, dataclasses.replace(cfg, metrics=names), orig, ok, metrics, roles,
                         manifest.get("attribute_kinds", {}), validity)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from latent_edit_bench.errors import BenchError
-from latent_edit_bench.fs import atomic
+from latent_edit_bench.errors import BenchError, CorruptFile, environment_fault
+from latent_edit_bench.fs import quarantine, read_json, write_text
 
 STATES = ("pending", "running", "done", "failed", "skipped")
 
@@ -104,17 +104,38 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def read_ledger(path: Path) -> dict[str, dict]:
+    """units.json as {unit id: record}; CorruptFile if it does not parse or is not such a mapping."""
+    units = read_json(path)
+    if not isinstance(units, dict) or not all(isinstance(r, dict) for r in units.values()):
+        raise CorruptFile(path, "not a units.json mapping of unit ids to records")
+    return units
+
+
 class Ledger:
     """``<run>/units.json``: per unit its state, attempts, job, error and the sha256 of the file it
     wrote. Only the driver (the ``bench run`` holding ``.lock``) writes it, atomically; ``bench status``
     reads it while the run goes."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, repair: bool = True):
+        """``repair``: the driver's ledger. A units.json that does not parse is quarantined (no record then
+        vouches for any unit file: each is moved aside and redone) and temporary files a killed driver left
+        are removed. Readers beside a running driver (rescore) pass False: a corrupt file is then a
+        CorruptFile naming it."""
         self.path = Path(out) / "units.json"
-        self.units: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.units: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                self.units = read_ledger(self.path)
+            except CorruptFile as e:
+                if not repair:
+                    raise CorruptFile(e.path, e.why, f"`bench run --out {self.path.parent}` with the run's "
+                                                     "options moves it aside and redoes what it held") from None
+                quarantine(self.path, e.why)
         self._deferred = 0
-        for stale in self.path.parent.glob(self.path.name + ".tmp*"):   # a driver killed mid-write
-            stale.unlink(missing_ok=True)
+        if repair:
+            for stale in self.path.parent.glob(self.path.name + ".tmp*"):   # a driver killed mid-write
+                stale.unlink(missing_ok=True)
 
     def get(self, uid: str) -> dict:
         return self.units.get(uid, {})
@@ -127,8 +148,7 @@ class Ledger:
         return rec
 
     def save(self) -> None:
-        with atomic(self.path) as tmp:
-            tmp.write_text(json.dumps(self.units, indent=1, sort_keys=True))
+        write_text(self.path, json.dumps(self.units, indent=1, sort_keys=True))
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -171,8 +191,8 @@ def verify(run, unit: Unit, record: dict) -> str | None:
         return f"{path}: sha256 {got[:12]} differs from the {str(record.get('sha256'))[:12]} the job reported"
     if unit.kind == "fit":
         try:
-            side = json.loads(sidecar(path).read_text()).get("sha256")
-        except (OSError, ValueError) as e:
+            side = read_json(sidecar(path)).get("sha256")
+        except (OSError, CorruptFile, AttributeError) as e:
             return f"{sidecar(path)}: unreadable ({e})"
         if side != got:
             return f"{path}: sha256 differs from the one in {sidecar(path).name}"
@@ -203,8 +223,8 @@ class LocalExecutor:
             try:
                 record = run.run_unit(u)
             except Exception as e:   # one method's failure must not cost the others their results
-                if u.kind == "originals":
-                    raise
+                if u.kind == "originals" or environment_fault(e) is not None:
+                    raise   # a full disk is the machine's fault, not the method's: stop the run, keep its work
                 on_event(u, "failed", {"error": f"{type(e).__name__}: {e}",
                                        "traceback": traceback.format_exc(limit=8)})
                 continue
@@ -240,14 +260,20 @@ def unit_states(out: Path) -> list[dict]:
     man = out / "manifest.json"
     if not man.exists():
         raise BenchError(f"{out} is not a run folder (no manifest.json); pass the folder `bench run` wrote")
-    manifest = json.loads(man.read_text())
-    cfg = manifest["config"]
-    ledger = Ledger(out)
+    fix = f"`bench run --out {out}` with the run's options moves it aside and redoes what it held"
+    try:   # read only: the driver alone quarantines (status may run beside it)
+        manifest = read_json(man)
+        cfg = manifest["config"]
+        records = read_ledger(out / "units.json") if (out / "units.json").exists() else {}
+    except CorruptFile as e:
+        raise CorruptFile(e.path, e.why, fix) from None
+    except (KeyError, TypeError):
+        raise CorruptFile(man, "no run config in it", fix) from None
     seeds = manifest.get("seeds", {}).get("fit") or [cfg["seed"] + k for k in range(int(cfg["fit_seeds"]))]
     units = all_units(cfg["methods"], cfg["attrs"], seeds, joint=manifest.get("joint_fits", ()))
     rows = []
     for u in units:
-        rec = ledger.get(u.id)
+        rec = records.get(u.id, {})
         state = rec.get("state", "pending")
         if u.kind != "fit":
             path = out / "units" / ("original.safetensors" if u.kind == "originals"

@@ -42,6 +42,7 @@ from PIL import Image
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import atomic
 from latent_edit_bench.instruments.resnet import ResNet50
 
 IMAGES = "img_align_celeba"
@@ -196,9 +197,8 @@ def cosine_lr(lr: float, step: int, total: int) -> float:
 
 
 def _save_atomic(obj, path: Path):
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _load_partial(path: Path, config: dict) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import atomic
 
 CHECKPOINT = "checkpoint.pt"
 # g_loss is the paired (distillation) loss while phase is "distil", the non-saturating loss after
@@ -18,10 +19,9 @@ QUALITY_FIELDS = ["step", "kid", "kid_std", "fid", "floor"]
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save through a temp file and a rename: a kill leaves the old file or the new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through the project's atomic write: a kill leaves the old file or the new one."""
+    with atomic(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def append_rows(path: Path, fields: list[str], rows: list[dict]) -> None:

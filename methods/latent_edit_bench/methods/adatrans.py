@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from latent_edit_bench.contracts.method import as_strength
+from latent_edit_bench.options import at_least
 
 from .netedit import NetworkEditor, Packing, dense, xavier
 
@@ -69,6 +70,7 @@ class AdaTrans(NetworkEditor):
     presets = {"quick": {"steps": 150, "batch_size": 4, "lr": 1e-2, "n_steps": 4, "preserve_attrs": [],
                          "max_strength": 6.0},
                "paper": PAPER_PRESET}
+    limits = {"n_steps": at_least(1), "density_samples": at_least(2)}
     config = {
         "steps": 200,
         "batch_size": 4,

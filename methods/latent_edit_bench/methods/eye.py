@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.options import TRAINING, each, non_negative
 from latent_edit_bench.contracts.method import FitContext, TrainableEditor, as_strength
 
 from .regularisers import LandmarkLoss
@@ -99,6 +100,7 @@ class EYE(TrainableEditor):
     name = "baseline"
     presets = {"quick": QUICK_PRESET, "paper": PAPER_PRESET}
     joint_fit = True              # one T for all the run's attributes, as the paper trains it (+hfld forms inherit it)
+    limits = {**TRAINING, "lambdas": each(non_negative, 3), "init_std": non_negative}
     config = {
         "steps": 200,                 # quick CPU default; the paper: 50,000 (PAPER_PRESET)
         "batch_size": 4,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from latent_edit_bench.batched import map_batches
+from latent_edit_bench.options import DIRECTIONS, at_least, each, layer_range, optional
 from latent_edit_bench.contracts.method import FitContext, PerAttributeEditor, add_direction, finite_difference, layer_mask
 
 
@@ -56,8 +57,14 @@ class GANSpace(PerAttributeEditor):
     # quick: ±4 sigma instead of ±3 (beyond it DCGAN faces wash out, darken or break up: SeFa's Male
     # component at +4); components chosen on 64 samples among the top 10 (16 and 5 picked weaker ones)
     presets = {"quick": {"n_samples": 64, "top_k": 10, "n_pca_samples": 1024, "max_sigmas": 4.0}}
+    limits = {**DIRECTIONS, "n_components": at_least(1), "n_pca_samples": at_least(2),
+              "layer_ranges": optional(each(layer_range))}
     config = {"n_components": 20, "n_pca_samples": 1024, "top_k": 10, "n_samples": 256,
               "probe_sigmas": 1.0, "max_sigmas": 3.0, "layer_ranges": None}
+
+    def check_backbone(self, backbone) -> None:
+        for r in self.config["layer_ranges"] or []:
+            layer_mask(backbone.n_layers, r)
 
     def fit_shared(self, ctx: FitContext) -> dict:
         bb, cfg = ctx.backbone, self.config

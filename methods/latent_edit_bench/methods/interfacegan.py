@@ -17,6 +17,7 @@ import torch
 from scipy.optimize import minimize
 
 from latent_edit_bench.attributes import GESTURE_ATTRIBUTES
+from latent_edit_bench.options import DIRECTIONS, Range, at_least, attribute_names, non_negative, positive
 from latent_edit_bench.contracts.method import DirectionEditor, FitContext, TrainableEditor, add_direction, layer_mask
 
 
@@ -57,6 +58,8 @@ class InterFaceGAN(TrainableEditor, DirectionEditor):
     # quick: the boundary from 1024 samples (scored once: ~15 s), top/bottom 10% (102 a side: at 2% of
     # 128-512 samples, 3-10 points a side in 100 dimensions are separable along almost any direction)
     presets = {"quick": {"n_samples": 1024, "ratio": 0.1, "max_sigmas": 4.0}}
+    limits = {**DIRECTIONS, "ratio": Range(lo=0, hi=0.5, lo_open=True), "C": positive, "refine_steps": at_least(0),
+              "refine_lr": positive, "refine_batch": at_least(1), "fidelity": non_negative}
     config = {"n_samples": 512, "ratio": 0.02, "C": 1.0, "max_sigmas": 3.0, "layers": None}
     # A TrainableEditor only as <method>+<regulariser> (methods/latent_edit_bench/methods/regularisers.py): the
     # closed-form direction n is then refined by Adam on  fidelity * (1 - cos(d, n)) + the regularisers'
@@ -122,6 +125,7 @@ def project_out(n: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
 
 class InterFaceGANCond(InterFaceGAN):
     name = "interfacegan-cond"
+    limits = {"condition_on": attribute_names}
     config = {**InterFaceGAN.config, "condition_on": list(GESTURE_ATTRIBUTES)}
 
     def direction(self, ctx: FitContext, attr: str) -> tuple[torch.Tensor, dict]:

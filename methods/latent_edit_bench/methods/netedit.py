@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from latent_edit_bench.contracts.instrument import supported_attributes
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.options import Range, attribute_names, optional
 from latent_edit_bench.contracts.method import FitContext
 
 from .eye import EYE, _to_device, step_generator
@@ -82,6 +83,8 @@ def content_loss(content, f: dict, x2: torch.Tensor) -> torch.Tensor:
 class NetworkEditor(EYE):
     """A per-attribute network trained with EYE's loop; subclasses give ``packing`` (parameter
     shapes), ``init_net``, ``attr_losses`` (the terms of one attribute) and ``edit``."""
+
+    limits = {"hidden": Range(lo=0, integer=True), "preserve_attrs": optional(attribute_names)}
 
     _fit_attrs: tuple = ()     # the attributes of the running fit (``self._attrs`` is set at its end)
     # one network per attribute, each trained alone as in the originals (the preservation term holds every

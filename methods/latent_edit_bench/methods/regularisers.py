@@ -21,6 +21,7 @@ import torch
 
 from latent_edit_bench.contracts.method import TrainableEditor
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.options import non_negative
 
 
 def landmark_loss(H, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -34,6 +35,7 @@ class LandmarkLoss:
     """Mixin adding HFLD's landmark loss to a :class:`TrainableEditor` (put it before the editor's class)."""
 
     regulariser = "hfld"
+    limits = {"landmark_weight": non_negative}
     config = {"landmark_weight": 1e4, "landmark_instrument": "faceapi-landmarks"}
     # quick: 1e2, not 1e4. At T's init the 1e4 landmark term's gradient is ~25x the regression term's,
     # and in 400 steps T never learns the attribute (Male change 0.13 vs baseline's 0.77, no target

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.options import DIRECTIONS
 from latent_edit_bench.contracts.method import DirectionEditor, FitContext, add_direction, finite_difference, layer_mask
 
 
@@ -31,6 +32,7 @@ class SeFa(DirectionEditor):
     # quick: ±4 sigma instead of ±3 (beyond it DCGAN faces wash out, darken or break up: SeFa's Male
     # component at +4); components chosen on 64 samples among the top 10 (16 and 5 picked weaker ones)
     presets = {"quick": {"n_samples": 64, "top_k": 10, "max_sigmas": 4.0}}
+    limits = DIRECTIONS
     config = {"top_k": 10, "n_samples": 256, "probe_sigmas": 1.0, "max_sigmas": 3.0, "layers": None}
 
     def fit_shared(self, ctx: FitContext) -> dict:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from latent_edit_bench.fs import save_image, write_text
+
 CSS = """body{font-family:system-ui,sans-serif;margin:1em}table{border-collapse:collapse}
 td{padding:4px;vertical-align:top;text-align:center;font-size:11px}img{width:96px;height:96px;image-rendering:pixelated}
 tr{border-bottom:1px solid #ddd}.src{background:#f3f3f3}.none{color:#999;font-style:italic}
@@ -50,9 +52,7 @@ def render_contact_sheet(out: Path, manifest: pd.DataFrame, title: str = "augmen
            f"different backbone faces closer than source and edit, ✗ where not under the identity threshold). "
            f"Reasons for every rejection: manifest.csv.</p><h2>Yield</h2>{ytab}<h2>Sources and kept edits</h2><table>"
            + "".join(rows) + "</table>")
-    path = out / "contact_sheet.html"
-    path.write_text(doc)
-    return path
+    return write_text(out / "contact_sheet.html", doc)
 
 
 def render_contact_png(out: Path, manifest: pd.DataFrame, max_sources: int = 8, max_kept: int = 8,
@@ -75,7 +75,5 @@ def render_contact_png(out: Path, manifest: pd.DataFrame, max_sources: int = 8, 
         for c in range(max_kept + 1):
             y, x = pad + r * (h + pad), pad + c * (w + pad) + (gap if c else 0)
             sheet[y:y + h, x:x + w] = tiles[c] if c < len(tiles) else 200
-    path = out / "contact_sheet.png"
     img = Image.fromarray(sheet)
-    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
-    return path
+    return save_image(img.resize((img.width * scale, img.height * scale), Image.NEAREST), out / "contact_sheet.png")

@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from latent_edit_bench.errors import BenchError
+from latent_edit_bench.fs import write_text
 
 from .attribute import attr_section
 from .first_screen import RANKING_NOTE, answer
@@ -94,7 +95,4 @@ def render_report(run_dirs: list[Path], out: Path, *, top_k: int = TOP_K) -> Pat
         raise BenchError("give at least one run folder")
     runs = [load_run(Path(d)) for d in run_dirs]
     html = _environment().get_template("report.html.j2").render(**build_context(runs, top_k))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
-    return out
+    return write_text(out, html)
