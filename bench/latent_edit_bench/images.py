@@ -42,20 +42,55 @@ def save_png(array: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     return save_image(img, path)
 
 
-def load_images(paths) -> list[tuple[Path, np.ndarray]]:
-    """Read every path as RGB uint8; one BenchError naming all missing or unreadable files."""
+# The largest image read (width x height), checked on the header before anything is decoded: a
+# 14000 x 14000 PNG of a few KB would otherwise take ~600 MB (a "decompression bomb"). --max-pixels raises it.
+MAX_PIXELS = 100_000_000
+_FLATTEN = ("RGBA", "LA", "PA", "P", "La", "RGBa")   # transparency (a palette may carry it): flattened on white
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")   # 16-bit greyscale PNGs open as one of these
+
+
+def load_images(paths, max_pixels: int = MAX_PIXELS) -> list[tuple[Path, np.ndarray]]:
+    """Read every path as RGB uint8; one BenchError naming all missing files, or the first unreadable one."""
     paths = [Path(p) for p in paths]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise BenchError(f"image file(s) not found: {', '.join(missing)}")
-    out = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                out.append((p, np.asarray(im.convert("RGB"))))
-        except (UnidentifiedImageError, OSError) as e:
-            raise BenchError(f"cannot read {str(p)!r} as an image: {e}") from None
-    return out
+    return [(p, read_rgb(p, max_pixels)) for p in paths]
+
+
+def read_rgb(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One image file as [H, W, 3] uint8 RGB: EXIF rotation applied; 16-bit greyscale scaled (not clipped
+    to white); CMYK, palette and greyscale converted; transparency flattened on white. A mode with no
+    sound RGB reading (float, LAB, ...) and an image over ``max_pixels`` are refused (BenchError)."""
+    from PIL import ImageOps
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None   # our limit, with our message, is checked on the header below
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise BenchError(f"{str(path)!r} is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                                 f"(a guard against decompression bombs); shrink it, or pass --max-pixels {w * h}")
+            im = ImageOps.exif_transpose(im)
+            if im.mode in _SIXTEEN_BIT:
+                grey = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if im.mode != "I" or grey.max() > 255 else 255.0   # "I" may hold 8-bit values
+                grey = np.clip(np.round(grey * 255.0 / top), 0, 255).astype(np.uint8)
+                return np.repeat(grey[:, :, None], 3, axis=2)
+            if im.mode in _FLATTEN:
+                rgba = im.convert("RGBA")
+                flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                flat.alpha_composite(rgba)
+                return np.asarray(flat.convert("RGB"))
+            if im.mode not in ("RGB", "L", "1", "CMYK", "YCbCr"):
+                raise BenchError(f"{str(path)!r} has image mode {im.mode!r}, which has no sound RGB reading here; "
+                                 f"save it as 8-bit RGB (or greyscale, CMYK, 16-bit greyscale)")
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:   # PIL's errors for broken files
+        raise BenchError(f"cannot read {str(path)!r} as an image: {e}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from latent_edit_bench.attributes import EMOTION_LABELS
-from latent_edit_bench.images import draw_landmarks, load_images, to_tensor  # noqa: F401  (measure's own, and re-exported)
+from latent_edit_bench.images import MAX_PIXELS, draw_landmarks, load_images, to_tensor  # noqa: F401  (measure's own, and re-exported)
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.fs import atomic, save_image
 
@@ -241,8 +241,8 @@ def draw_faces(rgb: np.ndarray, faces: list[Measurement], min_size: int = 512) -
 
 def measure_files(paths, instrument_set: str = "default", out_dir: Path | None = Path("."),
                   device="cpu", use_dlib: bool = False, echo=print, detect: bool = True,
-                  min_score: float = 0.5, session=None) -> list[Measurement]:
-    images = load_images(paths)
+                  min_score: float = 0.5, session=None, max_pixels: int = MAX_PIXELS) -> list[Measurement]:
+    images = load_images(paths, max_pixels)
     ref = DlibReference() if use_dlib else None
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -45,6 +45,13 @@ DTYPE_OPTION = click.option(
          "bf16 moves scores more than fp16 (bench perf --precision)")
 
 
+# the default is images.MAX_PIXELS (a test holds them equal): images imports torch, which `bench --help` need not
+MAX_PIXELS_OPTION = click.option(
+    "--max-pixels", type=click.IntRange(min=1), default=100_000_000, show_default=True,
+    help="refuse images larger than this (width x height), read from the header before decoding: a guard "
+         "against decompression bombs")
+
+
 def writable_output(path: Path) -> Path:
     """Create the parent folder now, so a bad -o fails before any work is done."""
     from latent_edit_bench.fs import file_in_the_way, writable_dir

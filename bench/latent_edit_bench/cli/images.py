@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from latent_edit_bench.cli.common import load_plugins, parse_sets, writable_output
+from latent_edit_bench.cli.common import MAX_PIXELS_OPTION, load_plugins, parse_sets, writable_output
 from latent_edit_bench.errors import BenchError
 from latent_edit_bench.pipeline.session import resolve_device
 
@@ -50,7 +50,8 @@ def sample(backbone_name, weights, n, seed, ncol, scale, device, output):
 @click.option("--no-detect", is_flag=True, help="take each image as a face crop (no face detector)")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="BlazeFace score a face needs")
-def measure(images, instrument_set, output_dir, use_dlib, device, no_detect, min_score):
+@MAX_PIXELS_OPTION
+def measure(images, instrument_set, output_dir, use_dlib, device, no_detect, min_score, max_pixels):
     """Find every face in IMAGES (photos), crop and measure each: emotions, age/gender, attributes, landmarks.
 
     Writes <image>_faces.png (numbered boxes and landmarks); exit 2 if an image has no face."""
@@ -59,7 +60,7 @@ def measure(images, instrument_set, output_dir, use_dlib, device, no_detect, min
 
     session = Session(load_plugins(), device=resolve_device(device))
     measure_files(images, instrument_set, output_dir, session.device, use_dlib, echo=click.echo,
-                  detect=not no_detect, min_score=min_score, session=session)
+                  detect=not no_detect, min_score=min_score, session=session, max_pixels=max_pixels)
 
 
 def _parse_box(box: str | None):
@@ -91,7 +92,9 @@ def _parse_box(box: str | None):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="photos optimised together")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emotion, seed, batch_size, device):
+@MAX_PIXELS_OPTION
+def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emotion, seed, batch_size, device,
+           max_pixels):
     """Align face PHOTOS as the backbone expects and project them into its edit space (resumes)."""
     from latent_edit_bench.invert import InvertConfig, invert_photos
     from latent_edit_bench.pipeline.session import Session
@@ -102,7 +105,8 @@ def invert(photos, out, backbone_name, weights, box, steps, starts, noise, emoti
     session = Session(load_plugins(), device=resolve_device(device), batch_size=batch_size, progress=True)
     options = {"weights": weights} if weights else {}
     backbone = session.backbone(backbone_name, **options)
-    path = invert_photos(photos, out, session, backbone, cfg, box=box, emotion=emotion, log=click.echo)
+    path = invert_photos(photos, out, session, backbone, cfg, box=box, emotion=emotion, log=click.echo,
+                         max_pixels=max_pixels)
     click.echo(f"wrote {path}")
 
 

@@ -16,17 +16,17 @@ from latent_edit_bench.invert.quality import INVERT_ROLES, emotion_instrument, q
 
 
 def invert_photos(paths, out: Path, session, backbone, cfg: InvertConfig, box=None, emotion: str = "auto",
-                  log=print) -> Path:
+                  log=print, max_pixels: int | None = None) -> Path:
     """Align, project and score every photo; resumable per photo. Returns the quality table's path."""
     from latent_edit_bench.fs import writable_dir
-    from latent_edit_bench.images import load_images, to_tensor, to_uint8
+    from latent_edit_bench.images import MAX_PIXELS, load_images, to_tensor, to_uint8
 
     cfg.check()
     paths = [Path(p) for p in paths]
     if box is not None and len(paths) != 1:
         raise BenchError(f"--box locates the face in one photo; {len(paths)} photos were given")
     writable_dir(out)
-    photos = load_images(paths)                          # unreadable / missing: exit 2 before any work
+    photos = load_images(paths, max_pixels or MAX_PIXELS)                          # unreadable / missing: exit 2 before any work
     names = output_names(paths)
     roles = dict(INVERT_ROLES, emotion=emotion_instrument(session, emotion))
     lm_inst = session.instrument("faceapi-landmarks")

@@ -6,13 +6,13 @@ through :func:`holm_for_older_ranking`, the compatibility path that adjusts the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from latent_edit_bench.errors import BenchError
+from latent_edit_bench.errors import BenchError, CorruptFile
+from latent_edit_bench.fs import read_json
 from latent_edit_bench.pipeline import power
 from latent_edit_bench.pipeline.analysis import (COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS,
                                                  comparison_p_holm, ranking_p_holm)
@@ -108,14 +108,17 @@ def load_run(path: Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise BenchError(f"run folder {str(path)!r} does not exist (give a folder written by `bench run`)")
-    for name in ("manifest.json", "summary.csv"):
-        if not (path / name).is_file():
-            raise BenchError(f"{str(path)!r} is not a run folder: it has no {name} "
-                             f"(a run folder holds manifest.json, summary.csv, ranking.csv, ...)")
+    if not (path / "manifest.json").is_file():
+        raise BenchError(f"{str(path)!r} is not a run folder: it has no manifest.json "
+                         f"(a run folder holds manifest.json, summary.csv, ranking.csv, ...)")
+    resume = f"the `bench run` command that made it, with --out {path}, resumes it and writes the report"
+    if not (path / "summary.csv").is_file():   # started, not finished: the units are kept
+        raise BenchError(f"{str(path)!r} is a run that has not finished (no summary.csv yet); {resume} "
+                         f"(`bench status {path}` shows what is left)")
     try:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BenchError(f"{path / 'manifest.json'} is not valid JSON: {e}") from None
+        manifest = read_json(path / "manifest.json")
+    except CorruptFile as e:
+        raise BenchError(f"{e}; {resume}") from None
     if not isinstance(manifest, dict):
         raise BenchError(f"{path / 'manifest.json'} must hold a JSON object")
     summary = _read_csv(path / "summary.csv", SUMMARY_COLUMNS)
