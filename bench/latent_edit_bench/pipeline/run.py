@@ -41,7 +41,7 @@ from latent_edit_bench.pipeline.config import (DEFAULT_INSTRUMENTS, DEFAULT_LEVE
 from latent_edit_bench.pipeline.manifest import build_manifest, failed_methods, write_json
 from latent_edit_bench.pipeline.protocol import ladder_edit
 from latent_edit_bench.pipeline.session import PRECISION_NOTES, Session
-from latent_edit_bench.pipeline.summary import VALIDITY_RECORD, summarise, unit_path, unprefix
+from latent_edit_bench.pipeline.summary import VALIDITY_RECORD, summarise, table_hashes, unit_path, unprefix
 
 # -- the run ----------------------------------------------------------------------------------------
 
@@ -252,6 +252,10 @@ class Run:
             self.log(f"another bench run is working in {self.out}; waiting")
 
         with folder_lock(self.out / ".lock", on_wait=waiting):
+            # the tables and the manifest are the driver's alone: what a killed driver left half-written goes
+            # (unit files are left to the executor: a reattached job may be writing one)
+            for stale in self.out.glob("*.tmp*"):
+                stale.unlink(missing_ok=True)
             return self._execute()
 
     @property
@@ -379,6 +383,7 @@ class Run:
         ok = [m for m in self.cfg.methods if manifest["methods"].get(m, {}).get("status") == "ok"]
         figures = summarise(self.out, self.cfg, orig, ok, self.metrics, self.roles, self.kinds, self.validity())
         manifest["figures"] = {"trajectories": figures}
+        manifest["tables"] = table_hashes(self.out)   # the report checks what it reads against these
 
     def validity(self) -> pd.DataFrame:
         """validity.csv: how well the trainer and the judge see each target on this backbone, against the

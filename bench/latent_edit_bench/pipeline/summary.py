@@ -112,6 +112,15 @@ def summarise(out: Path, cfg: RunConfig, orig: dict, methods: list, metrics: dic
 VALIDITY_RECORD = "validity"   # units.json's record of validity.csv (its sha256): a rerun reads it back
 
 
+def table_hashes(out: Path) -> dict[str, str]:
+    """{file: sha256} of the run's tables (every CSV and parquet file at the top of ``out``), for the
+    manifest's ``tables``: the report reads only tables that match it."""
+    from latent_edit_bench.assets import sha256_file
+
+    return {p.name: sha256_file(p) for p in sorted(Path(out).iterdir())
+            if p.is_file() and p.suffix in (".csv", ".parquet")}
+
+
 def rescore(folder, metric_names, plugins, log: Callable[[str], None] = print) -> Path:
     """Add or recompute metrics on finished run ``folder`` from its unit files: nothing is rendered or
     measured again. ``metric_names``: the metrics the run's tables should hold from now on (the manifest's
@@ -162,6 +171,7 @@ def rescore(folder, metric_names, plugins, log: Callable[[str], None] = print) -
     manifest["config"]["metrics"] = list(names)
     manifest["metrics"] = {n: {"title": m.title or n, "needs": list(m.needs)} for n, m in metrics.items()}
     manifest["figures"] = {"trajectories": figures}
+    manifest["tables"] = table_hashes(out)
     write_json(path, manifest)
     return out
 
