@@ -42,7 +42,7 @@ import torch
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, check_attributes
 from latent_edit_bench.contracts.instrument import require_supported
 from latent_edit_bench.faces import inter_ocular_68
-from latent_edit_bench.errors import BenchError
+from latent_edit_bench.errors import BenchError, CorruptFile
 from latent_edit_bench.fs import copy_file, save_csv, save_image, save_tensors
 
 DEFAULT_MAX_EMOTION_CHANGE = 0.22   # 90th percentile of the 1-px-shift null (docs/augment.md)
@@ -173,7 +173,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
             cache_dir: Path | str = "cache", log=print) -> Result:
     from safetensors.torch import load_file
 
-    from latent_edit_bench.fs import atomic, writable_dir
+    from latent_edit_bench.fs import HashIndex, atomic, quarantine, read_json, writable_dir
     from latent_edit_bench.images import to_uint8
     from latent_edit_bench.invert import emotion_instrument
     from latent_edit_bench.contracts.artifacts import fit_or_load
@@ -192,8 +192,17 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     if from_dir is not None:
         key["from"] = str(Path(from_dir).resolve())
     key = json.loads(json.dumps(key))              # tuples -> lists, as read back from the file
-    if cfg_path.exists() and json.loads(cfg_path.read_text()).get("unit_key") != key:
-        raise BenchError(f"{out} holds an augmentation with other settings; choose another -o or remove it")
+    if cfg_path.exists():
+        try:
+            old = read_json(cfg_path).get("unit_key")
+        except (CorruptFile, AttributeError) as e:   # what made the units is unknown: none is trusted
+            quarantine(cfg_path, getattr(e, "why", "not a config"))
+            if (out / "units" / "index.json").exists():
+                quarantine(out / "units" / "index.json", "its folder's config.json was corrupt")
+        else:
+            if old != key:
+                raise BenchError(f"{out} holds an augmentation with other settings; choose another -o or remove it")
+    index = HashIndex(out / "units" / "index.json")   # every unit file is checked against it before use
 
     opts = {"weights": cfg.weights} if cfg.weights else {}
     backbone = session.backbone(cfg.backbone, **opts)
@@ -212,7 +221,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
 
     # the sources: rendered, measured and written once
     orig_path = out / "units" / "sources.safetensors"
-    if not orig_path.exists():
+    if not index.check(orig_path):
         log(f"augment: measuring {len(names)} source(s)")
         orig = {k: v.cpu() for k, v in session.measure(backbone, lat, roles).items()}
         imgs = to_uint8(session.render(backbone, lat))
@@ -222,21 +231,23 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
             if photo is not None and photo.exists():      # the photo beside its reconstruction, in the sheet
                 copy_file(photo, out / "sources" / f"{name}.photo.png")
         save_tensors(orig_path, {f"orig.{k}": v for k, v in orig.items()} | {"latents": lat.contiguous()})
+        index.record(orig_path)
     stored = load_file(str(orig_path))
     if not torch.equal(stored["latents"], lat):
         raise BenchError(f"{out}: the sources changed since this folder was started; choose another -o")
     orig = {k[5:]: v for k, v in stored.items() if k.startswith("orig.")}
     ref_path = out / "units" / "reference.safetensors"
-    if not ref_path.exists():
+    if not index.check(ref_path):
         log(f"augment: measuring {REFERENCE_FACES} reference samples (different faces, for identity)")
         ref_lat = ctx.latents(REFERENCE_FACES, seed=cfg.seed + REFERENCE_SEED_OFFSET)
         ref = session.measure(backbone, ref_lat, {"descriptor": ROLES["descriptor"]})["descriptor"].cpu()
         save_tensors(ref_path, {"descriptor": ref})
+        index.record(ref_path)
     reference = load_file(str(ref_path))["descriptor"]
 
     for attr in cfg.attrs:
         path = out / "units" / f"{attr}.safetensors"
-        if path.exists():
+        if index.check(path):
             continue
         editor = cfg.editor(plugins)
         log(f"augment: {cfg.method} for {attr} (fit seed {cfg.seed}; cached in {cache_dir})")
@@ -252,6 +263,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
         unit = {f"x.{k}": v.reshape(n_lv, n, *v.shape[1:]).contiguous() for k, v in m.items()}
         unit.update(strength=lad.strength, target=lad.target, levels=lad.levels)
         save_tensors(path, unit)                         # last: marks the attribute done
+        index.record(path)
 
     manifest = judge(cfg, out, names, sources, orig, label_frame, reference=reference)
     kept = manifest[manifest["kept"]]

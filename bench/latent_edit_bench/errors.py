@@ -66,7 +66,12 @@ _ENV_ERRNOS = {
 
 
 class EnvironmentFault(BenchError):
-    """The disk or the file system failed a read or write (full, read-only, no permission)."""
+    """The disk or the file system failed a read or write (full, read-only, no permission);
+    ``errno_name``: which (ENOSPC, EROFS, ...)."""
+
+    def __init__(self, message: str, errno_name: str = ""):
+        super().__init__(message)
+        self.errno_name = errno_name
 
 
 def environment_fault(e: BaseException) -> EnvironmentFault | None:
@@ -87,4 +92,4 @@ def environment_fault(e: BaseException) -> EnvironmentFault | None:
     what, fix = _ENV_ERRNOS[name]
     where = getattr(e, "filename", None)
     return EnvironmentFault(f"{'cannot use ' + repr(str(where)) if where else 'file system error'}: {what} "
-                            f"({name}); {fix}. Finished work is kept: the same command resumes.")
+                            f"({name}); {fix}. Finished work is kept: the same command resumes.", name)

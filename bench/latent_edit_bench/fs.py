@@ -5,6 +5,7 @@ same work."""
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from latent_edit_bench.errors import BenchError, CorruptFile
+from latent_edit_bench.errors import BenchError, CorruptFile, environment_fault
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,13 @@ def atomic(path: str | Path) -> Iterator[Path]:
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except Exception as e:
+        fault = environment_fault(e)
+        if fault is not None and not getattr(e, "filename", None):
+            # a library's disk-full error (safetensors, pyarrow) names no file: say which one did not fit
+            raise OSError(getattr(errno, fault.errno_name), os.strerror(getattr(errno, fault.errno_name)),
+                          str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -192,3 +200,44 @@ def copy_file(src: str | Path, dst: str | Path) -> Path:
     with atomic(dst) as tmp:
         shutil.copyfile(src, tmp)
     return Path(dst)
+
+
+class HashIndex:
+    """``index.json`` beside a folder's files: {file name relative to the index's folder: sha256}. A file
+    is *verified* only if the index records its hash; :meth:`check` moves an unverified one aside so the
+    caller redoes it. An index that does not parse is moved aside (every file then counts as unverified)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.hashes: dict[str, str] = {}
+        if self.path.exists():
+            try:
+                hashes = read_json(self.path)
+                if not isinstance(hashes, dict):
+                    raise CorruptFile(self.path, "not a mapping of file names to sha256")
+                self.hashes = hashes
+            except CorruptFile as e:
+                quarantine(self.path, e.why)
+
+    def _key(self, path: Path) -> str:
+        return Path(path).relative_to(self.path.parent).as_posix()
+
+    def check(self, path: str | Path) -> bool:
+        """Whether ``path`` exists and is the file recorded; an unrecorded or changed one is moved aside."""
+        from latent_edit_bench.assets import sha256_file
+
+        path = Path(path)
+        if not path.exists():
+            return False
+        want = self.hashes.get(self._key(path))
+        if want is not None and sha256_file(path) == want:
+            return True
+        quarantine(path, "not verified: its sha256 is not the one index.json records" if want
+                   else "not verified: index.json has no record of it")
+        return False
+
+    def record(self, path: str | Path) -> None:
+        from latent_edit_bench.assets import sha256_file
+
+        self.hashes[self._key(path)] = sha256_file(path)
+        write_text(self.path, json.dumps(self.hashes, indent=1, sort_keys=True))

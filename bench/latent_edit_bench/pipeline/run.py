@@ -299,8 +299,10 @@ class Run:
             if state in ("done", "failed"):
                 write_json(self.out / "manifest.json", manifest)
 
-        self.executor.execute(self, todo, on_event)
-        bar.close()
+        try:
+            self.executor.execute(self, todo, on_event)
+        finally:   # an error's line then starts on a line of its own
+            bar.close()
         write_json(self.out / "manifest.json", manifest)
         self.summarise(self.originals(), manifest)
         # the time all invocations took: a rerun that resumes (or only re-summarises) adds to it
