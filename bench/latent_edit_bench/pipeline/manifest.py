@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from latent_edit_bench.contracts.artifacts import module_fingerprint
-from latent_edit_bench.errors import CorruptFile
-from latent_edit_bench.fs import read_json, write_text
+from latent_edit_bench.errors import BenchError, CorruptFile
+from latent_edit_bench.fs import quarantine, read_json, write_text
 from latent_edit_bench.pipeline.config import SAMPLE_SEED_OFFSET
 
 PACKAGES = ("latent-edit-bench", "torch", "numpy", "pandas", "scipy", "pluggy", "safetensors", "seaborn",
@@ -35,7 +35,7 @@ def build_manifest(run) -> dict:
     weights = {"backbone": {"name": run.cfg.backbone, "sha256": module_fingerprint(run.backbone)}}
     weights.update({name: module_fingerprint(inst) for name, inst in run.instruments.items()})
     path = run.out / "manifest.json"
-    try:   # a corrupt one only loses the times it carried (Run._check_folder moved it aside already)
+    try:   # a corrupt one only loses the times it carried (check_folder moved it aside already)
         old = read_json(path) if path.exists() else {}
     except CorruptFile:
         old = {}
@@ -110,3 +110,28 @@ def failed_methods(folder) -> list[str]:
     path = Path(folder) / "manifest.json"
     methods = read_json(path).get("methods", {}) if path.is_file() else {}
     return [m for m, s in methods.items() if s.get("status") == "failed"]
+
+
+def check_folder(out: Path, cfg) -> None:
+    """Refuse an ``out`` that holds a run of another config (``cfg`` a RunConfig), naming each setting that
+    differs. A manifest.json that does not parse is moved aside with units.json: what config made the unit
+    files is unknown, so none is trusted (each is moved aside and redone; fits reload from the cache,
+    which verifies itself)."""
+    path = Path(out) / "manifest.json"
+    if not path.exists():
+        return
+    try:
+        old = read_json(path).get("config")
+    except (CorruptFile, AttributeError) as e:
+        quarantine(path, getattr(e, "why", "not a manifest"))
+        if (Path(out) / "units.json").exists():
+            quarantine(Path(out) / "units.json", "its run's manifest.json was corrupt")
+        return
+    new = cfg.to_dict()
+    if old is not None and old != new:
+        diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)]
+        hint = (f"; to score it with other metrics, `bench report {out} --metrics {','.join(cfg.metrics)}`"
+                if [k for k in new if old.get(k) != new[k]] == ["metrics"] else "")
+        raise BenchError(f"{out} holds a run with a different config ({'; '.join(diff)}); choose "
+                         f"another --out, rerun with the folder's settings, or remove the folder{hint}")

@@ -33,12 +33,12 @@ from latent_edit_bench.attributes import CELEBA_ATTRIBUTES
 from latent_edit_bench.contracts.instrument import require_supported
 from latent_edit_bench.contracts.artifacts import fit_or_load, module_fingerprint
 from latent_edit_bench.contracts.method import FitContext
-from latent_edit_bench.errors import BenchError, CorruptFile, short_reason
-from latent_edit_bench.fs import atomic, quarantine, read_json, save_tensors, writable_dir
+from latent_edit_bench.errors import BenchError, short_reason
+from latent_edit_bench.fs import atomic, quarantine, save_tensors, writable_dir
 from latent_edit_bench.pipeline.config import (DEFAULT_INSTRUMENTS, DEFAULT_LEVELS, DEFAULT_METRICS,  # noqa: F401
                                                EMOTION_BACKENDS, FIT_MODES, SAMPLE_SEED_OFFSET, RunConfig,
                                                config_from_dict, make_config, make_metrics, parse_levels, validate)
-from latent_edit_bench.pipeline.manifest import build_manifest, failed_methods, write_json
+from latent_edit_bench.pipeline.manifest import build_manifest, check_folder, failed_methods, write_json
 from latent_edit_bench.pipeline.protocol import ladder_edit
 from latent_edit_bench.pipeline.session import PRECISION_NOTES, Session
 from latent_edit_bench.pipeline.summary import VALIDITY_RECORD, summarise, table_hashes, unit_path, unprefix
@@ -71,7 +71,7 @@ class Run:
         self.metrics = make_metrics(cfg, self.plugins)
         writable_dir(self.out)
         writable_dir(self.cache_dir)
-        self._check_folder()
+        check_folder(self.out, cfg)
 
     def editor(self, method: str):
         """A fresh, unfitted editor of ``method`` with the preset's config and the run's overrides."""
@@ -79,27 +79,6 @@ class Run:
                                                       **self.cfg.overrides.get(method, {})})
 
     # -- folder ----------------------------------------------------------------------------------
-    def _check_folder(self) -> None:
-        path = self.out / "manifest.json"
-        if path.exists():
-            try:
-                old = read_json(path).get("config")
-            except (CorruptFile, AttributeError) as e:
-                # what config made the unit files is unknown now: none is trusted (without units.json,
-                # each is moved aside and redone); fits are reloaded from the cache, which verifies itself
-                quarantine(path, getattr(e, "why", "not a manifest"))
-                if (self.out / "units.json").exists():
-                    quarantine(self.out / "units.json", "its run's manifest.json was corrupt")
-                return
-            new = self.cfg.to_dict()
-            if old is not None and old != new:
-                diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
-                        if old.get(k) != new.get(k)]
-                hint = (f"; to score it with other metrics, `bench report {self.out} --metrics "
-                        f"{','.join(self.cfg.metrics)}`" if [k for k in new if old.get(k) != new[k]] == ["metrics"] else "")
-                raise BenchError(f"{self.out} holds a run with a different config ({'; '.join(diff)}); choose "
-                                 f"another --out, rerun with the folder's settings, or remove the folder{hint}")
-
     def unit_path(self, method: str | None, attr: str | None = None, seed: int = 0) -> Path:
         return unit_path(self.out, method, attr, seed)
 
