@@ -96,6 +96,7 @@ sys.exit(cli())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
 @pytest.mark.parametrize("target, how, fresh", [
     ("summary.csv", "fsync", False),           # a finished run re-summarising (it used to leave 0 bytes)
