@@ -72,8 +72,9 @@ def corrupted(folder: Path) -> list[str]:
 
 # -- kills in the middle of a write -------------------------------------------------------------------
 
-# `bench` in a process that SIGKILLs itself at one write: "fsync" leaves that file's temporary copy half
-# written (the data that reached the disk), "replace" leaves it whole but not yet renamed into place.
+# `bench` in a process that SIGKILLs itself at one write (KILL_AT: the end of the file's path): "fsync" leaves
+# that file's temporary copy half written (the data that reached the disk), "replace" leaves it whole but not
+# yet renamed into place.
 KILLER = r"""
 import os, signal, sys
 target, how = os.environ["KILL_AT"], os.environ["KILL_HOW"]
@@ -82,12 +83,12 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 def killing_fsync(fd):
     name = os.readlink(f"/proc/self/fd/{fd}")
-    if how == "fsync" and os.path.basename(name).startswith(target + ".tmp"):
+    if how == "fsync" and ".tmp" in name and name.rsplit(".tmp", 1)[0].endswith(target):
         os.truncate(name, os.path.getsize(name) // 2)
         die()
     fsync(fd)
 def killing_replace(src, dst, *a, **k):
-    if how == "replace" and os.path.basename(str(dst)) == target:
+    if how == "replace" and str(dst).endswith(target):
         die()
     replace(src, dst, *a, **k)
 os.fsync, os.replace = killing_fsync, killing_replace
@@ -103,10 +104,12 @@ sys.exit(cli())
     ("measurements.parquet", "replace", False),
     ("units.json", "fsync", True),
     ("manifest.json", "fsync", True),
-    ("Male.safetensors", "fsync", True),       # the first edit unit
+    ("interfacegan/seed0/Male.safetensors", "fsync", True),   # the second edit unit: the first is done
 ])
 def test_a_kill_mid_write_leaves_no_half_file_and_the_rerun_is_identical(tiny, tmp_path, bench_cli, target,
                                                                          how, fresh):
+    """The same command after the kill resumes: finished units are not redone (their files untouched),
+    the tables are byte-identical to an undisturbed run's."""
     out, cache = copy_run(tiny, tmp_path)
     if fresh:
         shutil.rmtree(out)
@@ -117,9 +120,13 @@ def test_a_kill_mid_write_leaves_no_half_file_and_the_rerun_is_identical(tiny, t
     for name in CSVS + PARQUETS:   # what a later command reads is the old file or none, never a part
         if (out / name).exists():
             assert (out / name).read_bytes() == (tiny[0] / name).read_bytes(), name
+    done = {p: p.stat().st_mtime_ns for p in (out / "units").rglob("*.safetensors")} if (out / "units").exists() else {}
     res = bench_cli(*TINY, "--out", out, "--cache", cache)
     assert res.exit_code == 0, res.output
     assert_same_tables(out, tiny[0])
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items()), "a finished unit was redone"
+    if target.startswith("interfacegan"):
+        assert _unit(out) in done and "sefa: ladder edits" not in res.output
     assert not list(out.glob("*.tmp*")), "the rerun leaves no temporary file at the top of the folder"
 
 
@@ -142,13 +149,13 @@ def _unit(out: Path) -> Path:
 
 @pytest.mark.parametrize("damage, quarantined", [
     (lambda out: _flip(_unit(out)), "Male.corrupt-"),
-    (lambda out: (_truncate(_unit(out)), (out / "units.json").unlink()), "Male.corrupt-"),   # used to: SafetensorError
-    (lambda out: _truncate(out / "units.json"), "units.corrupt-"),           # used to: JSONDecodeError
+    # a truncated index (used to: JSONDecodeError) and a truncated unit it no longer vouches for (SafetensorError)
+    (lambda out: (_truncate(_unit(out)), _truncate(out / "units.json")), ("units.corrupt-", "Male.corrupt-")),
     (lambda out: _truncate(out / "manifest.json"), "manifest.corrupt-"),     # used to: JSONDecodeError
     (lambda out: _truncate(out / "validity.csv"), "validity.corrupt-"),
     (lambda out: (out / "summary.csv").write_bytes(b""), None),             # rewritten from the units
     (lambda out: _truncate(out / "measurements.parquet"), None),
-], ids=["unit-flipped", "unit-truncated-no-index", "units.json-truncated", "manifest-truncated",
+], ids=["unit-flipped", "unit-and-units.json-truncated", "manifest-truncated",
         "validity-truncated", "summary-emptied", "measurements-truncated"])
 def test_a_damaged_run_file_is_moved_aside_and_redone(tiny, tmp_path, bench_cli, damage, quarantined):
     out, cache = copy_run(tiny, tmp_path)
@@ -156,8 +163,8 @@ def test_a_damaged_run_file_is_moved_aside_and_redone(tiny, tmp_path, bench_cli,
     res = bench_cli(*TINY, "--out", out, "--cache", cache)
     assert res.exit_code == 0, res.output
     assert_same_tables(out, tiny[0])
-    if quarantined:
-        assert any(n.startswith(quarantined) for n in corrupted(out)), corrupted(out)
+    for prefix in [quarantined] if isinstance(quarantined, str) else quarantined or []:
+        assert any(n.startswith(prefix) for n in corrupted(out)), corrupted(out)
     assert bench_cli("report", out, "-o", tmp_path / "r.html").exit_code == 0
 
 

@@ -20,7 +20,7 @@ from latent_edit_bench.pipeline.session import Session
 from latent_edit_bench.plugins import get_plugins
 from latent_edit_bench.pipeline.protocol import DEFAULT_TOL, matched_edit, native_edit
 from latent_edit_bench.methods.interfacegan import InterFaceGAN
-from conftest import run_bench, usable_probe
+from conftest import usable_probe
 
 TORCH_THREADS = 1
 K, ATTR = 4.0, "Pale_Skin"
@@ -182,14 +182,14 @@ def test_fit_usage_errors(args, needle, bench_cli):
 
 
 @pytest.mark.slow
-def test_fit_cli_stores_then_hits_cache(tmp_path):
+def test_fit_cli_stores_then_hits_cache(tmp_path, bench_cli):
     args = ["fit", "--methods", "sefa", "--attrs", "Male", "--fit-seeds", "1", "--cache", str(tmp_path), "--device",
             "cpu"]
-    first = run_bench(*args)
-    assert first.returncode == 0, first.stderr
+    first = bench_cli(*args)
+    assert first.exit_code == 0, first.stderr
     assert "sefa: fitted, stored" in first.stdout
-    second = run_bench(*args)
-    assert second.returncode == 0, second.stderr
+    second = bench_cli(*args)
+    assert second.exit_code == 0, second.stderr
     assert "sefa: cache hit, loaded" in second.stdout
     assert len(list((tmp_path / "sefa").glob("*.safetensors"))) == 1
     # what `bench fit` stored is what `bench run` loads (same per-attribute, per-seed key)
