@@ -147,6 +147,7 @@ def _unit(out: Path) -> Path:
     return out / "units" / "sefa" / "seed0" / "Male.safetensors"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, quarantined", [
     (lambda out: _flip(_unit(out)), "Male.corrupt-"),
     # a truncated index (used to: JSONDecodeError) and a truncated unit it no longer vouches for (SafetensorError)
@@ -168,6 +169,7 @@ def test_a_damaged_run_file_is_moved_aside_and_redone(tiny, tmp_path, bench_cli,
     assert bench_cli("report", out, "-o", tmp_path / "r.html").exit_code == 0
 
 
+@pytest.mark.slow
 def test_two_faults_a_flipped_artifact_without_its_sidecar_is_refitted_not_trusted(tiny, tmp_path, bench_cli):
     """The case that once gave silently wrong numbers: 40 flipped bytes and no sidecar to check them."""
     _, cache = copy_run(tiny, tmp_path)
@@ -222,6 +224,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_blames_no_method_and_the_rerun_is_identical(tiny, tmp_path, small_disk,
                                                                               bench_cli):
     _, cache = copy_run(tiny, tmp_path)
@@ -247,6 +250,7 @@ def test_a_read_only_folder_is_refused_in_one_line(tiny, tmp_path, small_disk, b
     one_line_error(bench_cli("report", tiny[0], "-o", small_disk / "r.html"), "cannot write", "Read-only")
 
 
+@pytest.mark.slow
 def test_permission_denied_inside_a_unit_stops_the_run_without_blaming_the_method(tiny, tmp_path, bench_cli,
                                                                                   monkeypatch):
     """Root ignores file modes, so the fault is injected where the unit writes its file."""
