@@ -42,7 +42,7 @@ demo: $(STAMP)
 test: $(TEST_STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q
 
-# under 3 min on 2 cores (2:41 on an AMD EPYC): every test but those marked @pytest.mark.slow (pyproject.toml's marker)
+# under 3 min on 2 cores (2:52 on an AMD EPYC): every test but those marked @pytest.mark.slow (pyproject.toml's marker)
 test-fast: $(TEST_STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -m "not slow"
 
