@@ -367,3 +367,23 @@ def test_files_are_created_with_the_users_umask(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=120)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"a.safetensors": 0o664, "a.json": 0o664, "u.safetensors": 0o664, "m.json": 0o664}
+
+
+def test_a_hash_index_vouches_only_for_the_files_it_recorded(tmp_path):
+    """bench augment's and bench invert's resume check (fs.HashIndex): a file counts as done only if the
+    index records its sha256; a changed or unrecorded file is moved aside; a corrupt index vouches for none."""
+    from latent_edit_bench.fs import HashIndex
+
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    index = HashIndex(tmp_path / "index.json")
+    index.record(a)
+    assert index.check(a) and not index.check(tmp_path / "missing.bin")
+    assert not index.check(b) and not b.exists()                    # unrecorded: moved aside, to be redone
+    a.write_bytes(b"One")
+    assert not HashIndex(tmp_path / "index.json").check(a) and not a.exists()
+    a.write_bytes(b"one")
+    (tmp_path / "index.json").write_text('{"a.bin": "')              # truncated
+    assert not HashIndex(tmp_path / "index.json").check(a)
+    assert sorted(p.name.split(".corrupt-")[0] for p in tmp_path.glob("*.corrupt-*")) == ["a", "a", "b", "index"]

@@ -18,7 +18,7 @@ from latent_edit_bench.invert.quality import INVERT_ROLES, emotion_instrument, q
 def invert_photos(paths, out: Path, session, backbone, cfg: InvertConfig, box=None, emotion: str = "auto",
                   log=print, max_pixels: int | None = None) -> Path:
     """Align, project and score every photo; resumable per photo. Returns the quality table's path."""
-    from latent_edit_bench.fs import writable_dir
+    from latent_edit_bench.fs import HashIndex, writable_dir
     from latent_edit_bench.images import MAX_PIXELS, load_images, to_tensor, to_uint8
 
     cfg.check()
@@ -34,8 +34,9 @@ def invert_photos(paths, out: Path, session, backbone, cfg: InvertConfig, box=No
     template = alignment_template(backbone, lm_inst, batch_size=session.batch_size)
     # align everything first: a photo that cannot be aligned stops the command before the long part
     todo, done = [], 0
+    index = HashIndex(out / "latents" / "index.json")   # a latents file counts as done only if it is the one written
     for (path, rgb), name in zip(photos, names):
-        if latents_file(out, name).exists():
+        if index.check(latents_file(out, name)):
             done += 1
             continue
         crops = align_faces(rgb, template, lm_inst, boxes=[box] if box else None, name=str(path), detector=detector)
@@ -60,4 +61,5 @@ def invert_photos(paths, out: Path, session, backbone, cfg: InvertConfig, box=No
                     "config": json.dumps(asdict(cfg)), "instruments": json.dumps(roles), "loss": f"{float(proj.loss[j]):.6g}",
                     **{k: f"{float(v[j]):.6g}" for k, v in q.items()}}
             write_inverted(out, name, crop, recon[j], tensors, meta)
+            index.record(latents_file(out, name))
     return write_quality_table(out)
