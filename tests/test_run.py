@@ -263,6 +263,8 @@ def test_a_failing_method_is_recorded_and_the_others_complete(tmp_path, cache):
     (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "0"], "--levels must lie in (0, 1)"),
     (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "a,b"], "expected numbers in (0, 1) separated by commas"),
     (["run", "--methods", "sefa", "--attrs", "Male", "--levels", "0.1,,0.2"], "has an empty item"),
+    (["run", "--methods", "sefa,,interfacegan", "--attrs", "Male"], "--methods 'sefa,,interfacegan' has an empty item"),
+    (["run", "--methods", "sefa", "--attrs", "Male,"], "--attrs 'Male,' has an empty item"),
     (["run", "--methods", "sefa", "--attrs", "male"], "unknown attribute 'male' (did you mean 'Male'?)"),
     (["run", "--methods", "Sefa", "--attrs", "Male"], "unknown method 'Sefa' (did you mean 'sefa'?)"),
     (["run", "--methods", "sefa,interfacegan", "--attrs", "Male", "--reference", "hfld"],

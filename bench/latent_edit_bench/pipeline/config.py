@@ -69,10 +69,18 @@ class RunConfig:
 
 # -- set-up: validate everything before any work ----------------------------------------------------
 
-def _split(names) -> tuple:
+def _split(names, option: str) -> tuple:
+    """"a,b" (or a sequence) -> ("a", "b"); an empty item ("a,,b", "a,") is a BenchError: a list the shell
+    or a script mangled should not run as a shorter one."""
     if isinstance(names, str):
+        if not names.strip():
+            return ()   # validate() says what an empty --methods / --attrs needs
         names = names.split(",")
-    return tuple(n.strip() for n in names if n.strip())
+    parts = tuple(str(n).strip() for n in names)
+    if not all(parts):
+        raise BenchError(f"{option} {','.join(parts)!r} has an empty item; write NAME1,NAME2,... without "
+                         f"empty entries")
+    return parts
 
 
 def parse_levels(text: str) -> tuple:
@@ -96,7 +104,7 @@ def make_config(methods, attrs, preset: str = "quick", n: int | None = None, fit
         kw["levels"] = parse_levels(levels) if isinstance(levels, str) else tuple(float(v) for v in levels)
     if kw.get("reference") is None:
         kw.pop("reference", None)
-    cfg = RunConfig(methods=_split(methods), attrs=_split(attrs), preset=preset, **kw)
+    cfg = RunConfig(methods=_split(methods, "--methods"), attrs=_split(attrs, "--attrs"), preset=preset, **kw)
     if "reference" not in kw and cfg.reference not in cfg.methods and cfg.methods:
         cfg.reference = cfg.methods[0]
     cfg.n = int(p["n_eval"]) if n is None else int(n)
