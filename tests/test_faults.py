@@ -192,11 +192,18 @@ def test_status_and_report_name_a_corrupt_index_in_one_line(tiny, tmp_path, benc
         one_line_error(bench_cli("report", out, "-o", tmp_path / "r.html"), name, "bench run")
 
 
-def test_report_reads_only_the_tables_the_run_wrote(tiny, tmp_path, bench_cli):
+def test_report_plan_and_the_api_read_only_the_tables_the_run_wrote(tiny, tmp_path, bench_cli):
+    from latent_edit_bench import api
+    from latent_edit_bench.errors import BenchError
+
     out, _ = copy_run(tiny, tmp_path)
-    rows = (out / "summary.csv").read_text().splitlines(keepends=True)
-    (out / "summary.csv").write_text("".join(rows[: len(rows) // 2]))   # still parses: only the hash tells
+    for name in ("summary.csv", "power.csv"):
+        rows = (out / name).read_text().splitlines(keepends=True)
+        (out / name).write_text("".join(rows[: max(1, len(rows) // 2)]))   # still parses: only the hash tells
     one_line_error(bench_cli("report", out, "-o", tmp_path / "r.html"), "summary.csv", "sha256", "bench run")
+    one_line_error(bench_cli("plan", out), "power.csv", "sha256", "bench run")
+    with pytest.raises(BenchError, match="summary.csv is not the file the run wrote"):
+        api.load_run(out)
 
 
 def test_report_of_an_unfinished_run_says_how_to_resume(tiny, tmp_path, bench_cli):

@@ -35,6 +35,7 @@ import numpy as np
 from scipy.stats import norm
 
 from latent_edit_bench.fs import read_json
+from latent_edit_bench.pipeline.tables import verify_tables
 from latent_edit_bench.pipeline.units import read_ledger
 
 ALPHA = 0.05
@@ -276,6 +277,7 @@ def load_comparisons(run_dir: Path) -> list[Comparison]:
     if not path.exists():
         raise BenchError(f"{run_dir} has no power.csv (a run summarised by an older version); "
                          f"rerun the same `bench run` command to re-summarise it")
+    verify_tables(run_dir, read_json(run_dir / "manifest.json"), names=("power.csv",))
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError) as e:

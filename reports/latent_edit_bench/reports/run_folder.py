@@ -16,6 +16,7 @@ from latent_edit_bench.fs import read_json
 from latent_edit_bench.pipeline import power
 from latent_edit_bench.pipeline.analysis import (COMPARISON_COLUMNS, RANKING_COLUMNS, SEEDS_COLUMNS, SUMMARY_COLUMNS,
                                                  comparison_p_holm, ranking_p_holm)
+from latent_edit_bench.pipeline.tables import verify_tables
 from latent_edit_bench.pipeline.validity import VALIDITY_COLUMNS
 
 TEXT_COLUMNS = {"attr", "method", "metric", "quantity", "label", "better", "table", "test", "reference",
@@ -121,7 +122,7 @@ def load_run(path: Path) -> Run:
         raise BenchError(f"{e}; {resume}") from None
     if not isinstance(manifest, dict):
         raise BenchError(f"{path / 'manifest.json'} must hold a JSON object")
-    _check_tables(path, manifest.get("tables") or {}, resume)
+    verify_tables(path, manifest)
     summary = _read_csv(path / "summary.csv", SUMMARY_COLUMNS)
     frames, absent = {}, []
     for name, columns in OPTIONAL.items():
@@ -135,20 +136,6 @@ def load_run(path: Path) -> Run:
     return Run(str(manifest.get("id") or path.name), path, manifest, summary, frames["seeds.csv"],
                comparison, holm_for_older_ranking(frames["ranking.csv"]), absent, _plans(path),
                _read_csv(path / "validity.csv", VALIDITY_COLUMNS) if (path / "validity.csv").is_file() else None)
-
-
-def _check_tables(path: Path, recorded: dict, resume: str) -> None:
-    """Every table the manifest records must be the file the run wrote (a folder from before the manifest
-    recorded them is read as it is)."""
-    from latent_edit_bench.assets import sha256_file
-
-    for name, digest in recorded.items():
-        f = path / name
-        if not f.is_file():
-            raise BenchError(f"{f} is missing; {resume.replace('resumes it and writes', 'rewrites it and')}")
-        if sha256_file(f) != digest:
-            raise BenchError(f"{f} is not the file the run wrote (its sha256 differs from manifest.json's); "
-                             f"{resume.replace('resumes it and writes', 'rewrites it and')}")
 
 
 def _plans(path: Path) -> dict:
