@@ -49,9 +49,9 @@ def test_measure_grace_hopper_prints_emotions_and_writes_an_overlay(tmp_path):
     assert table.filter(regex=r"^landmark\.\d+\.[xy]$").shape[1] == 136
 
 
-def test_missing_file_exits_2_and_names_it(tmp_path):
-    res = run_bench("measure", str(GRACE), str(tmp_path / "nope.jpg"), "-o", str(tmp_path))
-    assert res.returncode == 2
+def test_missing_file_exits_2_and_names_it(tmp_path, bench_cli):
+    res = bench_cli("measure", GRACE, tmp_path / "nope.jpg", "-o", tmp_path)
+    assert res.exit_code == 2
     assert "nope.jpg" in res.stderr and "not found" in res.stderr and "Traceback" not in res.stderr
     assert not list(tmp_path.glob("*.png"))   # checked before any work
 
@@ -81,9 +81,9 @@ def test_landmarks_agree_with_dlib_on_grace_hopper():
     assert landmark_error(ours, ref[::-1]) > 30   # and the check can fail
 
 
-def test_measure_uncropped_photo_finds_the_face(tmp_path):
-    res = run_bench("measure", str(GRACE), "-o", str(tmp_path), "--device", "cpu")
-    assert res.returncode == 0, res.stderr
+def test_measure_uncropped_photo_finds_the_face(tmp_path, bench_cli):
+    res = bench_cli("measure", GRACE, "-o", tmp_path, "--device", "cpu")
+    assert res.exit_code == 0, res.stderr
     assert "face 1: crop" in res.stdout and "face 2" not in res.stdout
     overlay = Image.open(tmp_path / "grace_hopper_faces.png")
     assert overlay.size[0] >= 512
@@ -92,11 +92,11 @@ def test_measure_uncropped_photo_finds_the_face(tmp_path):
     assert (box[1] + box[3]) / 2 < Image.open(GRACE).size[1] / 2
 
 
-def test_measure_photo_without_a_face_exits_2(tmp_path):
+def test_measure_photo_without_a_face_exits_2(tmp_path, bench_cli):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 150), (120, 130, 140)).save(blank)
-    res = run_bench("measure", str(blank), "-o", str(tmp_path), "--device", "cpu")
-    assert res.returncode == 2
+    res = bench_cli("measure", blank, "-o", tmp_path, "--device", "cpu")
+    assert res.exit_code == 2
     assert "no face found" in res.stderr + res.stdout and "--no-detect" in res.stderr + res.stdout
 
 
