@@ -42,7 +42,7 @@ import torch
 from latent_edit_bench.attributes import CELEBA_ATTRIBUTES, check_attributes
 from latent_edit_bench.contracts.instrument import require_supported
 from latent_edit_bench.faces import inter_ocular_68
-from latent_edit_bench.errors import BenchError, CorruptFile
+from latent_edit_bench.errors import BenchError
 from latent_edit_bench.fs import copy_file, save_csv, save_image, save_tensors
 
 DEFAULT_MAX_EMOTION_CHANGE = 0.22   # 90th percentile of the 1-px-shift null (docs/augment.md)
@@ -173,7 +173,7 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
             cache_dir: Path | str = "cache", log=print) -> Result:
     from safetensors.torch import load_file
 
-    from latent_edit_bench.fs import HashIndex, atomic, quarantine, read_json, writable_dir
+    from latent_edit_bench.fs import HashIndex, atomic, read_index, writable_dir
     from latent_edit_bench.images import to_uint8
     from latent_edit_bench.invert import emotion_instrument
     from latent_edit_bench.contracts.artifacts import fit_or_load
@@ -192,16 +192,10 @@ def augment(cfg: AugmentConfig, out: Path, session, from_dir: Path | None = None
     if from_dir is not None:
         key["from"] = str(Path(from_dir).resolve())
     key = json.loads(json.dumps(key))              # tuples -> lists, as read back from the file
-    if cfg_path.exists():
-        try:
-            old = read_json(cfg_path).get("unit_key")
-        except (CorruptFile, AttributeError) as e:   # what made the units is unknown: none is trusted
-            quarantine(cfg_path, getattr(e, "why", "not a config"))
-            if (out / "units" / "index.json").exists():
-                quarantine(out / "units" / "index.json", "its folder's config.json was corrupt")
-        else:
-            if old != key:
-                raise BenchError(f"{out} holds an augmentation with other settings; choose another -o or remove it")
+    # a corrupt config.json: what made the units is unknown, so it goes with the index that vouched for them
+    old = read_index(cfg_path, also=[out / "units" / "index.json"])
+    if old and old.get("unit_key") != key:
+        raise BenchError(f"{out} holds an augmentation with other settings; choose another -o or remove it")
     index = HashIndex(out / "units" / "index.json")   # every unit file is checked against it before use
 
     opts = {"weights": cfg.weights} if cfg.weights else {}

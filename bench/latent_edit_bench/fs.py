@@ -50,8 +50,8 @@ def atomic(path: str | Path) -> Iterator[Path]:
         fault = environment_fault(e)
         if fault is not None and not getattr(e, "filename", None):
             # a library's disk-full error (safetensors, pyarrow) names no file: say which one did not fit
-            raise OSError(getattr(errno, fault.errno_name), os.strerror(getattr(errno, fault.errno_name)),
-                          str(path)) from e
+            code = getattr(errno, fault.errno_name)
+            raise OSError(code, os.strerror(code), str(path)) from e
         raise
     finally:
         tmp.unlink(missing_ok=True)
@@ -84,12 +84,6 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
-    with atomic(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
 def save_image(image, path: str | Path) -> Path:
     """Write a PIL image atomically, in the format its suffix names (.png, .jpg, .webp)."""
     from PIL import Image
@@ -111,6 +105,26 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:   # JSONDecodeError is a ValueError
         raise CorruptFile(path, f"not valid JSON ({e})") from None
+
+
+def read_index(path: str | Path, also=(), valid: Callable[[Any], bool] = lambda d: isinstance(d, dict)) -> dict:
+    """The JSON mapping in one of the tool's own index files ({} if there is none). One that does not parse,
+    or that ``valid`` rejects, is moved aside together with the ``also`` files that depended on it, and {}
+    is returned: nothing it vouched for is trusted, so the caller redoes it."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        doc = read_json(path)
+        if not valid(doc):
+            raise CorruptFile(path, "not the mapping this file should hold")
+        return doc
+    except CorruptFile as e:
+        quarantine(path, e.why)
+        for dependent in also:
+            if Path(dependent).exists():
+                quarantine(dependent, f"{path.name}, which it depended on, was corrupt")
+        return {}
 
 
 def quarantine(path: str | Path, why: str = "", warn: bool = True) -> Path:
@@ -209,15 +223,7 @@ class HashIndex:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.hashes: dict[str, str] = {}
-        if self.path.exists():
-            try:
-                hashes = read_json(self.path)
-                if not isinstance(hashes, dict):
-                    raise CorruptFile(self.path, "not a mapping of file names to sha256")
-                self.hashes = hashes
-            except CorruptFile as e:
-                quarantine(self.path, e.why)
+        self.hashes: dict[str, str] = read_index(self.path)
 
     def _key(self, path: Path) -> str:
         return Path(path).relative_to(self.path.parent).as_posix()

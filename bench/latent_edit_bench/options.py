@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from latent_edit_bench.errors import BenchError
+
 Check = Callable[[object], "str | None"]
 
 
@@ -113,8 +115,6 @@ DIRECTIONS = {"n_samples": at_least(2), "top_k": at_least(1), "probe_sigmas": po
 def check_options(kind: str, name: str, config: dict, limits: dict[str, Check]) -> None:
     """BenchError naming the first option of ``config`` a check of ``limits`` refuses, its value and what
     is valid; options ``config`` does not have are skipped (shared limit tables)."""
-    from latent_edit_bench.errors import BenchError
-
     for key, check in limits.items():
         if key in config:
             problem = check(config[key])

@@ -151,8 +151,10 @@ def quarantine(path: Path, why: str) -> Path:
     inspection rather than deleted, and warn naming it; returns the new path."""
     path = Path(path)
     bad = fs_quarantine(path, warn=False)
-    if sidecar(path).exists():
+    try:
         os.replace(sidecar(path), sidecar(bad))
+    except FileNotFoundError:   # another process quarantined it first, or there was no sidecar
+        pass
     logger.warning("corrupt artifact %s (%s); moved to %s, refitting", path, why, bad)
     return bad
 

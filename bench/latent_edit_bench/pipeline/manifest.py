@@ -14,7 +14,7 @@ import torch
 
 from latent_edit_bench.contracts.artifacts import module_fingerprint
 from latent_edit_bench.errors import BenchError, CorruptFile
-from latent_edit_bench.fs import quarantine, read_json, write_text
+from latent_edit_bench.fs import read_index, read_json, write_text
 from latent_edit_bench.pipeline.config import SAMPLE_SEED_OFFSET
 
 PACKAGES = ("latent-edit-bench", "torch", "numpy", "pandas", "scipy", "pluggy", "safetensors", "seaborn",
@@ -117,16 +117,7 @@ def check_folder(out: Path, cfg) -> None:
     differs. A manifest.json that does not parse is moved aside with units.json: what config made the unit
     files is unknown, so none is trusted (each is moved aside and redone; fits reload from the cache,
     which verifies itself)."""
-    path = Path(out) / "manifest.json"
-    if not path.exists():
-        return
-    try:
-        old = read_json(path).get("config")
-    except (CorruptFile, AttributeError) as e:
-        quarantine(path, getattr(e, "why", "not a manifest"))
-        if (Path(out) / "units.json").exists():
-            quarantine(Path(out) / "units.json", "its run's manifest.json was corrupt")
-        return
+    old = read_index(Path(out) / "manifest.json", also=[Path(out) / "units.json"]).get("config")
     new = cfg.to_dict()
     if old is not None and old != new:
         diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))

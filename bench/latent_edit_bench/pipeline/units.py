@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from latent_edit_bench.errors import BenchError, CorruptFile, environment_fault
-from latent_edit_bench.fs import quarantine, read_json, write_text
+from latent_edit_bench.fs import read_index, read_json, write_text
 
 STATES = ("pending", "running", "done", "failed", "skipped")
 
@@ -104,11 +104,24 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _is_ledger(doc) -> bool:
+    return isinstance(doc, dict) and all(isinstance(r, dict) for r in doc.values())
+
+
+def _resume_hint(out: Path) -> str:
+    return f"`bench run --out {out}` with the run's options moves it aside and redoes what it held"
+
+
 def read_ledger(path: Path) -> dict[str, dict]:
-    """units.json as {unit id: record}; CorruptFile if it does not parse or is not such a mapping."""
-    units = read_json(path)
-    if not isinstance(units, dict) or not all(isinstance(r, dict) for r in units.values()):
-        raise CorruptFile(path, "not a units.json mapping of unit ids to records")
+    """units.json as {unit id: record}, for readers beside a running driver; a file that does not parse or
+    is not such a mapping is a CorruptFile naming it and the fix."""
+    path = Path(path)
+    try:
+        units = read_json(path)
+    except CorruptFile as e:
+        raise CorruptFile(path, e.why, _resume_hint(path.parent)) from None
+    if not _is_ledger(units):
+        raise CorruptFile(path, "not a units.json mapping of unit ids to records", _resume_hint(path.parent))
     return units
 
 
@@ -119,23 +132,15 @@ class Ledger:
 
     def __init__(self, out: Path, repair: bool = True):
         """``repair``: the driver's ledger. A units.json that does not parse is quarantined (no record then
-        vouches for any unit file: each is moved aside and redone) and temporary files a killed driver left
-        are removed. Readers beside a running driver (rescore) pass False: a corrupt file is then a
-        CorruptFile naming it."""
+        vouches for any unit file: each is moved aside and redone; the temporary files a killed driver left
+        are swept by ``Run.execute``). Readers beside a running driver (rescore) pass False: a corrupt file
+        is then a CorruptFile naming it."""
         self.path = Path(out) / "units.json"
-        self.units: dict[str, dict] = {}
-        if self.path.exists():
-            try:
-                self.units = read_ledger(self.path)
-            except CorruptFile as e:
-                if not repair:
-                    raise CorruptFile(e.path, e.why, f"`bench run --out {self.path.parent}` with the run's "
-                                                     "options moves it aside and redoes what it held") from None
-                quarantine(self.path, e.why)
-        self._deferred = 0
         if repair:
-            for stale in self.path.parent.glob(self.path.name + ".tmp*"):   # a driver killed mid-write
-                stale.unlink(missing_ok=True)
+            self.units: dict[str, dict] = read_index(self.path, valid=_is_ledger)
+        else:
+            self.units = read_ledger(self.path) if self.path.exists() else {}
+        self._deferred = 0
 
     def get(self, uid: str) -> dict:
         return self.units.get(uid, {})
@@ -260,15 +265,14 @@ def unit_states(out: Path) -> list[dict]:
     man = out / "manifest.json"
     if not man.exists():
         raise BenchError(f"{out} is not a run folder (no manifest.json); pass the folder `bench run` wrote")
-    fix = f"`bench run --out {out}` with the run's options moves it aside and redoes what it held"
     try:   # read only: the driver alone quarantines (status may run beside it)
         manifest = read_json(man)
         cfg = manifest["config"]
-        records = read_ledger(out / "units.json") if (out / "units.json").exists() else {}
     except CorruptFile as e:
-        raise CorruptFile(e.path, e.why, fix) from None
+        raise CorruptFile(man, e.why, _resume_hint(out)) from None
     except (KeyError, TypeError):
-        raise CorruptFile(man, "no run config in it", fix) from None
+        raise CorruptFile(man, "no run config in it", _resume_hint(out)) from None
+    records = Ledger(out, repair=False).units
     seeds = manifest.get("seeds", {}).get("fit") or [cfg["seed"] + k for k in range(int(cfg["fit_seeds"]))]
     units = all_units(cfg["methods"], cfg["attrs"], seeds, joint=manifest.get("joint_fits", ()))
     rows = []
